@@ -1,0 +1,144 @@
+"""Answers of the character-centric plot reasoning stage (paper Fig. 9 for the first segment, Fig. 10 after).
+
+Field names follow the paper so that prompts, answers and the CPM speak one vocabulary. Lenient where models
+are sloppy (missing optional lists, "Unnamed" names), strict where the CPM depends on it (ids).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from annotator.schemas.timecode import Seconds
+
+CODE_PATTERN = re.compile(r"^(char|unknown)_(\d{1,6})$")
+UNNAMED = "Unnamed"
+
+
+def is_unnamed(name: str | None) -> bool:
+    return name is None or name.strip().lower() in {"", "unnamed", "unknown", "none", "n/a"}
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class SegmentInfo(_Answer):
+    segment_index: int
+    duration: str = ""
+    main_location: str = ""
+    time_period: str = ""
+    continuity_note: str | None = None
+
+
+class SegmentAppearance(_Answer):
+    timestamp: Seconds
+    action: str = ""
+
+
+class NewInfo(_Answer):
+    appearance: str | None = None
+    voice: str | None = None
+    personality: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+
+
+class PlotCharacter(_Answer):
+    """A character as the model reports it for one segment (first-segment fields plus matching fields)."""
+
+    id: str = Field(description="char_NNN if the character's name is known, unknown_NNN otherwise")
+    name: str = Field(default=UNNAMED, description="name heard or seen in the video, or 'Unnamed'")
+    aliases: list[str] = Field(default_factory=list)
+    appearance: str = ""
+    voice: str = ""
+    personality: str = ""
+    first_appear: Seconds | None = None
+    role_type: str = ""
+    appearances_in_segment: list[SegmentAppearance] = Field(default_factory=list)
+    matched_from: str | None = Field(default=None, description="id of the known character this one is")
+    match_confidence: Literal["high", "medium", "low"] | None = None
+    match_reason: str | None = None
+    new_info: NewInfo | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _strip_id(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("character id is empty")
+        return value
+
+    @field_validator("match_confidence", mode="before")
+    @classmethod
+    def _lower_confidence(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class NameUpdate(_Answer):
+    unknown_id: str
+    name: str
+    evidence: str = ""
+
+
+class MainEvent(_Answer):
+    timestamp: Seconds
+    description: str
+    involved_characters: list[str] = Field(default_factory=list)
+
+
+class PlotSummary(_Answer):
+    main_events: list[MainEvent] = Field(default_factory=list)
+    narrative: str = ""
+    connection_to_previous: str | None = None
+
+
+class PlotRelationship(_Answer):
+    char1_id: str
+    char2_id: str
+    relationship: str
+    evidence: str = ""
+    is_new: bool | None = None
+
+
+class SceneTransition(_Answer):
+    timestamp: Seconds
+    from_scene: str = ""
+    to_scene: str = ""
+    transition_type: str = ""
+
+
+class AudioElements(_Answer):
+    background_music: str = ""
+    sound_effects: list[str] = Field(default_factory=list)
+    ambient_sound: str = ""
+
+
+class NewCharacterSummary(_Answer):
+    id: str
+    name: str = UNNAMED
+    appearance: str = ""
+    voice: str = ""
+    role_in_segment: str = ""
+
+
+class PlotReasoning(_Answer):
+    """The plot-reasoning answer for any segment; the first segment simply leaves the matching fields empty."""
+
+    segment_info: SegmentInfo
+    characters: list[PlotCharacter] = Field(default_factory=list)
+    name_updates: list[NameUpdate] = Field(default_factory=list)
+    plot_summary: PlotSummary = Field(default_factory=PlotSummary)
+    relationships: list[PlotRelationship] = Field(default_factory=list)
+    scene_transitions: list[SceneTransition] = Field(default_factory=list)
+    audio_elements: AudioElements | None = None
+    new_characters_summary: list[NewCharacterSummary] = Field(default_factory=list)
+
+
+class FirstSegmentPlot(PlotReasoning):
+    """Fig. 9: the cold-start answer (no known characters to match against)."""
+
+
+class NextSegmentPlot(PlotReasoning):
+    """Fig. 10: the answer for segment k > 1, matched against the CPM's character context."""

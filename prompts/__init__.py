@@ -1,0 +1,1 @@
+"""Prompt templates as data files (`<stage>.v<N>.md`), read by annotator.prompting. No code lives here."""

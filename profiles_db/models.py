@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -25,7 +25,7 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class Job(Base):
@@ -34,7 +34,9 @@ class Job(Base):
     source: Mapped[str] = mapped_column(Text)
     out: Mapped[str] = mapped_column(Text)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|failed|cancelled
+    status: Mapped[str] = mapped_column(
+        String(16), default="pending"
+    )  # pending|running|done|failed|cancelled
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -87,7 +89,9 @@ class StageRun(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
-    outcome: Mapped[str | None] = mapped_column(String(24))  # done|truncated|blocked|timeout|invalid_output|error
+    outcome: Mapped[str | None] = mapped_column(
+        String(24)
+    )  # done|truncated|blocked|timeout|invalid_output|error
     model: Mapped[str | None] = mapped_column(String(128))
     prompt_version: Mapped[str | None] = mapped_column(String(64))
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
@@ -111,7 +115,9 @@ class Character(Base):
     appearance: Mapped[str] = mapped_column(Text, default="")
     voice: Mapped[str] = mapped_column(Text, default="")
     personality: Mapped[str] = mapped_column(Text, default="")
-    merged_into: Mapped[int | None] = mapped_column(ForeignKey("characters.id", ondelete="SET NULL"), index=True)
+    merged_into: Mapped[int | None] = mapped_column(
+        ForeignKey("characters.id", ondelete="SET NULL"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -174,7 +180,9 @@ class Merge(Base):
     into_id: Mapped[int] = mapped_column(ForeignKey("characters.id", ondelete="CASCADE"), index=True)
     segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="SET NULL"))
     reason: Mapped[str] = mapped_column(Text)
-    moved: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what was re-pointed, so unmerge can undo it
+    moved: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict
+    )  # what was re-pointed, so unmerge can undo it
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -187,5 +195,7 @@ class SegmentPlot(Base):
     narrative: Mapped[str] = mapped_column(Text, default="")
     continuity_note: Mapped[str | None] = mapped_column(Text)
     main_events: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    code_map: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # model's id → canonical code at apply
+    code_map: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict
+    )  # model's id → canonical code at apply
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

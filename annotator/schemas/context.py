@@ -21,6 +21,9 @@ class CharacterProfile(BaseModel):
     first_seen_segment: int | None = None
     last_seen_segment: int | None = None
     appearances: int = 0
+    former_codes: list[str] = Field(
+        default_factory=list, description="codes this character was known by before"
+    )
 
     @property
     def display_name(self) -> str:

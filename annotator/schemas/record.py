@@ -51,7 +51,9 @@ class RecordMeta(BaseModel):
     prompt_versions: dict[str, str] = Field(default_factory=dict)
     tokens: dict[str, int] = Field(default_factory=dict)
     cost_usd: float = 0.0
-    reasoning_content: str | None = Field(default=None, description="the distiller's own reasoning, if returned")
+    reasoning_content: str | None = Field(
+        default=None, description="the distiller's own reasoning, if returned"
+    )
 
 
 class Record(BaseModel):

@@ -26,8 +26,12 @@ def _blank_to_none(value: object) -> object:
 
 class ScriptEvent(_Part):
     timestamp: Seconds
-    end_timestamp: Seconds | None = Field(default=None, description="optional end; otherwise the next event's start")
-    character: str = Field(description="character id from the profiles (char_NNN/unknown_NNN) or 'Environment'")
+    end_timestamp: Seconds | None = Field(
+        default=None, description="optional end; otherwise the next event's start"
+    )
+    character: str = Field(
+        description="character id from the profiles (char_NNN/unknown_NNN) or 'Environment'"
+    )
     character_id: str | None = Field(default=None, description="canonical CPM code, filled in at export")
     action: str | None = None
     expression: str | None = None

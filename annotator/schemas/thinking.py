@@ -31,5 +31,7 @@ class DistilledThinking(BaseModel):
         """The trace placed inside <think>…</think> of the SFT message."""
         lines = [self.thinking.strip(), "", "Plot: " + self.plot_summary.strip()]
         if self.relationships:
-            lines.append("Relationships: " + "; ".join(f"{r.a} – {r.b}: {r.relationship}" for r in self.relationships))
+            lines.append(
+                "Relationships: " + "; ".join(f"{r.a} – {r.b}: {r.relationship}" for r in self.relationships)
+            )
         return "\n".join(line for line in lines if line is not None).strip()

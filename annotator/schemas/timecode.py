@@ -41,8 +41,8 @@ def parse_timestamp(value: object) -> float:
 
 
 def format_timestamp(seconds: float) -> str:
-    """"MM:SS" (minutes may exceed 59) for prompts and the simulator's answers."""
-    whole = int(round(seconds))
+    """ "MM:SS" (minutes may exceed 59) for prompts and the simulator's answers."""
+    whole = round(seconds)
     return f"{whole // 60:02d}:{whole % 60:02d}"
 
 

@@ -1,0 +1,82 @@
+"""What every backend takes and returns, and the errors the stages understand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+Outcome = Literal["done", "truncated", "blocked", "timeout", "invalid_output", "error", "auth"]
+
+
+class Media(BaseModel):
+    """A video the model should watch: a local file, optionally a window of it (seconds within the file)."""
+
+    path: Path
+    sha256: str
+    mime_type: str = "video/mp4"
+    start_offset_s: float | None = None
+    end_offset_s: float | None = None
+    fps: float | None = None
+    resolution: Literal["low", "medium", "high"] | None = None
+
+
+class ModelRequest(BaseModel):
+    stage: str
+    model: str
+    prompt: str
+    prompt_version: str
+    media: Media | None = None
+    response_schema: dict | None = None  # JSON Schema of the expected answer
+    schema_name: str | None = None
+    history: list[tuple[str, str]] = Field(
+        default_factory=list
+    )  # (role, text) turns before `prompt` (repairs)
+    max_output_tokens: int = 32768
+    temperature: float = 0.2
+
+
+class ModelResponse(BaseModel):
+    text: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: str | None = None
+    reasoning_content: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return (self.finish_reason or "").upper() in {"MAX_TOKENS", "LENGTH"}
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, request: ModelRequest) -> ModelResponse: ...
+
+
+class ModelCallError(RuntimeError):
+    """A call that failed for good. `outcome` says why; the message never contains a secret."""
+
+    def __init__(self, message: str, *, outcome: Outcome = "error", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.outcome: Outcome = outcome
+        self.retryable = retryable
+
+
+class RetryableError(ModelCallError):
+    """429, 5xx, timeouts, resets: worth another try, after `retry_after_s` if the server said so."""
+
+    def __init__(
+        self, message: str, *, retry_after_s: float | None = None, outcome: Outcome = "error"
+    ) -> None:
+        super().__init__(message, outcome=outcome, retryable=True)
+        self.retry_after_s = retry_after_s
+
+
+class BlockedError(ModelCallError):
+    """The provider refused to answer (safety, recitation): deterministic, retrying the same request is waste."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, outcome="blocked")

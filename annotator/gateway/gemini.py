@@ -1,0 +1,183 @@
+"""Gemini through google-genai: API key or Vertex AI, base_url override, inline media or the Files API."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+try:  # google-genai moved from httpx to httpx2; accept either
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover
+    import httpx  # type: ignore[no-redef]
+from google import genai
+from google.genai import errors, types
+
+from annotator.gateway.base import (
+    BlockedError,
+    Media,
+    ModelCallError,
+    ModelRequest,
+    ModelResponse,
+    RetryableError,
+)
+from annotator.gateway.errors import redact, retry_after_seconds
+from annotator.settings import ModelSettings
+
+log = logging.getLogger(__name__)
+_BLOCKING = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
+_RESOLUTION = {
+    "low": types.MediaResolution.MEDIA_RESOLUTION_LOW,
+    "medium": types.MediaResolution.MEDIA_RESOLUTION_MEDIUM,
+    "high": types.MediaResolution.MEDIA_RESOLUTION_HIGH,
+}
+KEY_HINT = "set GEMINI_API_KEY (or V2S_GEMINI_API_KEY), or V2S_VERTEX_PROJECT for Vertex AI"
+
+
+class GeminiBackend:
+    name = "gemini"
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self.settings = settings
+        key = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None
+        self._secrets = [key] if key else []
+        options = types.HttpOptions(
+            base_url=settings.gemini_base_url,
+            api_version=settings.gemini_api_version,
+            timeout=int(settings.request_timeout_s * 1000),
+        )
+        if settings.vertex_project:
+            self.client = genai.Client(
+                vertexai=True,
+                project=settings.vertex_project,
+                location=settings.vertex_location,
+                http_options=options,
+            )
+        elif key:
+            self.client = genai.Client(api_key=key, http_options=options)
+        else:
+            raise ModelCallError(f"no Gemini credentials: {KEY_HINT}", outcome="auth")
+        self._uploads: dict[str, types.File] = {}
+        self._upload_lock = threading.Lock()
+
+    # -- media -------------------------------------------------------------------------------------
+    def _video_part(self, media: Media) -> types.Part:
+        size = media.path.stat().st_size
+        if size <= self.settings.inline_media_max_bytes:
+            part = types.Part.from_bytes(data=media.path.read_bytes(), mime_type=media.mime_type)
+        else:
+            uploaded = self._uploaded(media)
+            part = types.Part.from_uri(file_uri=uploaded.uri, mime_type=media.mime_type)
+        if media.start_offset_s is not None or media.end_offset_s is not None or media.fps:
+            part.video_metadata = types.VideoMetadata(
+                start_offset=f"{media.start_offset_s}s" if media.start_offset_s is not None else None,
+                end_offset=f"{media.end_offset_s}s" if media.end_offset_s is not None else None,
+                fps=media.fps,
+            )
+        return part
+
+    def _uploaded(self, media: Media) -> types.File:
+        """Upload once per content hash per process; wait until the file is ACTIVE."""
+        with self._upload_lock:
+            cached = self._uploads.get(media.sha256)
+            if cached is not None and (
+                cached.expiration_time is None or cached.expiration_time.timestamp() > time.time() + 600
+            ):
+                return cached
+            uploaded = self._call(
+                lambda: self.client.files.upload(
+                    file=str(media.path),
+                    config=types.UploadFileConfig(mime_type=media.mime_type, display_name=media.sha256[:40]),
+                ),
+                "upload",
+            )
+            deadline = time.monotonic() + 300
+            while uploaded.state == types.FileState.PROCESSING:
+                if time.monotonic() > deadline:
+                    raise RetryableError(
+                        f"uploaded file {uploaded.name} stayed PROCESSING for 300 s", outcome="timeout"
+                    )
+                time.sleep(1.0)
+                uploaded = self._call(
+                    lambda name=uploaded.name: self.client.files.get(name=name), "files.get"
+                )
+            if uploaded.state == types.FileState.FAILED:
+                raise ModelCallError(f"Gemini could not process the upload of {media.path.name}")
+            self._uploads[media.sha256] = uploaded
+            return uploaded
+
+    # -- generation --------------------------------------------------------------------------------
+    def generate(self, request: ModelRequest) -> ModelResponse:
+        contents: list[types.Content] = []
+        first_parts: list[types.Part] = []
+        if request.media is not None:
+            # Video first: Gemini's implicit context caching keys on the request prefix.
+            first_parts.append(self._video_part(request.media))
+        turns = [*request.history, ("user", request.prompt)]
+        for i, (role, text) in enumerate(turns):
+            parts = ([*first_parts] if i == 0 else []) + [types.Part.from_text(text=text)]
+            contents.append(types.Content(role="model" if role == "assistant" else "user", parts=parts))
+        config = types.GenerateContentConfig(
+            temperature=request.temperature,
+            max_output_tokens=request.max_output_tokens,
+            response_mime_type="application/json" if request.response_schema else None,
+            response_json_schema=request.response_schema,
+            media_resolution=_RESOLUTION.get(request.media.resolution)
+            if request.media and request.media.resolution
+            else None,
+        )
+        response = self._call(
+            lambda: self.client.models.generate_content(
+                model=request.model, contents=contents, config=config
+            ),
+            f"{request.stage} generateContent",
+        )
+        return self._to_response(request, response)
+
+    def _to_response(self, request: ModelRequest, response: types.GenerateContentResponse) -> ModelResponse:
+        usage = response.usage_metadata
+        feedback = response.prompt_feedback
+        if feedback is not None and feedback.block_reason:
+            raise BlockedError(f"Gemini blocked the prompt ({feedback.block_reason})")
+        candidate = response.candidates[0] if response.candidates else None
+        finish = candidate.finish_reason.name if candidate and candidate.finish_reason else None
+        if finish in _BLOCKING:
+            raise BlockedError(f"Gemini stopped the answer ({finish})")
+        text = response.text if candidate is not None else None
+        if not text:
+            raise RetryableError(
+                f"Gemini returned an empty answer (finish reason {finish})", outcome="invalid_output"
+            )
+        return ModelResponse(
+            text=text,
+            model=request.model,
+            input_tokens=(usage.prompt_token_count or 0) if usage else 0,
+            output_tokens=((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0))
+            if usage
+            else 0,
+            finish_reason=finish,
+        )
+
+    def _call(self, fn, what: str):
+        try:
+            return fn()
+        except errors.APIError as exc:
+            raise self._translate(exc, what) from None
+        except httpx.TimeoutException:
+            raise RetryableError(f"Gemini {what} timed out", outcome="timeout") from None
+        except httpx.TransportError as exc:
+            raise RetryableError(f"Gemini {what}: connection problem ({type(exc).__name__})") from None
+
+    def _translate(self, exc: errors.APIError, what: str) -> ModelCallError:
+        message = redact(
+            f"Gemini {what} failed: HTTP {exc.code} {exc.status or ''} {exc.message or ''}", self._secrets
+        )
+        text = f"{exc.status} {exc.message}".upper()
+        if exc.code in (401, 403) or "API_KEY" in text or "PERMISSION_DENIED" in text:
+            return ModelCallError(
+                f"Gemini rejected the credentials (HTTP {exc.code}): {KEY_HINT}", outcome="auth"
+            )
+        if exc.code == 429 or exc.code >= 500 or exc.code == 408:
+            headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+            return RetryableError(message, retry_after_s=retry_after_seconds(headers))
+        return ModelCallError(message)

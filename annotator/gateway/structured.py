@@ -1,0 +1,141 @@
+"""Structured answers: ask, parse tolerantly, validate with pydantic, repair by quoting the error, or fail clearly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Generic, TypeVar
+
+import json_repair
+from pydantic import BaseModel, ValidationError
+
+from annotator.gateway.base import Backend, Media, ModelCallError, ModelRequest, ModelResponse, Outcome
+from annotator.gateway.retry import call_with_retries
+from annotator.prompting import Prompt
+from annotator.settings import ModelSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T", bound=BaseModel)
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+class InvalidAnswer(ValueError):
+    pass
+
+
+def parse_json_object(text: str) -> dict:
+    """The JSON object in a model's answer, tolerating code fences, prose around it and trailing commas."""
+    fenced = _FENCE.search(text)
+    body = fenced.group(1) if fenced else text
+    start = body.find("{")
+    if start < 0:
+        raise InvalidAnswer("the answer contains no JSON object")
+    try:
+        value = json.loads(body[start : body.rfind("}") + 1])
+    except ValueError:
+        value = json_repair.loads(body[start:])
+    if not isinstance(value, dict) or not value:
+        raise InvalidAnswer("the answer is not a JSON object")
+    return value
+
+
+def describe(exc: ValidationError, limit: int = 8) -> str:
+    """A compact, model-readable list of what failed validation."""
+    lines = []
+    for err in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        lines.append(f"- {where}: {err['msg']}")
+    more = exc.error_count() - limit
+    if more > 0:
+        lines.append(f"- … and {more} more problems")
+    return "\n".join(lines)
+
+
+class Usage(BaseModel):
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, response: ModelResponse, cost: float) -> None:
+        self.calls += 1
+        self.input_tokens += response.input_tokens
+        self.output_tokens += response.output_tokens
+        self.cost_usd += cost
+
+
+class StructuredResult(BaseModel, Generic[T]):
+    value: T | None = None
+    outcome: Outcome = "done"
+    error: str | None = None
+    model: str
+    prompt_version: str
+    usage: Usage
+    reasoning_content: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+
+def ask_structured(
+    backend: Backend,
+    settings: ModelSettings,
+    *,
+    stage: str,
+    model: str,
+    prompt: Prompt,
+    schema: type[T],
+    media: Media | None = None,
+) -> StructuredResult[T]:
+    """One stage's model exchange: the first ask plus up to `settings.repair_turns` repair turns."""
+    usage = Usage()
+    request = ModelRequest(
+        stage=stage,
+        model=model,
+        prompt=prompt.text,
+        prompt_version=prompt.version,
+        media=media,
+        response_schema=schema.model_json_schema(mode="validation"),
+        schema_name=schema.__name__,
+        max_output_tokens=settings.max_output_tokens,
+        temperature=settings.temperature,
+    )
+
+    def result(**kw) -> StructuredResult[T]:
+        return StructuredResult[schema](model=model, prompt_version=prompt.version, usage=usage, **kw)
+
+    problem = ""
+    outcome: Outcome = "invalid_output"
+    for turn in range(settings.repair_turns + 1):
+        try:
+            response = call_with_retries(
+                lambda req=request: backend.generate(req),
+                attempts=settings.max_attempts,
+                what=f"{stage} ({model})",
+            )
+        except ModelCallError as exc:
+            return result(outcome=exc.outcome, error=str(exc))
+        usage.add(response, settings.price(model).cost(response.input_tokens, response.output_tokens))
+        try:
+            value = schema.model_validate(parse_json_object(response.text))
+            return result(value=value, reasoning_content=response.reasoning_content)
+        except (InvalidAnswer, ValidationError) as exc:
+            problem = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+            outcome = "truncated" if response.truncated else "invalid_output"
+            log.info("%s answer failed validation (turn %d): %s", stage, turn + 1, problem)
+        hint = (
+            "Your answer was cut off before the end. Reply again with the complete JSON object, more concisely."
+            if response.truncated
+            else f"Your answer does not match the required JSON structure:\n{problem}\n"
+            "Reply again with the whole corrected JSON object and nothing else."
+        )
+        request = request.model_copy(
+            update={
+                "history": [*request.history, ("user", request.prompt), ("assistant", response.text)],
+                "prompt": hint,
+            }
+        )
+    what = "was cut off (max output tokens)" if outcome == "truncated" else "never matched the schema"
+    return result(outcome=outcome, error=f"{stage} answer {what} after {usage.calls} calls: {problem}")

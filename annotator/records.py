@@ -1,0 +1,155 @@
+"""Assemble the output record of one segment (DESIGN.md §7), resolving character codes to current names."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+
+from pydantic import BaseModel
+
+from annotator import ENGINE_VERSION
+from annotator.schemas import (
+    CharacterProfile,
+    DistilledThinking,
+    PlotReasoning,
+    Record,
+    Script,
+    format_timestamp,
+)
+from annotator.schemas.plot import CODE_PATTERN
+from annotator.schemas.record import Message, RecordCharacter, RecordMeta, RecordPlot, RecordVideo
+from annotator.stages.segment import replace_codes
+
+INSTRUCTION = (
+    "<video>\nWatch this clip and write its script: scenes (location, interior/exterior, setting, time, mood) and, "
+    "in time order, every event with its timestamp (MM:SS), character, dialogue, action, expression and audio cue. "
+    "Think about the characters and the plot first."
+)
+
+Resolver = Callable[[str], CharacterProfile | None]
+
+
+class StageInfo(BaseModel):
+    model: str | None = None
+    prompt_version: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+def record_id(video_id: str, start_s: float, end_s: float, pipeline_version: str) -> str:
+    """Deterministic: the same segment under the same pipeline (prompts + models) always gets the same id."""
+    key = f"{video_id}|{start_s:.3f}|{end_s:.3f}|{pipeline_version}"
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def build_record(
+    *,
+    job_id: str,
+    pipeline_version: str,
+    video: RecordVideo,
+    plot: PlotReasoning,
+    code_map: dict[str, str],
+    script: Script,
+    thinking: DistilledThinking,
+    reasoning_content: str | None,
+    stages: dict[str, StageInfo],
+    resolve: Resolver,
+) -> Record:
+    used: dict[str, CharacterProfile] = {}
+
+    def name_of(code: str) -> str:
+        profile = resolve(code_map.get(code, code))
+        if profile is None:
+            return code
+        used[profile.id] = profile
+        return profile.display_name
+
+    named_script = _with_names(script, resolve, used)
+    absolute = named_script.shifted(video.start_s)
+    thinking_text = replace_codes(thinking.as_text(), name_of)
+    assistant = f"<think>\n{thinking_text}\n</think>\n{_clip_json(named_script)}"
+    return Record(
+        id=record_id(video.video_id, video.start_s, video.end_s, pipeline_version),
+        video=video,
+        messages=[Message(role="user", content=INSTRUCTION), Message(role="assistant", content=assistant)],
+        script=absolute,
+        thinking=thinking_text,
+        plot=RecordPlot(
+            summary=replace_codes(thinking.plot_summary, name_of),
+            narrative=replace_codes(plot.plot_summary.narrative, name_of),
+            continuity_note=plot.segment_info.continuity_note,
+            main_events=[
+                e.model_copy(
+                    update={
+                        "timestamp": e.timestamp + video.start_s,
+                        "description": replace_codes(e.description, name_of),
+                        "involved_characters": [name_of(c) for c in e.involved_characters],
+                    }
+                )
+                for e in plot.plot_summary.main_events
+            ],
+        ),
+        characters=[
+            RecordCharacter(
+                code=p.id,
+                name=p.name,
+                status=p.status,
+                aliases=p.aliases,
+                former_codes=p.former_codes,
+                appearance=p.appearance,
+                role_type=p.role_type,
+            )
+            for p in sorted(used.values(), key=lambda p: p.id)
+        ],
+        meta=RecordMeta(
+            job=job_id,
+            pipeline_version=pipeline_version,
+            engine_version=ENGINE_VERSION,
+            models={k: v.model for k, v in stages.items() if v.model},
+            prompt_versions={k: v.prompt_version for k, v in stages.items() if v.prompt_version},
+            tokens={
+                "input": sum(v.input_tokens for v in stages.values()),
+                "output": sum(v.output_tokens for v in stages.values()),
+            },
+            cost_usd=round(sum(v.cost_usd for v in stages.values()), 6),
+            reasoning_content=reasoning_content,
+        ),
+    )
+
+
+def _with_names(script: Script, resolve: Resolver, used: dict[str, CharacterProfile]) -> Script:
+    named = script.model_copy(deep=True)
+    for event in named.events():
+        if CODE_PATTERN.match(event.character):
+            profile = resolve(event.character)
+            if profile is not None:
+                used[profile.id] = profile
+                event.character_id, event.character = profile.id, profile.display_name
+    meta_names = []
+    for code in named.meta.characters:
+        profile = resolve(code) if CODE_PATTERN.match(code) else None
+        meta_names.append(profile.display_name if profile else code)
+    named.meta.characters = list(dict.fromkeys(meta_names))
+    return named
+
+
+def _clip_json(script: Script) -> str:
+    """The SFT target: the script as the model should write it, clip-relative MM:SS times and final names."""
+    data = script.model_dump(
+        mode="json",
+        exclude_none=True,
+        exclude={"script": {"__all__": {"events": {"__all__": {"character_id"}}}}},
+    )
+    for scene, raw in zip(data["script"], script.script, strict=True):
+        for name in ("start_timestamp", "end_timestamp"):
+            if getattr(raw, name) is not None:
+                scene[name] = format_timestamp(getattr(raw, name))
+        for event, raw_event in zip(scene["events"], raw.events, strict=True):
+            event["timestamp"] = format_timestamp(raw_event.timestamp)
+            if raw_event.end_timestamp is not None:
+                event["end_timestamp"] = format_timestamp(raw_event.end_timestamp)
+    for point, raw_point in zip(data["high_points"], script.high_points, strict=True):
+        point["time_range"] = [format_timestamp(t) for t in raw_point.time_range]
+    return json.dumps(data, ensure_ascii=False)

@@ -1,0 +1,28 @@
+"""Thinking distillation (paper §3.2): a text model writes the reasoning that leads from plot to script."""
+
+from __future__ import annotations
+
+from annotator.gateway import Gateway, StructuredResult
+from annotator.prompting import render
+from annotator.schemas import DistilledThinking, PlotReasoning, Script
+
+
+class ThinkingDistiller:
+    def __init__(self, gateway: Gateway, *, backend: str, model: str, prompt_version: int = 1) -> None:
+        self.gateway, self.backend, self.model, self.version = gateway, backend, model, prompt_version
+
+    def distill(self, plot: PlotReasoning, script: Script) -> StructuredResult[DistilledThinking]:
+        plot_view = plot.model_dump(
+            mode="json",
+            include={"segment_info", "characters", "plot_summary", "relationships"},
+            exclude_none=True,
+        )
+        prompt = render(
+            "distill",
+            self.version,
+            plot=plot_view,
+            script=script.model_dump(mode="json", exclude_none=True),
+        )
+        return self.gateway.structured(
+            stage="distill", backend=self.backend, model=self.model, prompt=prompt, schema=DistilledThinking
+        )

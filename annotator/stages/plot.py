@@ -1,0 +1,80 @@
+"""Character-centric plot reasoning (paper §3.2, Fig. 9/10), conditioned on the CPM's context."""
+
+from __future__ import annotations
+
+from annotator.gateway import Gateway, StructuredResult
+from annotator.prompting import render
+from annotator.schemas import (
+    CharacterContext,
+    FirstSegmentPlot,
+    NextSegmentPlot,
+    PlotReasoning,
+    format_timestamp,
+)
+from annotator.stages.segment import SegmentInput, replace_codes
+
+_PROFILE_FIELDS = {
+    "id",
+    "name",
+    "aliases",
+    "appearance",
+    "appearance_history",
+    "voice",
+    "personality",
+    "role_type",
+    "last_seen_segment",
+}
+
+
+class PlotReasoner:
+    def __init__(self, gateway: Gateway, *, backend: str, model: str, prompt_version: int = 1) -> None:
+        self.gateway, self.backend, self.model, self.version = gateway, backend, model, prompt_version
+
+    def reason(
+        self, segment: SegmentInput, context: CharacterContext | None
+    ) -> StructuredResult[PlotReasoning]:
+        """The first segment of a scope starts cold; every later one sees the known characters and the story."""
+        cold = context is None or (not context.characters and not context.previous_summary)
+        if cold:
+            prompt = render(
+                "plot_first", self.version, segment_index=segment.index, duration=segment.duration_label
+            )
+            schema = FirstSegmentPlot
+        else:
+            profiles = [p.model_dump(include=_PROFILE_FIELDS, exclude_none=True) for p in context.characters]
+            prompt = render(
+                "plot_next",
+                self.version,
+                segment_index=segment.index,
+                duration=segment.duration_label,
+                character_context=profiles,
+                previous_summary=context.previous_summary or "(no summary of the previous clip)",
+            )
+            schema = NextSegmentPlot
+        return self.gateway.structured(
+            stage="plot",
+            backend=self.backend,
+            model=self.model,
+            prompt=prompt,
+            schema=schema,
+            media=segment.media,
+        )
+
+
+def synopsis(plot: PlotReasoning, code_map: dict[str, str]) -> str:
+    """The plot as a synopsis for script generation, with the model's ids replaced by canonical codes."""
+
+    def canon(code: str) -> str:
+        return code_map.get(code, code)
+
+    lines = [replace_codes(plot.plot_summary.narrative.strip(), canon)]
+    if plot.plot_summary.main_events:
+        lines.append("")
+        lines.append("Main events:")
+        for event in plot.plot_summary.main_events:
+            who = ", ".join(canon(c) for c in event.involved_characters)
+            suffix = f" ({who})" if who else ""
+            lines.append(
+                f"- {format_timestamp(event.timestamp)} {replace_codes(event.description, canon)}{suffix}"
+            )
+    return "\n".join(lines).strip()

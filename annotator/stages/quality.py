@@ -1,0 +1,60 @@
+"""Quality gates a script must pass before it becomes a record (the paper filters its annotations too)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import BaseModel
+
+from annotator.schemas import Script
+from annotator.schemas.plot import CODE_PATTERN
+from annotator.schemas.script import ENVIRONMENT
+
+
+class QualityGates(BaseModel):
+    time_tolerance_s: float = 2.0
+    min_events_per_min: float = 1.0
+    max_events_per_min: float = 90.0
+    max_repeats: int = 4  # the same line this many times in a row is a degenerate loop
+
+    def check(self, script: Script, duration_s: float, resolves: Callable[[str], bool]) -> list[str]:
+        """Problems with a clip-relative script; an empty list means it passes."""
+        events = script.events()
+        problems: list[str] = []
+        if not events:
+            return ["the script has no events"]
+        previous = 0.0
+        for i, event in enumerate(events):
+            if event.timestamp > duration_s + self.time_tolerance_s:
+                problems.append(
+                    f"event {i + 1} at {event.timestamp:.0f}s is after the clip's end ({duration_s:.0f}s)"
+                )
+            if event.timestamp + self.time_tolerance_s < previous:
+                problems.append(
+                    f"event {i + 1} at {event.timestamp:.0f}s goes back in time (after {previous:.0f}s)"
+                )
+            previous = max(previous, event.timestamp)
+        minutes = max(duration_s / 60.0, 0.25)
+        density = len(events) / minutes
+        if density < self.min_events_per_min:
+            problems.append(f"{density:.1f} events/min is below the minimum {self.min_events_per_min}")
+        if density > self.max_events_per_min:
+            problems.append(f"{density:.1f} events/min is above the maximum {self.max_events_per_min}")
+        run, last = 1, None
+        for event in events:
+            line = (event.character, event.dialogue, event.action)
+            run = run + 1 if line == last else 1
+            last = line
+            if run >= self.max_repeats:
+                problems.append(
+                    f"the same event repeats {run} times in a row (degenerate loop) near {event.timestamp:.0f}s"
+                )
+                break
+        unknown = sorted(
+            {e.character for e in events if CODE_PATTERN.match(e.character) and not resolves(e.character)}
+        )
+        if unknown:
+            problems.append(f"characters not in the profile memory: {', '.join(unknown)}")
+        if any(not e.character.strip() for e in events):
+            problems.append(f"an event has an empty character (use '{ENVIRONMENT}' for sounds)")
+        return problems

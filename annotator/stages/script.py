@@ -1,0 +1,34 @@
+"""Fine-grained script generation from the video, the plot synopsis and the fixed character ids (Fig. 11)."""
+
+from __future__ import annotations
+
+from annotator.gateway import Gateway, StructuredResult
+from annotator.prompting import render
+from annotator.schemas import CharacterProfile, Script
+from annotator.stages.segment import SegmentInput
+
+_PROFILE_FIELDS = {"id", "name", "aliases", "appearance", "appearance_history", "voice", "role_type"}
+
+
+class ScriptWriter:
+    def __init__(self, gateway: Gateway, *, backend: str, model: str, prompt_version: int = 1) -> None:
+        self.gateway, self.backend, self.model, self.version = gateway, backend, model, prompt_version
+
+    def write(
+        self, segment: SegmentInput, profiles: list[CharacterProfile], synopsis: str
+    ) -> StructuredResult[Script]:
+        prompt = render(
+            "script",
+            self.version,
+            duration=segment.duration_label,
+            character_profiles=[p.model_dump(include=_PROFILE_FIELDS, exclude_none=True) for p in profiles],
+            synopsis=synopsis or "(no synopsis)",
+        )
+        return self.gateway.structured(
+            stage="script",
+            backend=self.backend,
+            model=self.model,
+            prompt=prompt,
+            schema=Script,
+            media=segment.media,
+        )

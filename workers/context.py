@@ -1,0 +1,62 @@
+"""What every Ray task of a run needs to know, and the per-process handles built from it."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import cache
+
+from pydantic import BaseModel
+
+from annotator.gateway import Gateway
+from annotator.settings import ModelSettings
+from profiles_db.cpm import CharacterProfileManager
+from profiles_db.db import Database
+from profiles_db.stages import StageStore
+
+
+class VideoSource(BaseModel):
+    uri: str
+    local_path: str
+    video_id: str
+    scope: str | None = None  # series name; None = the video is its own scope
+    episode: int | None = None
+
+
+class RunContext(BaseModel):
+    job_id: str
+    db_url: str
+    out_dir: str
+    max_segment_s: float = 300.0
+    proxy_height: int = 360
+    proxy_fps: float = 6.0
+    context_token_budget: int = 4000
+    max_in_flight: int = 8
+    shard_max_records: int = 1000
+
+    def pipeline_version(self, settings: ModelSettings) -> str:
+        """Changes whenever prompts or models change, so records of a new pipeline get new ids."""
+        parts = [
+            f"plot:{settings.plot_backend}/{settings.plot_model}/plot.v1",
+            f"script:{settings.script_backend}/{settings.script_model}/script.v1",
+            f"distill:{settings.distill_backend}/{settings.distill_model}/distill.v1",
+            f"seg:{self.max_segment_s}",
+        ]
+        return "p1-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:10]
+
+
+@cache
+def database(url: str) -> Database:
+    return Database(url)
+
+
+@cache
+def gateway() -> Gateway:
+    return Gateway(ModelSettings())
+
+
+def store(ctx: RunContext) -> StageStore:
+    return StageStore(database(ctx.db_url))
+
+
+def cpm(ctx: RunContext) -> CharacterProfileManager:
+    return CharacterProfileManager(database(ctx.db_url))

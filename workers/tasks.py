@@ -1,0 +1,288 @@
+"""The Ray tasks of one run. Each is idempotent: it looks at the stage state first and skips finished work."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+import ray
+from sqlalchemy import select
+
+from annotator.gateway.base import Media
+from annotator.media import MediaError, probe
+from annotator.records import StageInfo, build_record
+from annotator.schemas import DistilledThinking, NextSegmentPlot, Script
+from annotator.schemas.provenance import Provenance
+from annotator.schemas.record import RecordVideo
+from annotator.stages import (
+    PlotReasoner,
+    QualityGates,
+    ScriptWriter,
+    SegmentInput,
+    ThinkingDistiller,
+    synopsis,
+)
+from profiles_db.models import Segment, StageRun, Video
+from profiles_db.stages import StageUsage
+from workers.context import RunContext, VideoSource, cpm, database, gateway, store
+from workers.splitter import detect_shots, detect_silences, file_sha256, make_proxy, plan_segments
+
+log = logging.getLogger(__name__)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _usage(result) -> StageUsage:
+    return StageUsage(
+        model=result.model,
+        prompt_version=result.prompt_version,
+        input_tokens=result.usage.input_tokens,
+        output_tokens=result.usage.output_tokens,
+        cost_usd=result.usage.cost_usd,
+    )
+
+
+@ray.remote(num_cpus=1, max_retries=2)
+def prepare_video(ctx: RunContext, video: VideoSource) -> dict:
+    """Probe, split at shots (preferring silences) and cut proxies. A bad input fails only itself."""
+    st = store(ctx)
+    status = st.register_video(
+        video.video_id, video.uri, video.scope or video.video_id, video.episode, ctx.job_id
+    )
+    if status == "done":
+        return {"video_id": video.video_id, "ok": True, "skipped": True}
+    path = Path(video.local_path)
+    try:
+        info = probe(path, name=video.uri)
+        st.set_video(
+            video.video_id,
+            duration_s=info.duration_s,
+            fps=info.fps,
+            width=info.width,
+            height=info.height,
+            has_audio=info.has_audio,
+        )
+        cuts = detect_shots(path)
+        silences = detect_silences(path) if info.has_audio else []
+        plans = plan_segments(info.duration_s, cuts, ctx.max_segment_s, silences)
+        spans = []
+        for plan in plans:
+            target = Path(ctx.out_dir) / "proxies" / video.video_id / f"seg_{plan.idx:04d}.mp4"
+            if not target.exists():
+                tag = Provenance(
+                    video_id=video.video_id,
+                    source_uri=video.uri,
+                    segment_index=plan.idx,
+                    start_s=plan.start_s,
+                    end_s=plan.end_s,
+                )
+                make_proxy(path, target, tag, height=ctx.proxy_height, fps=ctx.proxy_fps)
+            spans.append((plan.start_s, plan.end_s, str(target)))
+        segment_ids = st.save_segments(video.video_id, spans)
+        st.set_video(video.video_id, status="split")
+        return {"video_id": video.video_id, "ok": True, "segments": segment_ids, "has_audio": info.has_audio}
+    except MediaError as exc:
+        st.set_video(video.video_id, status="failed", error=str(exc))
+        return {"video_id": video.video_id, "ok": False, "error": str(exc)}
+
+
+def _segment_input(segment: Segment, index: int) -> SegmentInput:
+    proxy = Path(segment.proxy_uri)
+    return SegmentInput(
+        index=index,
+        start_s=segment.start_s,
+        end_s=segment.end_s,
+        media=Media(path=proxy, sha256=file_sha256(proxy), resolution=None),
+    )
+
+
+def _load(ctx: RunContext, segment_id: int) -> tuple[Segment, Video]:
+    with database(ctx.db_url).sessions() as s:
+        segment = s.get(Segment, segment_id)
+        return segment, s.get(Video, segment.video_id)
+
+
+@ray.remote(num_cpus=0.25, max_retries=2)
+def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> dict:
+    """Plot reasoning of one segment; the driver calls these strictly in order within a scope."""
+    st, manager = store(ctx), cpm(ctx)
+    segment, video = _load(ctx, segment_id)
+    if not st.claim(segment_id, "plot", _owner(), ctx.job_id):
+        return {"segment_id": segment_id, "status": st.result(segment_id, "plot")[0]}
+    settings = gateway().settings
+    reasoner = PlotReasoner(gateway(), backend=settings.plot_backend, model=settings.plot_model)
+    context = manager.context(video.scope, segment_id, token_budget=ctx.context_token_budget)
+    result = reasoner.reason(_segment_input(segment, chain_index), context)
+    if not result.ok:
+        st.fail(
+            segment_id,
+            "plot",
+            result.error or "plot reasoning failed",
+            outcome=result.outcome,
+            usage=_usage(result),
+        )
+        return {"segment_id": segment_id, "status": "failed", "error": result.error}
+    report = manager.apply(video.scope, segment_id, result.value)
+    for warning in report.warnings:
+        log.warning("segment %s: %s", segment_id, warning)
+    st.complete(
+        segment_id,
+        "plot",
+        {
+            "answer": result.value.model_dump(mode="json"),
+            "code_map": report.code_map,
+            "warnings": report.warnings,
+        },
+        _usage(result),
+    )
+    return {"segment_id": segment_id, "status": "done"}
+
+
+@ray.remote(num_cpus=0.25, max_retries=2)
+def annotate_segment(ctx: RunContext, segment_id: int) -> dict:
+    """Script generation + quality gates + thinking distillation for a segment whose plot is done."""
+    st, manager, gw = store(ctx), cpm(ctx), gateway()
+    settings = gw.settings
+    plot_status, plot_result = st.result(segment_id, "plot")
+    if plot_status != "done":
+        return {"segment_id": segment_id, "status": "skipped", "reason": f"plot is {plot_status}"}
+    segment, video = _load(ctx, segment_id)
+    plot = NextSegmentPlot.model_validate(plot_result["answer"])
+    code_map: dict[str, str] = plot_result.get("code_map", {})
+
+    status, script_result = st.result(segment_id, "script")
+    if status not in ("done", "rejected") and st.claim(segment_id, "script", _owner(), ctx.job_id):
+        profiles = [
+            p for p in (manager.resolve(video.scope, c) for c in dict.fromkeys(code_map.values())) if p
+        ]
+        writer = ScriptWriter(gw, backend=settings.script_backend, model=settings.script_model)
+        result = writer.write(_segment_input(segment, segment.idx), profiles, synopsis(plot, code_map))
+        if not result.ok:
+            st.fail(
+                segment_id,
+                "script",
+                result.error or "script failed",
+                outcome=result.outcome,
+                usage=_usage(result),
+            )
+            return {"segment_id": segment_id, "status": "failed", "stage": "script", "error": result.error}
+        problems = QualityGates().check(
+            result.value,
+            segment.end_s - segment.start_s,
+            lambda c: manager.resolve(video.scope, c) is not None,
+        )
+        payload = {"script": result.value.model_dump(mode="json")}
+        if problems:
+            st.fail(
+                segment_id,
+                "script",
+                "; ".join(problems),
+                outcome="rejected",
+                rejected=True,
+                usage=_usage(result),
+                result=payload,
+            )
+            _write_reject(ctx, video, segment, problems)
+            return {"segment_id": segment_id, "status": "rejected", "problems": problems}
+        st.complete(segment_id, "script", payload, _usage(result))
+        status, script_result = "done", payload
+    if status != "done":
+        return {"segment_id": segment_id, "status": status}
+
+    distill_status, _ = st.result(segment_id, "distill")
+    if distill_status != "done" and st.claim(segment_id, "distill", _owner(), ctx.job_id):
+        distiller = ThinkingDistiller(gw, backend=settings.distill_backend, model=settings.distill_model)
+        result = distiller.distill(plot, Script.model_validate(script_result["script"]))
+        if not result.ok:
+            st.fail(
+                segment_id,
+                "distill",
+                result.error or "distill failed",
+                outcome=result.outcome,
+                usage=_usage(result),
+            )
+            return {"segment_id": segment_id, "status": "failed", "stage": "distill", "error": result.error}
+        st.complete(
+            segment_id,
+            "distill",
+            {"thinking": result.value.model_dump(mode="json"), "reasoning_content": result.reasoning_content},
+            _usage(result),
+        )
+    return {"segment_id": segment_id, "status": "done"}
+
+
+def _write_reject(ctx: RunContext, video: Video, segment: Segment, problems: list[str]) -> None:
+    import json
+
+    folder = Path(ctx.out_dir) / "rejects"
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = {
+        "video": video.uri,
+        "video_id": video.id,
+        "segment": segment.idx,
+        "start_s": segment.start_s,
+        "end_s": segment.end_s,
+        "reasons": problems,
+    }
+    (folder / f"{video.id}_{segment.idx:04d}.json").write_text(json.dumps(entry, indent=2))
+
+
+@ray.remote(num_cpus=0.25, max_retries=2)
+def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
+    """Records of every finished, not yet exported segment of a video, with names resolved now."""
+    st, manager = store(ctx), cpm(ctx)
+    settings = gateway().settings
+    version = ctx.pipeline_version(settings)
+    out = []
+    with database(ctx.db_url).sessions() as s:
+        video = s.get(Video, video_id)
+        segments = s.scalars(select(Segment).where(Segment.video_id == video_id).order_by(Segment.idx)).all()
+        runs = s.scalars(select(StageRun).where(StageRun.segment_id.in_([seg.id for seg in segments]))).all()
+    by_segment: dict[int, dict[str, StageRun]] = {}
+    for run in runs:
+        by_segment.setdefault(run.segment_id, {})[run.stage] = run
+    for segment in segments:
+        stages = by_segment.get(segment.id, {})
+        if any(stages.get(k) is None or stages[k].status != "done" for k in ("plot", "script", "distill")):
+            continue
+        if stages.get("export") is not None and stages["export"].status == "done":
+            continue
+        plot = NextSegmentPlot.model_validate(stages["plot"].result["answer"])
+        record = build_record(
+            job_id=ctx.job_id,
+            pipeline_version=version,
+            video=RecordVideo(
+                uri=video.uri,
+                video_id=video.id,
+                start_s=segment.start_s,
+                end_s=segment.end_s,
+                proxy_uri=segment.proxy_uri,
+                series=None if video.scope == video.id else video.scope,
+                episode=video.episode,
+                segment_index=segment.idx,
+            ),
+            plot=plot,
+            code_map=stages["plot"].result.get("code_map", {}),
+            script=Script.model_validate(stages["script"].result["script"]),
+            thinking=DistilledThinking.model_validate(stages["distill"].result["thinking"]),
+            reasoning_content=stages["distill"].result.get("reasoning_content"),
+            stages={
+                k: StageInfo(
+                    model=r.model,
+                    prompt_version=r.prompt_version,
+                    input_tokens=r.input_tokens,
+                    output_tokens=r.output_tokens,
+                    cost_usd=r.cost_usd,
+                )
+                for k, r in stages.items()
+                if k != "export"
+            },
+            resolve=lambda code, scope=video.scope: manager.resolve(scope, code),
+        )
+        out.append((segment.id, record.model_dump_json()))
+    del st
+    return out

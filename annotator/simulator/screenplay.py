@@ -20,6 +20,10 @@ DEFAULT_SCREENPLAY = Path(__file__).parent / "data" / "sample_screenplay.json"
 class Costume(BaseModel):
     from_s: Seconds = Field(description="absolute time from which the character wears this")
     appearance: str
+    look: str = Field(default="", description="short on-screen label for this look (the film draws it)")
+    color: str | None = Field(
+        default=None, description="colour the film draws this look in; default the cast colour"
+    )
 
 
 class CastMember(BaseModel):
@@ -34,6 +38,8 @@ class CastMember(BaseModel):
         default=None, description="first time the name is said on screen; before it the character is unnamed"
     )
     color: str = Field(default="white", description="colour the film draws this character in")
+    look: str = Field(default="", description="short visual descriptor the film labels the figure with")
+    voice_hz: float | None = Field(default=None, description="pitch of the film's stand-in voice")
 
     def appearance_at(self, t: float) -> str:
         current = self.appearance
@@ -41,6 +47,19 @@ class CastMember(BaseModel):
             if costume.from_s <= t:
                 current = costume.appearance
         return current
+
+    def costume_at(self, t: float) -> Costume | None:
+        """The costume worn at `t`, or None while the character still wears the base `appearance`."""
+        worn = [costume for costume in self.costumes if costume.from_s <= t]
+        return worn[-1] if worn else None
+
+    def look_at(self, t: float) -> str:
+        costume = self.costume_at(t)
+        return (costume.look if costume and costume.look else self.look) or self.appearance.split(",")[0]
+
+    def color_at(self, t: float) -> str:
+        costume = self.costume_at(t)
+        return costume.color if costume and costume.color else self.color
 
     def named_by(self, t: float) -> bool:
         return self.named_at is None or self.named_at <= t
@@ -62,6 +81,27 @@ class Screenplay(BaseModel):
 
     def member(self, name: str) -> CastMember | None:
         return next((c for c in self.cast if c.name == name), None)
+
+    def scene_spans(self) -> list[tuple[float, float]]:
+        """(start, end) of every scene: contiguous from 0 to `duration_s`, each scene lasting until the next
+        begins (the film cuts there). A scene without `start_timestamp` starts at its first event."""
+        starts: list[float] = []
+        for scene in self.script.script:
+            start = scene.start_timestamp
+            if start is None:
+                start = scene.events[0].timestamp if scene.events else (starts[-1] if starts else 0.0)
+            if starts and start <= starts[-1]:
+                raise ValueError(
+                    f"scene {scene.scene_id} starts at {start:.1f}s, not after the scene before it"
+                )
+            starts.append(start)
+        if starts:
+            starts[0] = 0.0
+        if starts and starts[-1] >= self.duration_s:
+            raise ValueError(
+                f"the last scene starts at {starts[-1]:.1f}s, after duration_s={self.duration_s}"
+            )
+        return list(zip(starts, [*starts[1:], self.duration_s], strict=True))
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Screenplay:

@@ -127,3 +127,59 @@ def _register_eval() -> None:
 
 
 _register_eval()
+
+
+def _db_for(out: Path | None, database_url: str | None):
+    from jobs.runner import JobSpec
+    from profiles_db.db import Database
+
+    if out is None and not database_url and not os.environ.get("V2S_DATABASE_URL"):
+        console.print("[red]give --out or --database-url (or set V2S_DATABASE_URL)[/red]")
+        raise typer.Exit(2)
+    return Database(JobSpec(source="", out=out or Path("."), database_url=database_url).db_url())
+
+
+@app.command()
+def status(
+    job: Annotated[str | None, typer.Argument(help="job id (default: all jobs)")] = None,
+    out: Annotated[Path | None, typer.Option(help="the job's output folder (finds OUT/v2s.sqlite)")] = None,
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL")] = None,
+) -> None:
+    """Progress per stage, failures with their reasons, tokens and cost."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from profiles_db.models import Job, Segment, StageRun, Video
+    from profiles_db.stages import StageStore
+
+    db = _db_for(out, database_url)
+    store = StageStore(db)
+    table = Table(title=f"v2s status {job or '(all jobs)'}")
+    for column in ("stage", "pending", "running", "done", "failed", "rejected"):
+        table.add_column(column)
+    progress = store.progress(job)
+    for stage in ("plot", "script", "distill", "export"):
+        counts = progress.get(stage, {})
+        table.add_row(
+            stage, *(str(counts.get(k, 0)) for k in ("pending", "running", "done", "failed", "rejected"))
+        )
+    console.print(table)
+    usage = store.usage(job)
+    console.print(
+        f"tokens {usage['input_tokens']:,} in / {usage['output_tokens']:,} out, cost ${usage['cost_usd']:.4f}"
+    )
+    with db.sessions() as s:
+        jobs = s.scalars(select(Job).order_by(Job.created_at)).all()
+        videos = s.execute(select(Video.uri, Video.error).where(Video.status == "failed")).all()
+        failures = s.execute(
+            select(Video.uri, Segment.idx, StageRun.stage, StageRun.status, StageRun.error)
+            .join(Segment, Segment.id == StageRun.segment_id)
+            .join(Video, Video.id == Segment.video_id)
+            .where(StageRun.status.in_(["failed", "rejected"]))
+        ).all()
+    for j in jobs:
+        console.print(f"job {j.id}: {j.status} ({j.source})")
+    for uri, error in videos:
+        console.print(f"[red]input failed[/red] {uri}: {error}")
+    for uri, idx, stage, st, error in failures:
+        console.print(f"[yellow]{st}[/yellow] {uri} segment {idx} {stage}: {error}")

@@ -46,16 +46,9 @@ def run_demo(out: Path, max_segment_s: float, console: Console) -> int:
 
 
 def _score(console: Console, ground_truth: Path, shards: Path) -> None:
-    try:
-        from evaluation import evaluate, load_scripts
-        from evaluation.report import render_table
-    except ImportError:
-        return
-    gt = load_scripts(ground_truth)
-    pred = load_scripts(shards)
-    if len(gt) != 1 or len(pred) != 1:
-        return
-    result = evaluate(next(iter(pred.values())), next(iter(gt.values())))
-    console.print(
-        render_table(result, title="V2S metrics of the demo output against the sample film's screenplay")
-    )
+    """Score the demo output against the film's screenplay: the same call as `v2s eval --gt … --pred …`."""
+    from evaluation import evaluate_dataset
+    from evaluation.report import print_tables
+
+    console.rule("V2S metrics: demo output vs. the sample film's screenplay (lexical judge)")
+    print_tables(evaluate_dataset(ground_truth, shards), console)

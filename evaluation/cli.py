@@ -1,0 +1,68 @@
+"""`v2s eval`: score predicted scripts against ground truth (register with `app.command("eval")(eval_command)`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evaluation.core import EvalSettings, evaluate_dataset
+from evaluation.judges import JudgeError, get_judge
+from evaluation.report import print_tables
+
+
+def eval_command(
+    gt: Annotated[
+        Path,
+        typer.Option(
+            "--gt",
+            help="Ground truth: a script/screenplay JSON, a JSONL of output records, or a folder of those.",
+        ),
+    ],
+    pred: Annotated[
+        Path,
+        typer.Option("--pred", help="Predictions, in the same forms; matched to the ground truth by id."),
+    ],
+    judge: Annotated[
+        str,
+        typer.Option(
+            "--judge",
+            help="lexical (offline, deterministic) or llm (OpenAI-compatible model from V2S_JUDGE_BASE_URL, "
+            "V2S_JUDGE_API_KEY or OPENAI_API_KEY, V2S_JUDGE_MODEL; answers cached on disk).",
+        ),
+    ] = "lexical",
+    format: Annotated[
+        str, typer.Option("--format", help="table (like the paper's Tables 1 and 2) or json.")
+    ] = "table",
+    group_size: Annotated[
+        int, typer.Option("--group-size", min=1, help="Largest N of the 1-to-N / N-to-1 alignment groups.")
+    ] = 3,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the full JSON report (per video) to this file.")
+    ] = None,
+) -> None:
+    """Score scripts with the paper's temporally-aware hierarchical V2S metrics (§4.1)."""
+    if judge not in ("lexical", "llm"):
+        raise typer.BadParameter("use 'lexical' or 'llm'", param_hint="--judge")
+    if format not in ("table", "json"):
+        raise typer.BadParameter("use 'table' or 'json'", param_hint="--format")
+    for name, path in (("--gt", gt), ("--pred", pred)):
+        if not path.exists():
+            raise typer.BadParameter(f"{path} does not exist", param_hint=name)
+    try:
+        result = evaluate_dataset(
+            gt, pred, judge=get_judge(judge), settings=EvalSettings(group_size=group_size)
+        )
+    except (JudgeError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    report = result.to_dict(per_video=True)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    if format == "json":
+        typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print_tables(result, judge=judge)

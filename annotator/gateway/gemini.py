@@ -172,8 +172,8 @@ class GeminiBackend:
         message = redact(
             f"Gemini {what} failed: HTTP {exc.code} {exc.status or ''} {exc.message or ''}", self._secrets
         )
-        text = f"{exc.status} {exc.message}".upper()
-        if exc.code in (401, 403) or "API_KEY" in text or "PERMISSION_DENIED" in text:
+        text = f"{exc.status} {exc.message} {exc.details}".upper()
+        if exc.code in (401, 403) or "API_KEY" in text or "API KEY" in text or "PERMISSION_DENIED" in text:
             return ModelCallError(
                 f"Gemini rejected the credentials (HTTP {exc.code}): {KEY_HINT}", outcome="auth"
             )

@@ -1,0 +1,51 @@
+"""The hook for model behaviours and faults: every answered request asks `Behaviours.before_answer` first.
+
+The default plays none (an honest, instant, well-formed answer). A scenario subclasses `Behaviours` and returns
+a `Fault` for the requests it wants to disturb, e.g.::
+
+    class EveryThirdIsRateLimited(Behaviours):
+        def before_answer(self, request: RequestInfo) -> Fault | None:
+            if request.number % 3 == 0:
+                return Fault(status=429, message="Resource has been exhausted", retry_after_s=2)
+            return None
+
+The server applies a fault in the wire format of the API that was called: `delay_s` first (a slow answer),
+then either an error (`status`, `message`, `Retry-After` header from `retry_after_s`) or, with `answer_text`,
+a 200 whose answer text is replaced (e.g. malformed JSON), usage counted as usual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from annotator.simulator.prompt_reader import Stage
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    number: int  # 1-based count of answerable requests (generateContent + chat completions) so far
+    api: str  # "gemini" or "openai"
+    endpoint: str  # "generateContent", "chat.completions"
+    stage: Stage
+    model: str
+    start_s: float | None = None  # absolute range in the screenplay, when a video was shown
+    end_s: float | None = None
+    segment_index: int | None = None
+
+
+@dataclass(frozen=True)
+class Fault:
+    status: int | None = None  # HTTP status of an error answer (429, 500, 503, …); None = answer normally
+    message: str = "the v2s simulator injected this fault"
+    retry_after_s: float | None = None  # sent as Retry-After (whole seconds, rounded up)
+    delay_s: float = 0.0  # wait before answering (slow model, timeouts)
+    answer_text: str | None = None  # replace the answer's text (malformed JSON, truncated output…)
+    finish_reason: str | None = None  # e.g. "MAX_TOKENS" / "length", "SAFETY"
+
+
+class Behaviours:
+    """No faults: every request gets the screenplay's answer at once."""
+
+    def before_answer(self, request: RequestInfo) -> Fault | None:
+        del request
+        return None

@@ -1,0 +1,211 @@
+"""Gemini REST wire format: reading `generateContent` requests, writing responses, errors and File resources.
+
+Field names are read in both spellings the API accepts: google-genai sends camelCase at the top level but
+snake_case inside parts (`inlineData.mime_type`, `fileData.file_uri`, `videoMetadata.start_offset`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from annotator.simulator.errors import SimError, invalid
+from annotator.simulator.tokens import Usage
+
+API_VERSIONS = ("v1", "v1beta", "v1alpha")
+MODELS = ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*s?\s*$")
+_URLSAFE = str.maketrans("-_", "+/")
+_FILE_IN_URI = re.compile(r"(?:^|/)files/([A-Za-z0-9_-]+)/?$")
+
+
+def _get(obj: dict, *names: str):
+    for name in names:
+        if name in obj:
+            return obj[name]
+    return None
+
+
+def parse_duration(value: object, what: str) -> float | None:
+    """Seconds from a protobuf Duration as JSON ("12.5s"), a number, or {"seconds", "nanos"}."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise invalid(f"{what} {value!r} is not a duration")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, dict):
+        seconds = float(value.get("seconds") or 0) + float(value.get("nanos") or 0) / 1e9
+    elif isinstance(value, str) and _DURATION.match(value):
+        seconds = float(_DURATION.match(value).group(1))
+    else:
+        raise invalid(f'{what} {value!r} is not a duration such as "12.5s"')
+    if seconds < 0:
+        raise invalid(f"{what} {value!r} is negative")
+    return seconds
+
+
+def file_id_from_uri(uri: str) -> str | None:
+    """`files/abc123` from a file URI (ours, the real API's, or a bare resource name)."""
+    match = _FILE_IN_URI.search(uri.split("?", 1)[0])
+    return match.group(1) if match else None
+
+
+@dataclass
+class VideoPart:
+    mime_type: str
+    data: bytes | None = None  # inline bytes
+    file_uri: str | None = None
+    start_offset_s: float | None = None
+    end_offset_s: float | None = None
+    fps: float | None = None
+
+
+@dataclass
+class GenerateRequest:
+    texts: list[str] = field(default_factory=list)  # user (and system) texts, in order
+    chars: int = 0  # all text characters in the request (history included), for token counts
+    schema_title: str | None = None
+    video: VideoPart | None = None
+    low_resolution: bool = False
+
+
+def parse_generate(body: object) -> GenerateRequest:
+    if not isinstance(body, dict):
+        raise invalid("the request body must be a JSON object with `contents`")
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        raise invalid("* GenerateContentRequest.contents: contents is not specified")
+    request = GenerateRequest()
+    system = _get(body, "systemInstruction", "system_instruction")
+    turns = ([{**system, "role": "system"}] if isinstance(system, dict) else []) + contents
+    for turn in turns:
+        if not isinstance(turn, dict):
+            raise invalid("every item of `contents` must be an object with `parts`")
+        role = turn.get("role") or "user"
+        for part in turn.get("parts") or []:
+            if not isinstance(part, dict):
+                raise invalid("every part must be an object")
+            text = part.get("text")
+            if isinstance(text, str):
+                request.chars += len(text)
+                if role != "model":
+                    request.texts.append(text)
+            video = _video_part(part)
+            if video is not None and request.video is None:
+                request.video = video
+    config = _get(body, "generationConfig", "generation_config") or {}
+    schema = _get(config, "responseJsonSchema", "response_json_schema", "responseSchema", "response_schema")
+    if isinstance(schema, dict) and isinstance(schema.get("title"), str):
+        request.schema_title = schema["title"]
+    resolution = _get(config, "mediaResolution", "media_resolution") or ""
+    request.low_resolution = str(resolution).upper().endswith("LOW")
+    return request
+
+
+def _video_part(part: dict) -> VideoPart | None:
+    inline = _get(part, "inlineData", "inline_data")
+    file_data = _get(part, "fileData", "file_data")
+    if inline is None and file_data is None:
+        return None
+    if inline is not None:
+        mime = _get(inline, "mimeType", "mime_type") or ""
+        try:  # google-genai sends URL-safe base64; REST clients send the standard alphabet
+            text = str(inline.get("data") or "").translate(_URLSAFE).strip()
+            data = base64.b64decode(text + "=" * (-len(text) % 4))
+        except (binascii.Error, ValueError):
+            raise invalid("inlineData.data is not valid base64") from None
+        video = VideoPart(mime_type=mime, data=data)
+    else:
+        uri = _get(file_data, "fileUri", "file_uri")
+        if not isinstance(uri, str) or not uri:
+            raise invalid("fileData.fileUri is missing")
+        video = VideoPart(mime_type=_get(file_data, "mimeType", "mime_type") or "", file_uri=uri)
+    if not video.mime_type.startswith("video/"):
+        return None  # images, audio, PDFs: not a segment the simulator can place
+    meta = _get(part, "videoMetadata", "video_metadata") or {}
+    video.start_offset_s = parse_duration(
+        _get(meta, "startOffset", "start_offset"), "videoMetadata.startOffset"
+    )
+    video.end_offset_s = parse_duration(_get(meta, "endOffset", "end_offset"), "videoMetadata.endOffset")
+    fps = meta.get("fps")
+    video.fps = float(fps) if isinstance(fps, int | float) and fps > 0 else None
+    if (
+        video.start_offset_s is not None
+        and video.end_offset_s is not None
+        and video.end_offset_s <= video.start_offset_s
+    ):
+        raise invalid(
+            f"videoMetadata.endOffset ({video.end_offset_s}s) must be after startOffset ({video.start_offset_s}s)"
+        )
+    return video
+
+
+def generate_response(text: str, model: str, usage: Usage, *, finish_reason: str = "STOP") -> dict:
+    details = [{"modality": "TEXT", "tokenCount": usage.text}]
+    if usage.video:
+        details.append({"modality": "VIDEO", "tokenCount": usage.video})
+    if usage.audio:
+        details.append({"modality": "AUDIO", "tokenCount": usage.audio})
+    return {
+        "candidates": [
+            {
+                "content": {"parts": [{"text": text}], "role": "model"},
+                "finishReason": finish_reason,
+                "index": 0,
+            }
+        ],
+        "usageMetadata": {
+            "promptTokenCount": usage.prompt,
+            "candidatesTokenCount": usage.output,
+            "totalTokenCount": usage.prompt + usage.output,
+            "promptTokensDetails": details,
+        },
+        "modelVersion": model,
+        "responseId": secrets.token_urlsafe(12),
+    }
+
+
+def error_body(error: SimError) -> dict:
+    body: dict = {"code": error.code, "message": error.message, "status": error.status}
+    if error.details:
+        body["details"] = error.details
+    return {"error": body}
+
+
+def missing_key() -> SimError:
+    """What Gemini says to a request without an API key."""
+    return SimError(
+        403,
+        "Method doesn't allow unregistered callers (callers without established identity). "
+        "Please use API Key or other form of API consumer identity to call this API. "
+        "(v2s simulator: pass any key in the x-goog-api-key header or ?key=)",
+    )
+
+
+def bad_key() -> SimError:
+    """What Gemini says to a key it does not know (a 400, with reason API_KEY_INVALID in the details)."""
+    return SimError(
+        400,
+        "API key not valid. Please pass a valid API key.",
+        details=[
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+            }
+        ],
+    )
+
+
+def model_resource(name: str) -> dict:
+    return {
+        "name": f"models/{name}",
+        "displayName": name,
+        "inputTokenLimit": 1048576,
+        "outputTokenLimit": 65536,
+        "supportedGenerationMethods": ["generateContent", "countTokens"],
+    }

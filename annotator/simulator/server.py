@@ -1,0 +1,302 @@
+"""`v2s sim-server`: Gemini's REST API and an OpenAI-compatible chat API on loopback, answered from a screenplay.
+
+The real SDKs run unchanged against it::
+
+    genai.Client(api_key="any", http_options=types.HttpOptions(base_url=server.base_url))   # v1 or v1beta
+    OpenAI(base_url=server.base_url + "/v1", api_key="any")
+
+Endpoints (`{v}` is v1, v1beta or v1alpha):
+
+    POST   /{v}/models/{model}:generateContent     plot / script / distill answers (JSON)
+    POST   /{v}/models/{model}:countTokens
+    GET    /{v}/models, /{v}/models/{model}
+    POST   /upload/{v}/files                       resumable upload: start (X-Goog-Upload-Command: start)
+    POST   /upload/{v}/files?upload_id=…           upload / finalize (returns {"file": {...}})
+    GET    /{v}/files, /{v}/files/{id};  DELETE /{v}/files/{id}
+    POST   /v1/chat/completions                    OpenAI format, non-streaming, with `usage`
+    GET    /v1/models                              OpenAI list when called with `Authorization: Bearer`
+
+Which part of the film a request is about is learned only from the request: the v2s provenance tag in the
+video's MP4 metadata gives the absolute [start_s, end_s]; `videoMetadata` offsets narrow it.
+
+Timestamps in answers are clip-relative "MM:SS", counted from the start of what the request shows:
+from the proxy's start (provenance `start_s`), or, with `videoMetadata.startOffset`, from
+`start_s + startOffset` (i.e. relative to the start offset, not to the uploaded file). To get absolute
+seconds, add provenance `start_s` (+ startOffset when used).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import math
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+from annotator.simulator import gemini_api
+from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
+from annotator.simulator.errors import SimError, invalid
+from annotator.simulator.files import DEFAULT_TTL_S, FileStore, inspect_video
+from annotator.simulator.gemini_api import GenerateRequest, VideoPart
+from annotator.simulator.http_handler import Handler
+from annotator.simulator.openai_api import ChatRequest
+from annotator.simulator.prompt_reader import Stage
+from annotator.simulator.responder import Answer, Clip, Responder
+from annotator.simulator.screenplay import Screenplay
+from annotator.simulator.tokens import Usage, estimate
+
+log = logging.getLogger(__name__)
+MODEL_CALLS = ("generateContent", "chat.completions")
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request the server answered (tests read these through `SimulatorServer.requests`)."""
+
+    endpoint: (
+        str  # generateContent, countTokens, chat.completions, files.upload/get/list/delete, models.list…
+    )
+    stage: str | None  # a Stage value for model calls
+    status: int
+    model: str | None = None
+    start_s: float | None = None  # absolute range shown, for answered model calls
+    end_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    answer: Answer
+    text: str
+    usage: Usage
+    fault: Fault
+    start_s: float | None
+    end_s: float | None
+
+
+class SimulatorServer:
+    """The simulator as a context manager: `with SimulatorServer(play) as server: ... server.base_url`.
+
+    `api_keys`: None accepts any non-empty key, a collection only those keys. `behaviours` decides faults per
+    request (behaviours.py). `file_ttl_s` / `file_processing_s` shape the Files API (48 h / 0 s by default)."""
+
+    def __init__(
+        self,
+        screenplay: Screenplay,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        behaviours: Behaviours | None = None,
+        api_keys: set[str] | frozenset[str] | list[str] | None = None,
+        file_ttl_s: float = DEFAULT_TTL_S,
+        file_processing_s: float = 0.0,
+        allow_remote: bool = False,
+    ) -> None:
+        if not allow_remote and not _is_loopback(host):
+            raise ValueError(f"the simulator serves on loopback only; {host!r} is not a loopback address")
+        self.screenplay = screenplay
+        self.host, self.port = host, port
+        self.responder = Responder(screenplay)
+        self.behaviours = behaviours or Behaviours()
+        self.api_keys = frozenset(api_keys) if api_keys is not None else None
+        self.files = FileStore(ttl_s=file_ttl_s, processing_s=file_processing_s)
+        self._log: list[RequestRecord] = []
+        self._lock = threading.Lock()
+        self._calls = 0
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.base_url = ""
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+    def start(self) -> str:
+        """Bind and serve in a background thread; returns the base URL (http://127.0.0.1:PORT)."""
+        if self._httpd is not None:
+            return self.base_url
+        server_class = _IPv6Server if ":" in self.host else _Server
+        self._httpd = server_class((self.host, self.port), Handler)
+        self._httpd.sim = self  # type: ignore[attr-defined]
+        port = self._httpd.server_address[1]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.base_url = f"http://{host}:{port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="v2s-sim-server", daemon=True)
+        self._thread.start()
+        log.info("v2s simulator serving %r at %s", self.screenplay.title, self.base_url)
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._httpd, self._thread = None, None
+
+    def __enter__(self) -> SimulatorServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what happened ------------------------------------------------------------------------------------
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._log)
+
+    def request_count(self, stage: str | None = None) -> int:
+        """Model calls (generateContent and chat completions, any outcome), optionally of one stage."""
+        return sum(1 for r in self.requests if r.endpoint in MODEL_CALLS and stage in (None, r.stage))
+
+    def record(
+        self,
+        endpoint: str,
+        stage: str | None,
+        status: int,
+        model: str | None = None,
+        start_s: float | None = None,
+        end_s: float | None = None,
+    ) -> None:
+        with self._lock:
+            self._log.append(RequestRecord(endpoint, stage, status, model, start_s, end_s))
+        log.info("%s %s → %d", endpoint, stage or "", status)
+
+    # -- model calls --------------------------------------------------------------------------------------
+    def resolve_clip(self, video: VideoPart | None, stage: Stage) -> tuple[Clip, bool]:
+        """(absolute clip, has audio) for a request's video; SimError when it cannot be placed in the film."""
+        if video is None:
+            raise invalid(
+                f"the {stage.value} prompt needs the segment's video: send the proxy as inlineData "
+                "(base64 video/mp4) or as fileData with the fileUri of an uploaded file"
+            )
+        if video.data is not None:
+            facts = inspect_video(video.data)
+            if facts is None:
+                raise invalid(
+                    f"the inline {video.mime_type} ({len(video.data)} bytes) is not a readable video"
+                )
+            where = "the inline video"
+        else:
+            file_id = gemini_api.file_id_from_uri(video.file_uri or "")
+            stored = self.files.get(file_id) if file_id else None
+            if stored is None:
+                raise SimError(
+                    403,
+                    f"You do not have permission to access the File {file_id or video.file_uri} or it may not exist.",
+                )
+            if stored.state(time.time(), self.files.processing_s) != "ACTIVE":
+                raise SimError(
+                    400,
+                    f"The File {stored.id} is not in an ACTIVE state and usage is not allowed.",
+                    status="FAILED_PRECONDITION",
+                )
+            facts, where = stored.facts, f"uploaded file {stored.name}"
+        if facts is None or facts.provenance is None:
+            raise invalid(
+                f"{where} carries no v2s provenance tag (MP4 metadata comment = Provenance(...).to_tag()); "
+                "the simulator learns which part of the film a segment shows only from that tag"
+            )
+        prov = facts.provenance
+        start, end = prov.start_s, prov.end_s
+        if video.start_offset_s is not None:
+            start = prov.start_s + video.start_offset_s
+        if video.end_offset_s is not None:
+            end = min(prov.end_s, prov.start_s + video.end_offset_s)
+        if end <= start:
+            raise invalid(
+                f"videoMetadata offsets select nothing of {where}, which covers "
+                f"{prov.start_s:.1f}–{prov.end_s:.1f} s of {prov.source_uri}"
+            )
+        return Clip(start, end, prov.segment_index), facts.has_audio
+
+    def answer(self, api: str, model: str, stage: Stage, request: GenerateRequest | ChatRequest) -> Result:
+        """Place the clip, ask the behaviours, build the answer and its usage; SimError for refusals/faults."""
+        clip, audio = (None, False)
+        if stage.needs_video:
+            clip, audio = self.resolve_clip(request.video, stage)
+        with self._lock:
+            self._calls += 1
+            number = self._calls
+        info = RequestInfo(
+            number=number,
+            api=api,
+            endpoint=MODEL_CALLS[0] if api == "gemini" else MODEL_CALLS[1],
+            stage=stage,
+            model=model,
+            start_s=clip.start_s if clip else None,
+            end_s=clip.end_s if clip else None,
+            segment_index=clip.segment_index if clip else None,
+        )
+        fault = self.behaviours.before_answer(info) or Fault()
+        if fault.delay_s > 0:
+            time.sleep(fault.delay_s)
+        if fault.status is not None:
+            retry = (
+                {"Retry-After": str(math.ceil(fault.retry_after_s))}
+                if fault.retry_after_s is not None
+                else {}
+            )
+            raise SimError(fault.status, fault.message, headers=retry)
+        answer = self.responder.answer(stage, request.texts, clip)
+        text = (
+            fault.answer_text
+            if fault.answer_text is not None
+            else json.dumps(answer.body, ensure_ascii=False)
+        )
+        usage = estimate(
+            prompt_chars=request.chars,
+            answer_chars=len(text),
+            video_s=(clip.end_s - clip.start_s) if clip else 0.0,
+            has_audio=audio,
+            fps=request.video.fps if clip and request.video else None,
+            low_resolution=getattr(request, "low_resolution", False),
+            reasoning_chars=len(answer.reasoning or ""),
+        )
+        return Result(
+            answer, text, usage, fault, clip.start_s if clip else None, clip.end_s if clip else None
+        )
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _IPv6Server(_Server):
+    address_family = socket.AF_INET6
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(screenplay_path: Path | None = None, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Run the simulator until Ctrl-C (the `v2s sim-server` command)."""
+    screenplay = Screenplay.load(screenplay_path)
+    server = SimulatorServer(screenplay, host, port)
+    url = server.start()
+    print(
+        f"v2s simulator: {screenplay.title!r} ({screenplay.duration_s:.0f} s) at {url}\n"
+        f"  Gemini: genai.Client(api_key=ANY, http_options=HttpOptions(base_url={url!r}))\n"
+        f"  OpenAI: OpenAI(base_url={url + '/v1'!r}, api_key=ANY)\n"
+        "  Ctrl-C stops.",
+        flush=True,
+    )
+    stop = threading.Event()
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

@@ -11,7 +11,7 @@ from profiles_db.models import Character, Video
 from profiles_db.stages import StageStore
 from workers.driver import RunSummary
 
-PROFILE_QUERY = "SELECT scope, code, name, status, aliases, first_seen, last_seen FROM v_character_profiles ORDER BY scope, code;"
+PROFILE_QUERY = "SELECT code, name, status, aliases, former_codes, appearance_history FROM v_character_profiles ORDER BY scope, code;"
 
 
 def print_summary(console: Console, job_id: str, summary: RunSummary, db: Database, out: str) -> None:

@@ -10,12 +10,19 @@ from annotator.media import ffmpeg_exe
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange", "white", "navy"]
 
 
-def color_film(path: Path, cuts: list[float], duration: float, *, audio: bool = True, size: str = "320x180") -> Path:
+def color_film(
+    path: Path, cuts: list[float], duration: float, *, audio: bool = True, size: str = "320x180"
+) -> Path:
     """Flat colour shots with hard cuts at `cuts`, a tone track (or none)."""
     bounds = [0.0, *cuts, duration]
     cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error"]
     for i in range(len(bounds) - 1):
-        cmd += ["-f", "lavfi", "-i", f"color=c={COLORS[i % len(COLORS)]}:s={size}:r=10:d={bounds[i + 1] - bounds[i]}"]
+        cmd += [
+            "-f",
+            "lavfi",
+            "-i",
+            f"color=c={COLORS[i % len(COLORS)]}:s={size}:r=10:d={bounds[i + 1] - bounds[i]}",
+        ]
     n = len(bounds) - 1
     graph = "".join(f"[{i}:v]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
     if audio:

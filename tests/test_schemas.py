@@ -14,7 +14,15 @@ from jobs.cli import app
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("00:45", 45), ("1:05", 65), ("01:02:03", 3723), ("02:03.5", 123.5), ("75", 75), (12.25, 12.25), ("90:00", 5400)],
+    [
+        ("00:45", 45),
+        ("1:05", 65),
+        ("01:02:03", 3723),
+        ("02:03.5", 123.5),
+        ("75", 75),
+        (12.25, 12.25),
+        ("90:00", 5400),
+    ],
 )
 def test_timestamps_parse(text, seconds):
     assert parse_timestamp(text) == pytest.approx(seconds)
@@ -33,10 +41,26 @@ def test_format_round_trips():
 
 def test_event_needs_a_content_field_and_blank_fields_are_dropped():
     with pytest.raises(ValidationError, match="none of dialogue"):
-        Script.model_validate({"script": [{"scene_id": 1, "events": [{"timestamp": "00:01", "character": "A"}]}]})
+        Script.model_validate(
+            {"script": [{"scene_id": 1, "events": [{"timestamp": "00:01", "character": "A"}]}]}
+        )
     script = Script.model_validate(
-        {"script": [{"scene_id": 1, "events": [{"timestamp": "00:01", "character": "A", "action": "waves",
-                                                 "dialogue": "", "subtext": "null"}]}]}
+        {
+            "script": [
+                {
+                    "scene_id": 1,
+                    "events": [
+                        {
+                            "timestamp": "00:01",
+                            "character": "A",
+                            "action": "waves",
+                            "dialogue": "",
+                            "subtext": "null",
+                        }
+                    ],
+                }
+            ]
+        }
     )
     event = script.events()[0]
     assert event.dialogue is None and event.subtext is None
@@ -45,8 +69,15 @@ def test_event_needs_a_content_field_and_blank_fields_are_dropped():
 def test_shifted_moves_every_time():
     script = Script.model_validate(
         {
-            "script": [{"scene_id": 1, "start_timestamp": "00:00", "events": [
-                {"timestamp": "00:05", "end_timestamp": "00:07", "character": "A", "action": "sits"}]}],
+            "script": [
+                {
+                    "scene_id": 1,
+                    "start_timestamp": "00:00",
+                    "events": [
+                        {"timestamp": "00:05", "end_timestamp": "00:07", "character": "A", "action": "sits"}
+                    ],
+                }
+            ],
             "high_points": [{"id": 1, "time_range": ["00:04", "00:08"]}],
         }
     )
@@ -59,8 +90,11 @@ def test_shifted_moves_every_time():
 
 def test_plot_answer_is_lenient_where_models_are_sloppy():
     plot = NextSegmentPlot.model_validate(
-        {"segment_info": {"segment_index": 2}, "characters": [{"id": " unknown_001 ", "match_confidence": "HIGH"}],
-         "extra_key_from_model": 1}
+        {
+            "segment_info": {"segment_index": 2},
+            "characters": [{"id": " unknown_001 ", "match_confidence": "HIGH"}],
+            "extra_key_from_model": 1,
+        }
     )
     assert plot.characters[0].id == "unknown_001" and plot.characters[0].match_confidence == "high"
     assert plot.characters[0].name == "Unnamed"

@@ -18,7 +18,9 @@ def test_plan_cuts_at_the_latest_shot_boundary_within_the_limit():
 
 def test_plan_prefers_a_boundary_inside_a_silence():
     plans = plan_segments(120, [40, 55], 60, silences=[(39.5, 41.0)])
-    assert plans[0].end_s == 40  # 55 is later but cuts through sound; 40 is silent and in the window's last half
+    assert (
+        plans[0].end_s == 40
+    )  # 55 is later but cuts through sound; 40 is silent and in the window's last half
 
 
 def test_plan_without_boundaries_cuts_at_the_limit_and_short_video_is_one_segment():

@@ -97,4 +97,3 @@ def run_pipeline(ctx: RunContext, videos: list[VideoSource], on_event: Event | N
     summary.records_written = ray.get(writer.finish.remote())
     emit("done", {"records": summary.records_written})
     return summary
-

@@ -53,11 +53,14 @@ def run(
 def demo(
     out: Annotated[Path, typer.Option(help="where the demo writes everything")] = Path("v2s-demo"),
     max_segment_s: Annotated[float, typer.Option(help="segment length for the demo film")] = 60.0,
+    imperfection: Annotated[
+        float, typer.Option(help="how far the simulated models drift from the truth")
+    ] = 0.3,
 ) -> None:
     """Render the sample film, start the simulator, run the pipeline against it and score the result."""
     from jobs.demo import run_demo
 
-    raise typer.Exit(run_demo(out, max_segment_s, console))
+    raise typer.Exit(run_demo(out, max_segment_s, console, imperfection))
 
 
 @app.command("sample-film")
@@ -81,11 +84,14 @@ def sim_server(
     ] = None,
     host: Annotated[str, typer.Option(help="bind address (loopback)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8765,
+    imperfection: Annotated[
+        float, typer.Option(help="0 = exact answers; 0.3 = drifts like a real model")
+    ] = 0.0,
 ) -> None:
     """Serve the Gemini and OpenAI APIs from a screenplay, for tests and demos (never for production)."""
     from annotator.simulator.server import serve
 
-    serve(screenplay, host, port)
+    serve(screenplay, host, port, imperfection)
 
 
 @app.command()

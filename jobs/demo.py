@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 
-def run_demo(out: Path, max_segment_s: float, console: Console) -> int:
+def run_demo(out: Path, max_segment_s: float, console: Console, imperfection: float = 0.3) -> int:
     from annotator.simulator.film import render_sample
     from annotator.simulator.screenplay import Screenplay
     from annotator.simulator.server import SimulatorServer
@@ -24,7 +24,7 @@ def run_demo(out: Path, max_segment_s: float, console: Console) -> int:
     console.print(
         f"sample film: {film} ({film.stat().st_size / 1e6:.1f} MB), ground truth: {screenplay_path}"
     )
-    with SimulatorServer(Screenplay.load(screenplay_path)) as server:
+    with SimulatorServer(Screenplay.load(screenplay_path), imperfection=imperfection) as server:
         base = server.base_url
         # The same settings a user sets for a proxy, Vertex or vLLM: only the base URLs and keys differ.
         os.environ.update(

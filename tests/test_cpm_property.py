@@ -155,7 +155,6 @@ def _moved_later(m: Merge, merges: list[Merge], oid: int) -> bool:
     return any(later.id > m.id and oid in later.moved.get("observations", []) for later in merges)
 
 
-@pytest.mark.timeout(120)
 def test_random_histories_keep_the_invariants(database):
     cpm = CharacterProfileManager(database)
     examples = 40 if dialect(database) == "sqlite" else 15

@@ -14,6 +14,7 @@ from annotator.schemas.timecode import format_timestamp
 from annotator.simulator import prompt_reader
 from annotator.simulator.errors import invalid
 from annotator.simulator.identity import Identity, Profiles, plot_identities, script_id
+from annotator.simulator.imperfection import degrade_events
 from annotator.simulator.prompt_reader import Stage
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.window import Window
@@ -52,8 +53,9 @@ class Answer:
 
 
 class Responder:
-    def __init__(self, screenplay: Screenplay) -> None:
+    def __init__(self, screenplay: Screenplay, *, imperfection: float = 0.0) -> None:
         self.screenplay = screenplay
+        self.imperfection = imperfection  # see imperfection.py: 0 answers exactly from the screenplay
 
     def answer(self, stage: Stage, texts: list[str], clip: Clip | None) -> Answer:
         if stage.needs_video:
@@ -208,6 +210,7 @@ class Responder:
         scenes = []
         for number, span in enumerate(window.scenes, start=1):
             events = [self._script_event(window, e, ids) for s, e in window.events if s.index == span.index]
+            events = degrade_events(events, self.imperfection, window.duration_s)
             scene = span.scene
             scenes.append(
                 {

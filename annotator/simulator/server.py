@@ -95,12 +95,13 @@ class SimulatorServer:
         file_ttl_s: float = DEFAULT_TTL_S,
         file_processing_s: float = 0.0,
         allow_remote: bool = False,
+        imperfection: float = 0.0,
     ) -> None:
         if not allow_remote and not _is_loopback(host):
             raise ValueError(f"the simulator serves on loopback only; {host!r} is not a loopback address")
         self.screenplay = screenplay
         self.host, self.port = host, port
-        self.responder = Responder(screenplay)
+        self.responder = Responder(screenplay, imperfection=imperfection)
         self.behaviours = behaviours or Behaviours()
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.files = FileStore(ttl_s=file_ttl_s, processing_s=file_processing_s)
@@ -280,10 +281,12 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def serve(screenplay_path: Path | None = None, host: str = "127.0.0.1", port: int = 8765) -> None:
+def serve(
+    screenplay_path: Path | None = None, host: str = "127.0.0.1", port: int = 8765, imperfection: float = 0.0
+) -> None:
     """Run the simulator until Ctrl-C (the `v2s sim-server` command)."""
     screenplay = Screenplay.load(screenplay_path)
-    server = SimulatorServer(screenplay, host, port)
+    server = SimulatorServer(screenplay, host, port, imperfection=imperfection)
     url = server.start()
     print(
         f"v2s simulator: {screenplay.title!r} ({screenplay.duration_s:.0f} s) at {url}\n"

@@ -123,6 +123,19 @@ class CharacterProfileManager:
             profiles, _ = _profiles(s, st, only={cid})
         return profiles.get(st.chars[cid].code)
 
+    def resolver(self, scope: str) -> Callable[[str], CharacterProfile | None]:
+        """`resolve` for many look-ups at once (e.g. every event of a script): one read, then a snapshot."""
+        with self.db.sessions() as s:
+            st = ScopeState(s, scope)
+            profiles, _ = _profiles(s, st)
+        canonical = {code: st.chars[st.canonical(cid)].code for code, cid in st.codes.items()}
+
+        def lookup(code: str) -> CharacterProfile | None:
+            parsed = parse_code(code)
+            return profiles.get(canonical.get(parsed, "")) if parsed else None
+
+        return lookup
+
     # -- writes ----------------------------------------------------------------------------------
     def apply(self, scope: str, segment_id: int, answer: PlotReasoning) -> ApplyReport:
         """Fold one segment's plot-reasoning answer into the scope's memory, in one transaction."""
@@ -152,8 +165,9 @@ class CharacterProfileManager:
             clean_name = check_name(name, f"rename of {code}", warnings)
             if clean_name is None:
                 raise ValueError(warnings[0] if warnings else f"{name!r} is not a usable name")
-            _Namer(s, st, segment_id, warnings).name(cid, clean_name, evidence, force=True)
-            st.settle(segment_id, warnings)
+            namer = _Namer(s, st, segment_id, warnings)
+            namer.name(cid, clean_name, evidence, force=True)
+            st.settle(segment_id, warnings, namer.hints)
             return st.chars[st.canonical(cid)].code
 
         return self._profile_after(scope, self._write(scope, run))
@@ -236,6 +250,7 @@ class _Namer:
         self.reserved: set[str] = set()
         self.named: list[int] = []
         self.merges: list[Any] = []
+        self.hints: dict[int, str] = {}  # record → why its name changed, quoted in merge reasons
 
     def name(self, cid: int, name: str, evidence: str, *, force: bool = False) -> None:
         st, c = self.st, self.st.chars[cid]
@@ -244,19 +259,21 @@ class _Namer:
             return  # already so named (a re-apply, or the model repeating itself)
         owners = [o for o in st.owners(norm, exclude=cid) if not st.exempt(o, cid)]
         evidence = check_text(evidence, f"naming {c.code}", self.warnings) or ""
-        named_owners = [o for o in owners if st.chars[o].status == "named"]
+        earlier = [o for o in owners if st.chars[o].status == "named" and o < cid]
         if c.status != "named" or not c.name:
             old_code = c.code
-            if named_owners:  # named after an existing character: it IS that character (merge redirects)
-                into = named_owners[0]
+            self.hints[cid] = f"lazy naming: {old_code} is {name!r}"
+            if earlier:  # named after an earlier character: it IS that one (code kept, the merge redirects)
+                into = earlier[0]
                 c.name, c.status = name, "named"
                 st.add_alias(cid, name, self.segment_id)
                 self.s.add(self._event(cid, old_code, None, None, name, evidence))
-                reason = f"name update: {old_code} is {name!r}, the name of {st.chars[into].code}"
+                reason = f"{self.hints[cid]}, the name of {st.chars[into].code}"
                 self.merges.append(st.merge(cid, into, reason, self.segment_id))
                 self.named.append(cid)
                 return
-            # (an unnamed owner that merely has this alias is folded into this one by settle())
+            # The earliest of its name: it gets a char_ code, and settle() later folds the later same-named
+            # records into it (the later record is merged into the earlier).
             new_code = st.allocate("char", self.reserved)
             st.recode(cid, new_code)
             c.name, c.status = name, "named"
@@ -321,7 +338,7 @@ class _Apply:
         # relationships attach to the records the answer named, BEFORE same-name merges, so that an
         # unmerge hands them back to the right record
         self._relationships()
-        merges = [*self.namer.merges, *st.settle(seg.id, self.warnings)]
+        merges = [*self.namer.merges, *st.settle(seg.id, self.warnings, self.namer.hints)]
         code_map = self._code_map()
         self._store_plot(code_map, prior_map)
         self.s.flush()

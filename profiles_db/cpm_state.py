@@ -391,8 +391,13 @@ class ScopeState:
         self.refresh_cache([record_id, target])
         return merge
 
-    def settle(self, segment_id: int | None, warnings: list[str]) -> list[Merge]:
-        """Merge canonical characters that share a normalised name or alias (the later into the earlier)."""
+    def settle(
+        self, segment_id: int | None, warnings: list[str], hints: dict[int, str] | None = None
+    ) -> list[Merge]:
+        """Merge canonical characters that share a normalised name or alias (the later into the earlier).
+
+        `hints` (record → why its name just changed) are prefixed to the merge reason."""
+        hints = hints or {}
         merges: list[Merge] = []
         told: set[tuple[int, int]] = set()
         for _ in range(len(self.chars) + 1):
@@ -418,6 +423,9 @@ class ScopeState:
                         continue
                     shown = self.aliases[other][norm].alias
                     reason = f"same name or alias {shown!r} (normalised {norm!r})"
+                    hint = hints.get(other) or hints.get(survivor)
+                    if hint:
+                        reason = f"{hint}: {reason}"
                     merges.append(self.merge(other, survivor, reason, segment_id))
                     merged = True
                     break

@@ -62,6 +62,26 @@ class StageStore:
             for key, value in fields.items():
                 setattr(video, key, value)
 
+    def settle_videos(self, video_ids: list[str]) -> list[str]:
+        """Mark done the videos whose every segment is exported or finally rejected; returns those ids."""
+        settled = []
+        with self.db.transaction() as s:
+            for video_id in video_ids:
+                segments = s.scalars(select(Segment.id).where(Segment.video_id == video_id)).all()
+                if not segments:
+                    continue
+                finished = s.scalar(
+                    select(func.count(func.distinct(StageRun.segment_id))).where(
+                        StageRun.segment_id.in_(segments),
+                        ((StageRun.stage == "export") & (StageRun.status == "done"))
+                        | (StageRun.status == "rejected"),
+                    )
+                )
+                if finished == len(segments):
+                    s.get(Video, video_id).status = "done"
+                    settled.append(video_id)
+        return settled
+
     def save_segments(self, video_id: str, spans: list[tuple[float, float, str]]) -> list[int]:
         """Segments are planned once per video; a later run reuses them (so record ids stay stable)."""
         with self.db.transaction() as s:

@@ -198,6 +198,8 @@ def test_lazy_naming_reissues_a_char_code_and_the_old_code_still_resolves(cpm, s
         event = s.scalar(select(NameEvent))
         assert (event.old_code, event.new_code, event.new_name) == ("unknown_001", "char_002", "Tomas")
         assert "Thanks, Tomas" in event.evidence
+    snapshot = cpm.resolver(SCOPE)
+    assert snapshot("unknown_001") == snapshot("CHAR_2") == profile and snapshot("char_404") is None
     # the next answer may use either code; a new unnamed character never gets unknown_001 again
     report = cpm.apply(SCOPE, segs[2], plot_answer(3, [{"id": "unknown_001"}, {"id": "unknown_002"}]))
     assert report.code_map == {"unknown_001": "char_002", "unknown_002": "unknown_002"}
@@ -223,11 +225,30 @@ def test_name_update_after_an_existing_character_merges_into_it(cpm, segs, datab
         ),
     )
     assert [(f, i) for f, i, _ in report.merged] == [("unknown_001", "char_001")]
-    assert "name update" in report.merged[0][2]
+    assert report.merged[0][2] == "lazy naming: unknown_001 is 'ÀNNA', the name of char_001"
     profile = cpm.resolve(SCOPE, "unknown_001")
     assert profile.id == "char_001" and profile.former_codes == ["unknown_001"]
     assert profile.appearance_history == ["woman, red coat", "tall man, grey beard"]
     assert [p.id for p in cpm.profiles(SCOPE)] == ["char_001"]
+
+
+def test_name_update_of_an_earlier_unknown_absorbs_the_later_same_named_record(cpm, segs):
+    cpm.apply(SCOPE, segs[0], plot_answer(1, [stranger()]))
+    cpm.apply(SCOPE, segs[1], plot_answer(2, [{"id": "char_001", "name": "Tomas"}]))  # model missed the match
+    report = cpm.apply(
+        SCOPE, segs[2], plot_answer(3, [], name_updates=[{"unknown_id": "unknown_001", "name": "Tomas"}])
+    )
+    assert report.named == ["char_002"]
+    assert report.merged == [
+        (
+            "char_001",
+            "char_002",
+            "lazy naming: unknown_001 is 'Tomas': same name or alias 'Tomas' (normalised 'tomas')",
+        )
+    ]
+    profile = cpm.resolve(SCOPE, "char_001")
+    assert profile.id == "char_002" and profile.former_codes == ["char_001", "unknown_001"]
+    assert (profile.first_seen_segment, profile.appearances) == (1, 2)
 
 
 # -- merges --------------------------------------------------------------------------------------------

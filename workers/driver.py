@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import ray
 
-from workers.context import RunContext, VideoSource
+from workers.context import RunContext, VideoSource, store
 from workers.shard_actor import ShardWriterActor
 from workers.tasks import annotate_segment, build_records, prepare_video, reason_plot
 
@@ -95,5 +95,6 @@ def run_pipeline(ctx: RunContext, videos: list[VideoSource], on_event: Event | N
             exported_refs.append(writer.write_many.remote(result))
     ray.get(exported_refs)
     summary.records_written = ray.get(writer.finish.remote())
+    store(ctx).settle_videos(list(remaining))
     emit("done", {"records": summary.records_written})
     return summary

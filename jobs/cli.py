@@ -16,6 +16,15 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
+
+
+def _register_profiles() -> None:
+    from jobs.profiles_cli import app as profiles_app
+
+    app.add_typer(profiles_app, name="profiles")
+
+
+_register_profiles()
 console = Console()
 
 

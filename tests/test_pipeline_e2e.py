@@ -155,3 +155,32 @@ def test_broken_inputs_fail_alone_with_clear_reasons(simulator_env, tmp_path):
     annotated = {Path(r["video"]["uri"]).name for r in _records(out)}
     assert annotated == {"good.mp4", "silent.mp4"}
     shutil.rmtree(out)
+
+
+def test_profiles_commands_read_and_correct_the_memory(first_run, tmp_path):
+    out = first_run[0]
+    db = str(out / "v2s.sqlite")
+    runner = CliRunner()
+    listed = runner.invoke(app, ["profiles", "list", "--db", db, "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    elias = next(r for r in rows if r["name"] == "Elias Crane")
+    assert "unknown_" in elias["former_codes"]
+    assert len(rows) == 4
+    shown = runner.invoke(
+        app, ["profiles", "show", elias["former_codes"].split(",")[0].strip(), "--db", db, "--format", "json"]
+    )
+    assert json.loads(shown.stdout)["id"] == elias["code"]  # an old code resolves to the canonical record
+    picture = tmp_path / "graph.png"
+    assert runner.invoke(app, ["profiles", "graph", "--db", db, "--out", str(picture)]).exit_code == 0
+    assert picture.stat().st_size > 1000 and "--" in picture.with_suffix(".dot").read_text()
+    others = [r["code"] for r in rows if r["code"] != elias["code"]]
+    merged = runner.invoke(app, ["profiles", "merge", others[0], others[1], "--db", db])
+    assert merged.exit_code == 0, merged.output
+    after = json.loads(runner.invoke(app, ["profiles", "list", "--db", db, "--format", "json"]).stdout)
+    assert len(after) == 3
+    assert runner.invoke(app, ["profiles", "unmerge", others[0], "--db", db]).exit_code == 0
+    restored = json.loads(runner.invoke(app, ["profiles", "list", "--db", db, "--format", "json"]).stdout)
+    assert sorted(r["code"] for r in restored) == sorted(r["code"] for r in rows)
+    bad = runner.invoke(app, ["profiles", "merge", "char_999", others[1], "--db", db])
+    assert bad.exit_code == 1

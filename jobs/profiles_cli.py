@@ -1,0 +1,204 @@
+"""`v2s profiles …`: read and correct the character memory. Reads go through the SQL views users also query."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import text
+
+app = typer.Typer(no_args_is_help=True, help="Inspect and correct character profiles (the CPM).")
+console = Console()
+
+DbOpt = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL, or a path to a v2s.sqlite")]
+ScopeOpt = Annotated[str | None, typer.Option(help="scope (series name or video id); default: every scope")]
+FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
+
+
+def _database(db: str | None):
+    from profiles_db.db import Database, sqlite_url
+
+    url = db or os.environ.get("V2S_DATABASE_URL")
+    if not url:
+        console.print("[red]give --db (a URL or a v2s.sqlite path) or set V2S_DATABASE_URL[/red]")
+        raise typer.Exit(2)
+    if "://" not in url:
+        if not Path(url).is_file():
+            console.print(f"[red]{url} is not a database file[/red]")
+            raise typer.Exit(2)
+        url = sqlite_url(url)
+    return Database(url)
+
+
+def _rows(db, view: str, scope: str | None, order: str) -> list[dict]:
+    where = " WHERE scope = :scope" if scope else ""
+    with db.engine.connect() as conn:
+        result = conn.execute(
+            text(f"SELECT * FROM {view}{where} ORDER BY {order}"), {"scope": scope} if scope else {}
+        )
+        return [dict(row._mapping) for row in result]
+
+
+def _emit(rows: list[dict], columns: list[str], fmt: str, title: str) -> None:
+    if fmt == "json":
+        console.print_json(json.dumps(rows, default=str))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def _scope_for(db, scope: str | None) -> str:
+    if scope:
+        return scope
+    scopes = {r["scope"] for r in _rows(db, "v_character_profiles", None, "scope")}
+    if len(scopes) != 1:
+        console.print(
+            f"[red]give --scope; the database holds {len(scopes)} scopes: {', '.join(sorted(scopes))}[/red]"
+        )
+        raise typer.Exit(2)
+    return scopes.pop()
+
+
+@app.command("list")
+def list_profiles(db: DbOpt = None, scope: ScopeOpt = None, format: FormatOpt = "table") -> None:
+    """One row per canonical character, with aliases and former codes."""
+    rows = _rows(_database(db), "v_character_profiles", scope, "scope, code")
+    columns = ["scope", "code", "name", "status", "aliases", "former_codes", "appearances", "role_type"]
+    _emit(rows, columns, format, "characters")
+
+
+@app.command()
+def show(code: str, db: DbOpt = None, scope: ScopeOpt = None, format: FormatOpt = "table") -> None:
+    """One character: its profile and how its appearance changed."""
+    from profiles_db.cpm import CharacterProfileManager
+
+    database = _database(db)
+    profile = CharacterProfileManager(database).resolve(_scope_for(database, scope), code)
+    if profile is None:
+        console.print(f"[red]no character {code!r} in that scope[/red]")
+        raise typer.Exit(1)
+    if format == "json":
+        console.print_json(profile.model_dump_json())
+        return
+    table = Table(title=f"{profile.id} {profile.display_name}", show_header=False)
+    for key, value in profile.model_dump().items():
+        table.add_row(key, "\n".join(value) if isinstance(value, list) else str(value))
+    console.print(table)
+
+
+@app.command()
+def relationships(db: DbOpt = None, scope: ScopeOpt = None, format: FormatOpt = "table") -> None:
+    """Who relates to whom, with evidence and the segments it spans."""
+    rows = _rows(_database(db), "v_relationships", scope, "scope, a_code, b_code")
+    _emit(
+        rows,
+        ["scope", "a_code", "a_name", "b_code", "b_name", "label", "first_idx", "last_idx"],
+        format,
+        "relationships",
+    )
+
+
+@app.command()
+def graph(
+    out: Annotated[Path, typer.Option(help="picture to write: .png or .svg (a .dot is written beside it)")],
+    db: DbOpt = None,
+    scope: ScopeOpt = None,
+) -> None:
+    """Draw the relationship graph of one scope (like the paper's Fig. 7)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import networkx as nx
+
+    database = _database(db)
+    chosen = _scope_for(database, scope)
+    people = _rows(database, "v_character_profiles", chosen, "code")
+    links = _rows(database, "v_relationships", chosen, "a_code")
+    g = nx.Graph()
+    for p in people:
+        g.add_node(p["code"], label=p["name"] or p["code"])
+    for r in links:
+        label = (
+            r["label"]
+            if not g.has_edge(r["a_code"], r["b_code"])
+            else g.edges[r["a_code"], r["b_code"]]["label"] + " / " + r["label"]
+        )
+        g.add_edge(r["a_code"], r["b_code"], label=label)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dot = ["graph characters {"] + [f'  "{n}" [label="{d["label"]}"];' for n, d in g.nodes(data=True)]
+    dot += [f'  "{a}" -- "{b}" [label="{d["label"]}"];' for a, b, d in g.edges(data=True)] + ["}"]
+    out.with_suffix(".dot").write_text("\n".join(dot) + "\n")
+    fig, ax = plt.subplots(figsize=(8, 6))
+    pos = nx.spring_layout(g, seed=7)
+    nx.draw_networkx(
+        g,
+        pos,
+        ax=ax,
+        labels=nx.get_node_attributes(g, "label"),
+        node_color="#9ecae1",
+        node_size=1800,
+        font_size=9,
+    )
+    nx.draw_networkx_edge_labels(g, pos, ax=ax, edge_labels=nx.get_edge_attributes(g, "label"), font_size=7)
+    ax.set_axis_off()
+    ax.set_title(f"characters of {chosen}")
+    fig.savefig(out, bbox_inches="tight")
+    plt.close(fig)
+    console.print(f"wrote {out} and {out.with_suffix('.dot')}")
+
+
+@app.command()
+def rename(code: str, name: str, db: DbOpt = None, scope: ScopeOpt = None) -> None:
+    """Name a character by hand (an unnamed one is upgraded, with the evidence 'manual rename')."""
+    from profiles_db.cpm import CharacterProfileManager
+
+    database = _database(db)
+    profile = _correct(
+        lambda m, s: m.rename(s, code, name), CharacterProfileManager(database), _scope_for(database, scope)
+    )
+    console.print(f"{code} is now {profile.id} {profile.display_name}")
+
+
+@app.command()
+def merge(
+    from_code: str, into_code: str, reason: str = "manual merge", db: DbOpt = None, scope: ScopeOpt = None
+) -> None:
+    """Fold FROM_CODE into INTO_CODE (recorded in merges; `unmerge` undoes it)."""
+    from profiles_db.cpm import CharacterProfileManager
+
+    database = _database(db)
+    manager = CharacterProfileManager(database)
+    profile = _correct(
+        lambda m, s: m.merge(s, from_code, into_code, reason), manager, _scope_for(database, scope)
+    )
+    console.print(f"{from_code} merged into {profile.id} {profile.display_name}")
+
+
+@app.command()
+def unmerge(code: str, db: DbOpt = None, scope: ScopeOpt = None) -> None:
+    """Undo the last merge of the record that carries CODE."""
+    from profiles_db.cpm import CharacterProfileManager
+
+    database = _database(db)
+    profile = _correct(
+        lambda m, s: m.unmerge(s, code), CharacterProfileManager(database), _scope_for(database, scope)
+    )
+    console.print(f"{code} restored as {profile.id} {profile.display_name}")
+
+
+def _correct(action, manager, scope: str):
+    try:
+        return action(manager, scope)
+    except (KeyError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None

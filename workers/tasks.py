@@ -156,9 +156,8 @@ def annotate_segment(ctx: RunContext, segment_id: int) -> dict:
 
     status, script_result = st.result(segment_id, "script")
     if status not in ("done", "rejected") and st.claim(segment_id, "script", _owner(), ctx.job_id):
-        profiles = [
-            p for p in (manager.resolve(video.scope, c) for c in dict.fromkeys(code_map.values())) if p
-        ]
+        resolve = manager.resolver(video.scope)
+        profiles = [p for p in (resolve(c) for c in dict.fromkeys(code_map.values())) if p]
         writer = ScriptWriter(gw, backend=settings.script_backend, model=settings.script_model)
         result = writer.write(_segment_input(segment, segment.idx), profiles, synopsis(plot, code_map))
         if not result.ok:
@@ -173,7 +172,7 @@ def annotate_segment(ctx: RunContext, segment_id: int) -> dict:
         problems = QualityGates().check(
             result.value,
             segment.end_s - segment.start_s,
-            lambda c: manager.resolve(video.scope, c) is not None,
+            lambda c: resolve(c) is not None,
         )
         payload = {"script": result.value.model_dump(mode="json")}
         if problems:
@@ -234,7 +233,7 @@ def _write_reject(ctx: RunContext, video: Video, segment: Segment, problems: lis
 @ray.remote(num_cpus=0.25, max_retries=2)
 def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
     """Records of every finished, not yet exported segment of a video, with names resolved now."""
-    st, manager = store(ctx), cpm(ctx)
+    manager = cpm(ctx)
     settings = gateway().settings
     version = ctx.pipeline_version(settings)
     out = []
@@ -245,6 +244,7 @@ def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
     by_segment: dict[int, dict[str, StageRun]] = {}
     for run in runs:
         by_segment.setdefault(run.segment_id, {})[run.stage] = run
+    resolve = manager.resolver(video.scope)  # one snapshot of the memory, with this video's names final
     for segment in segments:
         stages = by_segment.get(segment.id, {})
         if any(stages.get(k) is None or stages[k].status != "done" for k in ("plot", "script", "distill")):
@@ -281,8 +281,7 @@ def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
                 for k, r in stages.items()
                 if k != "export"
             },
-            resolve=lambda code, scope=video.scope: manager.resolve(scope, code),
+            resolve=resolve,
         )
         out.append((segment.id, record.model_dump_json()))
-    del st
     return out

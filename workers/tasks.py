@@ -46,6 +46,14 @@ def _usage(result) -> StageUsage:
     )
 
 
+def _failed(st, segment_id: int, stage: str, result) -> dict:
+    """Store a stage's failure with its specific outcome and reason; the run goes on with other segments."""
+    st.fail(
+        segment_id, stage, result.error or f"{stage} failed", outcome=result.outcome, usage=_usage(result)
+    )
+    return {"segment_id": segment_id, "status": "failed", "stage": stage, "error": result.error}
+
+
 @ray.remote(num_cpus=1, max_retries=2)
 def prepare_video(ctx: RunContext, video: VideoSource) -> dict:
     """Probe, split at shots (preferring silences) and cut proxies. A bad input fails only itself."""
@@ -118,14 +126,7 @@ def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> dict:
     context = manager.context(video.scope, segment_id, token_budget=ctx.context_token_budget)
     result = reasoner.reason(_segment_input(segment, chain_index), context)
     if not result.ok:
-        st.fail(
-            segment_id,
-            "plot",
-            result.error or "plot reasoning failed",
-            outcome=result.outcome,
-            usage=_usage(result),
-        )
-        return {"segment_id": segment_id, "status": "failed", "error": result.error}
+        return _failed(st, segment_id, "plot", result)
     report = manager.apply(video.scope, segment_id, result.value)
     for warning in report.warnings:
         log.warning("segment %s: %s", segment_id, warning)
@@ -161,14 +162,7 @@ def annotate_segment(ctx: RunContext, segment_id: int) -> dict:
         writer = ScriptWriter(gw, backend=settings.script_backend, model=settings.script_model)
         result = writer.write(_segment_input(segment, segment.idx), profiles, synopsis(plot, code_map))
         if not result.ok:
-            st.fail(
-                segment_id,
-                "script",
-                result.error or "script failed",
-                outcome=result.outcome,
-                usage=_usage(result),
-            )
-            return {"segment_id": segment_id, "status": "failed", "stage": "script", "error": result.error}
+            return _failed(st, segment_id, "script", result)
         problems = QualityGates().check(
             result.value,
             segment.end_s - segment.start_s,
@@ -197,14 +191,7 @@ def annotate_segment(ctx: RunContext, segment_id: int) -> dict:
         distiller = ThinkingDistiller(gw, backend=settings.distill_backend, model=settings.distill_model)
         result = distiller.distill(plot, Script.model_validate(script_result["script"]))
         if not result.ok:
-            st.fail(
-                segment_id,
-                "distill",
-                result.error or "distill failed",
-                outcome=result.outcome,
-                usage=_usage(result),
-            )
-            return {"segment_id": segment_id, "status": "failed", "stage": "distill", "error": result.error}
+            return _failed(st, segment_id, "distill", result)
         st.complete(
             segment_id,
             "distill",

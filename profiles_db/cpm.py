@@ -168,6 +168,7 @@ class CharacterProfileManager:
             namer = _Namer(s, st, segment_id, warnings)
             namer.name(cid, clean_name, evidence, force=True)
             st.settle(segment_id, warnings, namer.hints)
+            _log(scope, f"rename {code}", warnings)
             return st.chars[st.canonical(cid)].code
 
         return self._profile_after(scope, self._write(scope, run))
@@ -181,13 +182,19 @@ class CharacterProfileManager:
             a, b = _known(st, from_code), _known(st, into_code)
             if a == b:
                 raise ValueError(f"{from_code} and {into_code} are already the same character")
+            warnings: list[str] = []
             st.merge(a, b, clean(reason) or "manual merge", None)
-            return st.chars[b].code
+            st.settle(None, warnings)  # the union may share a name with a third character
+            _log(scope, f"merge {from_code}", warnings)
+            return st.chars[st.canonical(b)].code
 
         return self._profile_after(scope, self._write(scope, run))
 
     def unmerge(self, scope: str, code: str) -> CharacterProfile:
-        """Undo the last merge of the record that carries `code`, restoring what it moved."""
+        """Undo the last merge of the record that carries `code`, restoring what it moved.
+
+        Returns the record's profile; should what it got back be the name of a third character, the usual
+        same-name merge applies and the profile is that character's."""
 
         def run(s: Session, st: ScopeState) -> str:
             rid = st.record(code)
@@ -208,9 +215,10 @@ class CharacterProfileManager:
                         evidence="named record made separate again by unmerge",
                     )
                 )
-            for warning in warnings:
-                log.warning("cpm %s unmerge %s: %s", scope, code, warning)
-            return st.chars[rid].code
+            # what it had back may be the name or alias of a third character: the usual rule applies
+            st.settle(None, warnings)
+            _log(scope, f"unmerge {code}", warnings)
+            return st.chars[st.canonical(rid)].code
 
         return self._profile_after(scope, self._write(scope, run))
 
@@ -381,7 +389,7 @@ class _Apply:
         name = check_name(e.name, what, self.warnings)
         target = st.lookup(prior_map[e.id]) if e.id in prior_map else None
         matched_from = clean(e.matched_from)
-        if matched_from and is_unnamed(matched_from):  # "none"/"n/a": the model's way of saying "new"
+        if is_unnamed(matched_from) or matched_from.casefold() in {"null", "new"}:  # the model's "no match"
             matched_from = ""
         if target is None and matched_from:
             target = st.lookup(matched_from)
@@ -753,6 +761,11 @@ def _position(st: ScopeState, segment_id: int) -> int:
     if position is None:
         raise ValueError(f"segment {segment_id} is not a segment of a video of scope {st.scope!r}")
     return position
+
+
+def _log(scope: str, what: str, warnings: list[str]) -> None:
+    for warning in warnings:
+        log.warning("cpm %s %s: %s", scope, what, warning)
 
 
 def _known(st: ScopeState, code: str) -> int:

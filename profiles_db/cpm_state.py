@@ -385,6 +385,9 @@ class ScopeState:
                         last_segment_id=snap.get("last_segment_id"),
                     )
                 )
+        for cid in (record_id, target):  # a name taken after the merge may have ridden on a moved alias row
+            if self.chars[cid].name:
+                self.add_alias(cid, self.chars[cid].name, None)
         merge.undone_at = utcnow()
         self.undone.add((merge.from_id, merge.into_id))
         s.flush()
@@ -410,12 +413,13 @@ class ScopeState:
                 group = sorted(by_norm[norm], key=self.preference)
                 if len(group) < 2:
                     continue
-                survivor = group[0]
-                for other in group[1:]:
+                # every non-exempt pair, the later into the earlier (a pair kept apart by hand does not stop
+                # a third character from joining one of them)
+                pairs = [(x, y) for i, x in enumerate(group) for y in group[i + 1 :]]
+                for survivor, other in pairs:
                     if self.exempt(survivor, other):
-                        pair = (survivor, other)
-                        if pair not in told:
-                            told.add(pair)
+                        if (survivor, other) not in told:
+                            told.add((survivor, other))
                             warnings.append(
                                 f"{self.chars[other].code} and {self.chars[survivor].code} share the name "
                                 f"{norm!r} but a merge between them was undone by hand; kept apart"

@@ -20,6 +20,7 @@ _CODE = re.compile(r"^(char|unknown)_(\d{1,6})$", re.IGNORECASE)
 CODE_IN_TEXT = re.compile(r"\b(?:char|unknown)_\d{1,6}\b", re.IGNORECASE)
 _APOSTROPHES = str.maketrans("", "", "'’‘`´")
 _SPACES = re.compile(r"\s+")
+_PLACEHOLDERS = {"unnamed", "unknown", "anonymous", "unidentified"}
 
 
 def clean(text: str | None) -> str:
@@ -85,8 +86,11 @@ def check_name(raw: str | None, what: str, warnings: list[str]) -> str | None:
     if len(name) > MAX_NAME:
         warnings.append(f"{what}: name of {len(name)} characters ignored (limit {MAX_NAME}): {short(name)}")
         return None
-    if not normalize_name(name):
+    norm = normalize_name(name)
+    if not norm:
         warnings.append(f"{what}: name {short(name)} has no letters or digits; ignored")
+        return None
+    if norm.split()[0] in _PLACEHOLDERS:  # "Unnamed woman", "Unknown (bartender)": a description, not a name
         return None
     return name
 

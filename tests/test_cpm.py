@@ -15,7 +15,7 @@ from profiles_db.models import (
     Relationship,
     SegmentPlot,
 )
-from profiles_db.normalize import normalize_name, parse_code
+from profiles_db.normalize import check_name, normalize_name, parse_code
 from tests.db_fixtures import make_video, plot_answer
 
 SCOPE = "series-a"
@@ -67,6 +67,9 @@ def test_normalisation_and_codes():
     assert parse_code("unknown_0042") == "unknown_042"
     assert parse_code("char_1234567") is None
     assert parse_code("Anna") is None
+    warnings: list[str] = []
+    assert check_name("Unknown woman (bartender)", "x", warnings) is None and warnings == []
+    assert check_name("  Dr.  Crane ", "x", warnings) == "Dr. Crane"
 
 
 # -- new characters, codes, matching -------------------------------------------------------------------
@@ -125,11 +128,21 @@ def test_matching_by_id_and_by_matched_from(cpm, segs):
 def test_unknown_matched_from_is_a_new_character_with_a_warning(cpm, segs):
     cpm.apply(SCOPE, segs[0], plot_answer(1, [anna()]))
     report = cpm.apply(
-        SCOPE, segs[1], plot_answer(2, [{"id": "unknown_002", "name": "Unnamed", "matched_from": "char_099"}])
+        SCOPE,
+        segs[1],
+        plot_answer(
+            2,
+            [
+                {"id": "unknown_002", "name": "Unnamed", "matched_from": "char_099"},
+                {"id": "unknown_003", "matched_from": "null"},  # a model's way of saying "no match"
+            ],
+        ),
     )
-    assert report.created == ["unknown_002"]
-    assert any("matched_from 'char_099' is not a known code; treated as a new" in w for w in report.warnings)
-    assert {p.id for p in cpm.profiles(SCOPE)} == {"char_001", "unknown_002"}
+    assert report.created == ["unknown_002", "unknown_003"]
+    assert report.warnings == [
+        "character 'unknown_002': matched_from 'char_099' is not a known code; treated as a new character"
+    ]
+    assert {p.id for p in cpm.profiles(SCOPE)} == {"char_001", "unknown_002", "unknown_003"}
 
 
 # -- history, aliases ----------------------------------------------------------------------------------

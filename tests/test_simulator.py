@@ -20,6 +20,7 @@ from annotator.schemas import (
     Script,
     json_schema,
 )
+from annotator.schemas.context import PROMPT_FIELDS
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
 from annotator.simulator.server import SimulatorServer
 from tests.test_simulator_play import (
@@ -34,16 +35,7 @@ from tests.test_simulator_play import (
 
 MODEL = "gemini-2.5-flash"
 KEY = "sim-test-key"
-_CONTEXT_FIELDS = {
-    "id",
-    "name",
-    "aliases",
-    "appearance",
-    "appearance_history",
-    "voice",
-    "personality",
-    "role_type",
-}
+_CONTEXT_FIELDS = PROMPT_FIELDS
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,22 @@ class CharacterProfile(BaseModel):
         return self.name or self.id
 
 
+PROMPT_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "aliases",
+        "appearance",
+        "appearance_history",
+        "voice",
+        "personality",
+        "role_type",
+        "last_seen_segment",
+    }
+)
+"""The profile fields rendered into prompts (the plot context and the script's character list)."""
+
+
 class CharacterContext(BaseModel):
     scope: str
     segment_index: int

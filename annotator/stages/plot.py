@@ -11,19 +11,8 @@ from annotator.schemas import (
     PlotReasoning,
     format_timestamp,
 )
+from annotator.schemas.context import PROMPT_FIELDS
 from annotator.stages.segment import SegmentInput, replace_codes
-
-_PROFILE_FIELDS = {
-    "id",
-    "name",
-    "aliases",
-    "appearance",
-    "appearance_history",
-    "voice",
-    "personality",
-    "role_type",
-    "last_seen_segment",
-}
 
 
 class PlotReasoner:
@@ -41,7 +30,7 @@ class PlotReasoner:
             )
             schema = FirstSegmentPlot
         else:
-            profiles = [p.model_dump(include=_PROFILE_FIELDS, exclude_none=True) for p in context.characters]
+            profiles = [p.model_dump(include=PROMPT_FIELDS, exclude_none=True) for p in context.characters]
             prompt = render(
                 "plot_next",
                 self.version,

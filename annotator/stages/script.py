@@ -5,9 +5,8 @@ from __future__ import annotations
 from annotator.gateway import Gateway, StructuredResult
 from annotator.prompting import render
 from annotator.schemas import CharacterProfile, Script
+from annotator.schemas.context import PROMPT_FIELDS
 from annotator.stages.segment import SegmentInput
-
-_PROFILE_FIELDS = {"id", "name", "aliases", "appearance", "appearance_history", "voice", "role_type"}
 
 
 class ScriptWriter:
@@ -21,7 +20,7 @@ class ScriptWriter:
             "script",
             self.version,
             duration=segment.duration_label,
-            character_profiles=[p.model_dump(include=_PROFILE_FIELDS, exclude_none=True) for p in profiles],
+            character_profiles=[p.model_dump(include=PROMPT_FIELDS, exclude_none=True) for p in profiles],
             synopsis=synopsis or "(no synopsis)",
         )
         return self.gateway.structured(

@@ -26,6 +26,13 @@ DEFAULT_PRICES = {
 }
 
 
+class RateLimit(BaseModel):
+    """A provider quota for one model: requests and tokens per window (a minute unless the window is changed)."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+
+
 class ModelSettings(BaseSettings):
     """Which backend and model each stage uses, and how to reach them."""
 
@@ -53,11 +60,27 @@ class ModelSettings(BaseSettings):
     distill_model: str = "deepseek-chat"
 
     inline_media_max_bytes: int = 15 * 1024 * 1024  # larger proxies go through the Files API
-    request_timeout_s: float = 600.0
+    request_timeout_s: float = 600.0  # per HTTP call; a slower answer counts as a timeout and is retried
     max_attempts: int = 6
+    retry_initial_wait_s: float = 1.0  # exponential backoff with jitter between attempts (Retry-After wins)
+    retry_max_wait_s: float = 60.0
+    file_active_timeout_s: float = 300.0  # how long an upload may stay PROCESSING before the stage fails
+    file_poll_interval_s: float = 1.0
+    # Gemini media resolution per stage (plot reasoning may watch at a lower, cheaper resolution).
+    plot_media_resolution: Literal["low", "medium", "high"] | None = None
+    script_media_resolution: Literal["low", "medium", "high"] | None = None
+    # How the openai backend shows a video: sampled JPEG frames (any VLM) or one video_url (vLLM/SGLang).
+    openai_video_mode: Literal["frames", "video_url"] = "video_url"
+    openai_frame_fps: float = 1.0
+    openai_max_frames: int = 32
     repair_turns: int = 2
     max_output_tokens: int = 32768
     temperature: float = 0.2
+    # Quotas per model, e.g. V2S_RATE_LIMITS='{"gemini-2.5-pro": {"rpm": 150, "tpm": 2000000}}'; a model
+    # without an entry never waits. Shared by every worker of the Ray cluster (docs/gateway-limits.md).
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+    rate_limit_window_s: float = 60.0  # the quota window; only benchmarks and tests shorten it
+    response_cache: bool = True  # reuse validated answers stored in the job database (resumes cost nothing)
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     def price(self, model: str) -> Price:

@@ -199,3 +199,27 @@ class SegmentPlot(Base):
         JSON, default=dict
     )  # model's id → canonical code at apply
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ResponseCacheEntry(Base):
+    """A validated final answer of one model question, so a resumed job never asks (or pays) twice.
+
+    `key` is the sha256 of (backend, model, prompt version, prompt sha256, media sha256); the parts are kept
+    too so people can inspect and purge by model or prompt version. Usage is what the first answer cost."""
+
+    __tablename__ = "response_cache"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    backend: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    prompt_version: Mapped[str] = mapped_column(String(64))
+    prompt_sha256: Mapped[str] = mapped_column(String(64))
+    media_sha256: Mapped[str | None] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(32))
+    answer: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reasoning_content: Mapped[str | None] = mapped_column(Text)
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -50,8 +50,22 @@ def database(url: str) -> Database:
 
 
 @cache
-def gateway() -> Gateway:
-    return Gateway(ModelSettings())
+def gateway(db_url: str | None = None) -> Gateway:
+    """This process's gateway: limits shared across the cluster when Ray is up, answers cached in the job
+    database when `db_url` is given (a resumed job then never asks twice)."""
+    import ray
+
+    from profiles_db.response_cache import DatabaseResponseCache
+    from workers.rate_limiter import ClusterRateLimiter
+
+    settings = ModelSettings()
+    limiter = (
+        ClusterRateLimiter(settings.rate_limits, window_s=settings.rate_limit_window_s)
+        if ray.is_initialized()
+        else None
+    )
+    cache = DatabaseResponseCache(database(db_url)) if db_url else None
+    return Gateway(settings, limiter=limiter, cache=cache)
 
 
 def store(ctx: RunContext) -> StageStore:

@@ -7,20 +7,79 @@ import threading
 from pydantic import BaseModel
 
 from annotator.gateway.base import Backend, Media, ModelCallError, ModelRequest, ModelResponse, RetryableError
-from annotator.gateway.structured import StructuredResult, ask_structured
+from annotator.gateway.cache import CachedAnswer, ResponseCache, cache_key
+from annotator.gateway.limiter import LocalRateLimiter, RateLimiter
+from annotator.gateway.structured import StructuredResult, Usage, ask_structured
 from annotator.prompting import Prompt
 from annotator.settings import ModelSettings
 
+# Tokens a video costs per second of footage (Gemini's default sampling), for the limiter's estimate only.
+_VIDEO_TOKENS_PER_S = 300
+_ANSWER_ALLOWANCE_TOKENS = 1000
+
+
+def estimate_tokens(request: ModelRequest) -> int:
+    """A rough count to reserve before the call; `settle` corrects it with the real usage."""
+    chars = len(request.prompt) + sum(len(text) for _, text in request.history)
+    tokens = chars // 4 + _ANSWER_ALLOWANCE_TOKENS
+    media = request.media
+    if media is not None and media.start_offset_s is not None and media.end_offset_s is not None:
+        tokens += int((media.end_offset_s - media.start_offset_s) * _VIDEO_TOKENS_PER_S)
+    return tokens
+
+
+class LimitedBackend:
+    """A backend whose every HTTP attempt (first ask, retries, repair turns) first waits its turn in the limiter."""
+
+    def __init__(self, inner: Backend, limiter: RateLimiter, *, default_cooldown_s: float = 1.0) -> None:
+        self.inner = inner
+        self.limiter = limiter
+        self.name = inner.name
+        self.default_cooldown_s = default_cooldown_s  # a 429 without Retry-After
+
+    def generate(self, request: ModelRequest) -> ModelResponse:
+        reservation = self.limiter.acquire(request.model, estimate_tokens(request))
+        used = 0
+        try:
+            response = self.inner.generate(request)
+            used = response.input_tokens + response.output_tokens
+            return response
+        except RetryableError as exc:
+            if exc.outcome == "rate_limited":
+                wait = exc.retry_after_s if exc.retry_after_s is not None else self.default_cooldown_s
+                self.limiter.penalise(request.model, wait)
+            raise
+        finally:
+            self.limiter.settle(reservation, used)
+
+    def check_access(self, model: str) -> None:
+        self.inner.check_access(model)
+
 
 class Gateway:
-    """Builds backends lazily (a worker that only distils never needs Gemini credentials)."""
+    """Builds backends lazily (a worker that only distils never needs Gemini credentials).
+
+    `limiter` defaults to this process's own limits; Ray workers pass the cluster-wide one. `cache` (optional)
+    returns stored answers instead of asking again."""
 
     def __init__(
-        self, settings: ModelSettings | None = None, backends: dict[str, Backend] | None = None
+        self,
+        settings: ModelSettings | None = None,
+        backends: dict[str, Backend] | None = None,
+        *,
+        limiter: RateLimiter | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.settings = settings or ModelSettings()
-        self._backends: dict[str, Backend] = dict(backends or {})
+        self.limiter: RateLimiter = limiter or LocalRateLimiter(
+            self.settings.rate_limits, window_s=self.settings.rate_limit_window_s
+        )
+        self.cache = cache if self.settings.response_cache else None
+        self._backends: dict[str, Backend] = {name: self._limited(b) for name, b in (backends or {}).items()}
         self._lock = threading.Lock()
+
+    def _limited(self, backend: Backend) -> LimitedBackend:
+        return LimitedBackend(backend, self.limiter, default_cooldown_s=self.settings.retry_initial_wait_s)
 
     def backend(self, name: str) -> Backend:
         with self._lock:
@@ -28,11 +87,11 @@ class Gateway:
                 if name == "gemini":
                     from annotator.gateway.gemini import GeminiBackend
 
-                    self._backends[name] = GeminiBackend(self.settings)
+                    self._backends[name] = self._limited(GeminiBackend(self.settings))
                 elif name == "openai":
                     from annotator.gateway.openai_compat import OpenAICompatBackend
 
-                    self._backends[name] = OpenAICompatBackend(self.settings)
+                    self._backends[name] = self._limited(OpenAICompatBackend(self.settings))
                 else:
                     raise ModelCallError(f"unknown backend {name!r}; use gemini or openai")
             return self._backends[name]
@@ -50,19 +109,51 @@ class Gateway:
         try:
             chosen = self.backend(backend)
         except ModelCallError as exc:
-            from annotator.gateway.structured import Usage
-
             return StructuredResult(
                 outcome=exc.outcome, error=str(exc), model=model, prompt_version=prompt.version, usage=Usage()
             )
-        return ask_structured(
+        key = None
+        if self.cache is not None:
+            key = cache_key(
+                stage=stage,
+                backend=backend,
+                model=model,
+                prompt_version=prompt.version,
+                prompt_text=prompt.text,
+                media=media,
+            )
+            hit = self.cache.get(key)
+            if hit is not None:
+                return StructuredResult[schema](
+                    value=schema.model_validate(hit.answer),
+                    model=model,
+                    prompt_version=prompt.version,
+                    usage=Usage(),  # cached: no call, no cost
+                    reasoning_content=hit.reasoning_content,
+                    cached=True,
+                )
+        result = ask_structured(
             chosen, self.settings, stage=stage, model=model, prompt=prompt, schema=schema, media=media
         )
+        if key is not None and result.value is not None:
+            self.cache.put(
+                key,
+                CachedAnswer(
+                    answer=result.value.model_dump(mode="json"),
+                    reasoning_content=result.reasoning_content,
+                    calls=result.usage.calls,
+                    input_tokens=result.usage.input_tokens,
+                    output_tokens=result.usage.output_tokens,
+                    cost_usd=result.usage.cost_usd,
+                ),
+            )
+        return result
 
 
 __all__ = [
     "Backend",
     "Gateway",
+    "LimitedBackend",
     "Media",
     "ModelCallError",
     "ModelRequest",

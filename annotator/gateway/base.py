@@ -7,7 +7,19 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-Outcome = Literal["done", "truncated", "blocked", "timeout", "invalid_output", "error", "auth"]
+# What became of a call, stored in stage_runs.outcome: one word per kind of failure, so a resume can pick one.
+Outcome = Literal[
+    "done",
+    "truncated",  # max output tokens hit before the JSON was complete
+    "blocked",  # safety / recitation block: deterministic, not retried
+    "empty",  # no candidates / no choices
+    "timeout",  # the call or the Files API processing took longer than allowed
+    "rate_limited",  # 429s until the attempts ran out
+    "server_error",  # 5xx until the attempts ran out
+    "invalid_output",  # never matched the schema, repair turns included
+    "error",
+    "auth",  # credentials missing or rejected: fatal for the job
+]
 
 
 class Media(BaseModel):
@@ -54,6 +66,10 @@ class Backend(Protocol):
     name: str
 
     def generate(self, request: ModelRequest) -> ModelResponse: ...
+
+    def check_access(self, model: str) -> None:
+        """One cheap authenticated call; raises ModelCallError(outcome="auth") when credentials are refused."""
+        ...
 
 
 class ModelCallError(RuntimeError):

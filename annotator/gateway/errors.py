@@ -7,6 +7,17 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 
+def configured_secrets(settings) -> list[str]:
+    """Every key in the settings: a provider may echo any of them (a proxy fronting both, a pasted key), so each
+    backend redacts them all, not only its own."""
+    found = []
+    for name in ("gemini_api_key", "openai_api_key"):
+        value = getattr(settings, name, None)
+        if value is not None and value.get_secret_value():
+            found.append(value.get_secret_value())
+    return found
+
+
 def redact(text: str, secrets: Iterable[str | None]) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -21,7 +22,7 @@ from annotator.gateway.base import (
     ModelResponse,
     RetryableError,
 )
-from annotator.gateway.errors import redact, retry_after_seconds
+from annotator.gateway.errors import configured_secrets, redact, retry_after_seconds
 from annotator.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class GeminiBackend:
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
         key = settings.gemini_api_key.get_secret_value() if settings.gemini_api_key else None
-        self._secrets = [key] if key else []
+        self._secrets = configured_secrets(settings)
         options = types.HttpOptions(
             base_url=settings.gemini_base_url,
             api_version=settings.gemini_api_version,
@@ -58,7 +59,7 @@ class GeminiBackend:
         else:
             raise ModelCallError(f"no Gemini credentials: {KEY_HINT}", outcome="auth")
         self._uploads: dict[str, types.File] = {}
-        self._upload_lock = threading.Lock()
+        self._upload_lock = threading.RLock()  # re-entered when a Files API error forgets uploads
 
     # -- media -------------------------------------------------------------------------------------
     def _video_part(self, media: Media) -> types.Part:
@@ -91,13 +92,17 @@ class GeminiBackend:
                 ),
                 "upload",
             )
-            deadline = time.monotonic() + 300
+            limit = self.settings.file_active_timeout_s
+            deadline = time.monotonic() + limit
             while uploaded.state == types.FileState.PROCESSING:
                 if time.monotonic() > deadline:
-                    raise RetryableError(
-                        f"uploaded file {uploaded.name} stayed PROCESSING for 300 s", outcome="timeout"
+                    # Not retried: the same upload would wait again; the stage fails with this reason.
+                    raise ModelCallError(
+                        f"uploaded file {uploaded.name} stayed PROCESSING for more than {limit:g} s "
+                        "(V2S_FILE_ACTIVE_TIMEOUT_S)",
+                        outcome="timeout",
                     )
-                time.sleep(1.0)
+                time.sleep(self.settings.file_poll_interval_s)
                 uploaded = self._call(
                     lambda name=uploaded.name: self.client.files.get(name=name), "files.get"
                 )
@@ -105,6 +110,10 @@ class GeminiBackend:
                 raise ModelCallError(f"Gemini could not process the upload of {media.path.name}")
             self._uploads[media.sha256] = uploaded
             return uploaded
+
+    def check_access(self, model: str) -> None:
+        """A free authenticated call (models.get): ModelCallError(outcome="auth") when the key is refused."""
+        self._call(lambda: self.client.models.get(model=model), "models.get")
 
     # -- generation --------------------------------------------------------------------------------
     def generate(self, request: ModelRequest) -> ModelResponse:
@@ -144,12 +153,15 @@ class GeminiBackend:
         if finish in _BLOCKING:
             raise BlockedError(f"Gemini stopped the answer ({finish})")
         text = response.text if candidate is not None else None
-        if not text:
-            raise RetryableError(
-                f"Gemini returned an empty answer (finish reason {finish})", outcome="invalid_output"
+        if not text and finish != "MAX_TOKENS":  # an empty cut-off answer is reported as truncated
+            what = (
+                "an empty response (no candidates)"
+                if candidate is None
+                else f"an empty answer (finish reason {finish})"
             )
+            raise RetryableError(f"Gemini returned {what}", outcome="empty")
         return ModelResponse(
-            text=text,
+            text=text or "",
             model=request.model,
             input_tokens=(usage.prompt_token_count or 0) if usage else 0,
             output_tokens=((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0))
@@ -172,12 +184,21 @@ class GeminiBackend:
         message = redact(
             f"Gemini {what} failed: HTTP {exc.code} {exc.status or ''} {exc.message or ''}", self._secrets
         )
+        # Quota and outage answers first: their texts may mention the API key too ("quota for api_key:…").
+        if exc.code == 429 or exc.code >= 500 or exc.code == 408:
+            headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+            outcome = (
+                "rate_limited" if exc.code == 429 else "timeout" if exc.code in (408, 504) else "server_error"
+            )
+            return RetryableError(message, retry_after_s=retry_after_seconds(headers), outcome=outcome)
         text = f"{exc.status} {exc.message} {exc.details}".upper()
-        if exc.code in (401, 403) or "API_KEY" in text or "API KEY" in text or "PERMISSION_DENIED" in text:
+        if exc.code == 403 and re.search(r"\bFile\b", exc.message or "", re.IGNORECASE):
+            # An uploaded file that expired (48 h) or was deleted: forget it, the next attempt uploads again.
+            with self._upload_lock:
+                self._uploads.clear()
+            return RetryableError(f"{message} (uploading the video again)")
+        if exc.code in (401, 403) or "API_KEY_INVALID" in text or "API KEY NOT VALID" in text:
             return ModelCallError(
                 f"Gemini rejected the credentials (HTTP {exc.code}): {KEY_HINT}", outcome="auth"
             )
-        if exc.code == 429 or exc.code >= 500 or exc.code == 408:
-            headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-            return RetryableError(message, retry_after_s=retry_after_seconds(headers))
         return ModelCallError(message)

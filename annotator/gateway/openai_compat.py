@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import tempfile
+from pathlib import Path
 
 import openai
 from openai import OpenAI
 
-from annotator.gateway.base import BlockedError, ModelCallError, ModelRequest, ModelResponse, RetryableError
-from annotator.gateway.errors import redact, retry_after_seconds
+from annotator.gateway.base import (
+    BlockedError,
+    Media,
+    ModelCallError,
+    ModelRequest,
+    ModelResponse,
+    RetryableError,
+)
+from annotator.gateway.errors import configured_secrets, redact, retry_after_seconds
+from annotator.media import MediaError, ffmpeg_exe, probe
+from annotator.schemas.provenance import TAG, Provenance
 from annotator.settings import ModelSettings
 
 KEY_HINT = (
@@ -24,11 +36,29 @@ class OpenAICompatBackend:
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
         if not key:
             raise ModelCallError(f"no API key for the OpenAI-compatible backend: {KEY_HINT}", outcome="auth")
-        self._secrets = [key]
+        self._secrets = configured_secrets(settings)
         # Our retry layer owns retries (it honours Retry-After and counts attempts per stage).
         self.client = OpenAI(
             api_key=key, base_url=settings.openai_base_url, max_retries=0, timeout=settings.request_timeout_s
         )
+
+    def check_access(self, model: str) -> None:
+        """A free authenticated call (GET /models): ModelCallError(outcome="auth") when the key is refused."""
+        del model  # servers list their models; DeepSeek, vLLM and Ollama all serve GET /models
+        try:
+            self.client.models.list()
+        except openai.AuthenticationError:
+            raise ModelCallError(
+                f"{self.client.base_url} rejected the API key: {KEY_HINT}", outcome="auth"
+            ) from None
+        except openai.PermissionDeniedError:
+            raise ModelCallError(
+                f"{self.client.base_url} denied access: {KEY_HINT}", outcome="auth"
+            ) from None
+        except openai.APIError as exc:
+            raise ModelCallError(
+                redact(f"{self.client.base_url} models.list failed: {type(exc).__name__}", self._secrets)
+            ) from None
 
     def generate(self, request: ModelRequest) -> ModelResponse:
         messages: list[dict] = [
@@ -36,13 +66,8 @@ class OpenAICompatBackend:
             for role, text in request.history
         ]
         content: list[dict] | str = request.prompt
-        if request.media is not None:
-            # Self-hosted VLMs (vLLM/SGLang) accept a video as a data URL; DeepSeek is text-only and gets none.
-            data = base64.b64encode(request.media.path.read_bytes()).decode()
-            content = [
-                {"type": "video_url", "video_url": {"url": f"data:{request.media.mime_type};base64,{data}"}},
-                {"type": "text", "text": request.prompt},
-            ]
+        if request.media is not None:  # DeepSeek is text-only: its stages (distill) send no media
+            content = [*self._media_parts(request.media), {"type": "text", "text": request.prompt}]
         messages.append({"role": "user", "content": content})
         kwargs = {"response_format": {"type": "json_object"}} if request.response_schema else {}
         try:
@@ -63,11 +88,15 @@ class OpenAICompatBackend:
             ) from None
         except openai.RateLimitError as exc:
             raise RetryableError(
-                self._message(exc), retry_after_s=retry_after_seconds(exc.response.headers)
+                self._message(exc),
+                retry_after_s=retry_after_seconds(exc.response.headers),
+                outcome="rate_limited",
             ) from None
         except openai.InternalServerError as exc:
             raise RetryableError(
-                self._message(exc), retry_after_s=retry_after_seconds(exc.response.headers)
+                self._message(exc),
+                retry_after_s=retry_after_seconds(exc.response.headers),
+                outcome="server_error",
             ) from None
         except openai.APITimeoutError:
             raise RetryableError(f"{request.model} timed out", outcome="timeout") from None
@@ -78,9 +107,14 @@ class OpenAICompatBackend:
 
         choice = completion.choices[0] if completion.choices else None
         if choice is None or choice.message is None:
-            raise RetryableError(f"{request.model} returned no choices", outcome="invalid_output")
+            raise RetryableError(f"{request.model} returned an empty response (no choices)", outcome="empty")
         if choice.finish_reason == "content_filter":
             raise BlockedError(f"{request.model} filtered the answer (content_filter)")
+        if not choice.message.content and choice.finish_reason != "length":
+            raise RetryableError(
+                f"{request.model} returned an empty answer (finish reason {choice.finish_reason})",
+                outcome="empty",
+            )
         usage = completion.usage
         return ModelResponse(
             text=choice.message.content or "",
@@ -92,5 +126,69 @@ class OpenAICompatBackend:
             or (choice.message.model_extra or {}).get("reasoning_content"),
         )
 
+    def _media_parts(self, media: Media) -> list[dict]:
+        """The clip as one video_url data URL (vLLM/SGLang), or as sampled JPEG frames any VLM can read."""
+        if self.settings.openai_video_mode == "video_url":
+            data = base64.b64encode(media.path.read_bytes()).decode()
+            return [{"type": "video_url", "video_url": {"url": f"data:{media.mime_type};base64,{data}"}}]
+        frames, fps = sample_frames(media, self.settings.openai_frame_fps, self.settings.openai_max_frames)
+        intro = (
+            f"The video is shown as {len(frames)} frames sampled at {fps:.3g} frames per second, in order; "
+            f"frame k (from 0) is at {1 / fps:.3g}·k seconds from the start of the clip."
+        )
+        return [{"type": "text", "text": intro}] + [
+            {
+                "type": "image_url",
+                "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(f).decode()},
+            }
+            for f in frames
+        ]
+
     def _message(self, exc: openai.APIStatusError) -> str:
         return redact(f"{self.client.base_url} answered HTTP {exc.status_code}: {exc.message}", self._secrets)
+
+
+def sample_frames(media: Media, fps: float, max_frames: int) -> tuple[list[bytes], float]:
+    """JPEG frames of the clip (its window when offsets are set) at `fps`, fewer when that exceeds `max_frames`.
+
+    Each frame carries the proxy's provenance (narrowed to the window) in its JPEG comment, so frames stay as
+    self-describing as the proxy they came from. Returns (frames, the fps actually used)."""
+    start = media.start_offset_s or 0.0
+    try:
+        info = probe(media.path)
+    except MediaError as exc:
+        raise ModelCallError(f"cannot sample frames: {exc}") from None
+    end = min(info.duration_s, media.end_offset_s) if media.end_offset_s is not None else info.duration_s
+    seconds = max(end - start, 0.1)
+    fps = max(min(fps, max_frames / seconds), 1e-3)
+    with tempfile.TemporaryDirectory(prefix="v2s-frames-") as folder:
+        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-ss", f"{start:.3f}", "-to", f"{end:.3f}"]
+        cmd += ["-i", str(media.path), "-vf", f"fps={fps:.6g}", "-frames:v", str(max_frames), "-q:v", "5"]
+        cmd += [str(Path(folder) / "f_%05d.jpg")]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ModelCallError(f"ffmpeg could not sample frames of {media.path.name}: {done.stderr[-300:]}")
+        frames = [p.read_bytes() for p in sorted(Path(folder).glob("f_*.jpg"))]
+    if not frames:
+        raise ModelCallError(f"no frames could be sampled from {media.path.name}")
+    tag = _window_tag(info.tags.get(TAG), media)
+    return ([_with_comment(f, tag) for f in frames] if tag else frames), fps
+
+
+def _window_tag(tag: str | None, media: Media) -> str | None:
+    provenance = Provenance.from_tag(tag)
+    if provenance is None:
+        return None
+    if media.start_offset_s is None and media.end_offset_s is None:
+        return provenance.to_tag()
+    start = provenance.start_s + (media.start_offset_s or 0.0)
+    end = provenance.end_s
+    if media.end_offset_s is not None:
+        end = min(end, provenance.start_s + media.end_offset_s)
+    return provenance.model_copy(update={"start_s": start, "end_s": end}).to_tag()
+
+
+def _with_comment(jpeg: bytes, comment: str) -> bytes:
+    """Insert a COM segment (FFFE) right after the JPEG's start-of-image marker."""
+    body = comment.encode()[:65000]
+    return jpeg[:2] + b"\xff\xfe" + (len(body) + 2).to_bytes(2, "big") + body + jpeg[2:]

@@ -73,6 +73,7 @@ class StructuredResult(BaseModel, Generic[T]):
     prompt_version: str
     usage: Usage
     reasoning_content: str | None = None
+    cached: bool = False  # answered from the response cache: no call was made, usage is zero
 
     @property
     def ok(self) -> bool:
@@ -91,6 +92,9 @@ def ask_structured(
 ) -> StructuredResult[T]:
     """One stage's model exchange: the first ask plus up to `settings.repair_turns` repair turns."""
     usage = Usage()
+    resolution = getattr(settings, f"{stage}_media_resolution", None)
+    if media is not None and media.resolution is None and resolution:
+        media = media.model_copy(update={"resolution": resolution})
     request = ModelRequest(
         stage=stage,
         model=model,
@@ -113,12 +117,17 @@ def ask_structured(
             response = call_with_retries(
                 lambda req=request: backend.generate(req),
                 attempts=settings.max_attempts,
+                initial_wait_s=settings.retry_initial_wait_s,
+                max_wait_s=settings.retry_max_wait_s,
                 what=f"{stage} ({model})",
             )
         except ModelCallError as exc:
-            return result(outcome=exc.outcome, error=str(exc))
+            tries = f" (gave up after {settings.max_attempts} attempts)" if exc.retryable else ""
+            return result(outcome=exc.outcome, error=f"{exc}{tries}")
         usage.add(response, settings.price(model).cost(response.input_tokens, response.output_tokens))
         try:
+            if response.truncated:  # a repaired cut-off answer may validate but is missing its end
+                raise InvalidAnswer("the answer was cut off at the output token limit")
             value = schema.model_validate(parse_json_object(response.text))
             return result(value=value, reasoning_content=response.reasoning_content)
         except (InvalidAnswer, ValidationError) as exc:

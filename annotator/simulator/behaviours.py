@@ -11,7 +11,9 @@ a `Fault` for the requests it wants to disturb, e.g.::
 
 The server applies a fault in the wire format of the API that was called: `delay_s` first (a slow answer),
 then either an error (`status`, `message`, `Retry-After` header from `retry_after_s`) or, with `answer_text`,
-a 200 whose answer text is replaced (e.g. malformed JSON), usage counted as usual.
+a 200 whose answer text is replaced (e.g. malformed JSON) or cut (`truncate_fraction`), usage counted as usual,
+or a 200 without an answer (`empty`, `blocked`). Scripted scenarios (rules from a JSON file or CLI flags) are
+in scenarios.py.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class RequestInfo:
     start_s: float | None = None  # absolute range in the screenplay, when a video was shown
     end_s: float | None = None
     segment_index: int | None = None
+    media_resolution: str | None = None  # Gemini generationConfig.mediaResolution as sent
+    frames: int = 0  # > 0 when the clip came as sampled image frames (OpenAI image_url parts)
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,9 @@ class Fault:
     delay_s: float = 0.0  # wait before answering (slow model, timeouts)
     answer_text: str | None = None  # replace the answer's text (malformed JSON, truncated output…)
     finish_reason: str | None = None  # e.g. "MAX_TOKENS" / "length", "SAFETY"
+    truncate_fraction: float | None = None  # keep only this share of the answer's text (cut-off JSON)
+    empty: bool = False  # a 200 with no candidates (Gemini) / no choices (OpenAI)
+    blocked: str | None = None  # "candidate" (finish reason SAFETY) or "prompt" (promptFeedback.blockReason)
 
 
 class Behaviours:

@@ -62,6 +62,8 @@ class VideoPart:
     start_offset_s: float | None = None
     end_offset_s: float | None = None
     fps: float | None = None
+    frames: int = 0  # > 0: the "video" is this many sampled JPEG frames (OpenAI-style image parts)
+    provenance_tag: str | None = None  # frames carry the proxy's provenance in their JPEG comment
 
 
 @dataclass
@@ -71,6 +73,7 @@ class GenerateRequest:
     schema_title: str | None = None
     video: VideoPart | None = None
     low_resolution: bool = False
+    media_resolution: str | None = None  # generationConfig.mediaResolution as sent
 
 
 def parse_generate(body: object) -> GenerateRequest:
@@ -103,6 +106,7 @@ def parse_generate(body: object) -> GenerateRequest:
         request.schema_title = schema["title"]
     resolution = _get(config, "mediaResolution", "media_resolution") or ""
     request.low_resolution = str(resolution).upper().endswith("LOW")
+    request.media_resolution = str(resolution) or None
     return request
 
 
@@ -144,13 +148,29 @@ def _video_part(part: dict) -> VideoPart | None:
     return video
 
 
-def generate_response(text: str, model: str, usage: Usage, *, finish_reason: str = "STOP") -> dict:
+_SAFETY_RATINGS = [
+    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
+    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+]
+
+
+def generate_response(
+    text: str,
+    model: str,
+    usage: Usage,
+    *,
+    finish_reason: str = "STOP",
+    empty: bool = False,
+    blocked: str | None = None,
+) -> dict:
+    """A generateContent answer; `empty` drops the candidates, `blocked` plays a safety block the way Gemini
+    does: "candidate" = a candidate without content stopped for SAFETY, "prompt" = promptFeedback.blockReason."""
     details = [{"modality": "TEXT", "tokenCount": usage.text}]
     if usage.video:
         details.append({"modality": "VIDEO", "tokenCount": usage.video})
     if usage.audio:
         details.append({"modality": "AUDIO", "tokenCount": usage.audio})
-    return {
+    body: dict = {
         "candidates": [
             {
                 "content": {"parts": [{"text": text}], "role": "model"},
@@ -167,6 +187,17 @@ def generate_response(text: str, model: str, usage: Usage, *, finish_reason: str
         "modelVersion": model,
         "responseId": secrets.token_urlsafe(12),
     }
+    if empty or blocked == "prompt":
+        del body["candidates"]
+    if blocked == "prompt":
+        body["promptFeedback"] = {"blockReason": "SAFETY", "safetyRatings": _SAFETY_RATINGS}
+    elif blocked == "candidate":
+        body["candidates"] = [
+            {"finishReason": finish_reason or "SAFETY", "index": 0, "safetyRatings": _SAFETY_RATINGS}
+        ]
+    if empty or blocked:
+        body["usageMetadata"].update(candidatesTokenCount=0, totalTokenCount=usage.prompt)
+    return body
 
 
 def error_body(error: SimError) -> dict:

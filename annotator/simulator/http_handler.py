@@ -115,6 +115,9 @@ class Handler(BaseHTTPRequestHandler):
             handler(raw, query)
         except SimError as error:
             self._fail(error, openai_style)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout) before the answer
+            log.info("%s %s: the client closed the connection before the answer", method, self._endpoint)
+            self.close_connection = True
         except Exception as exc:  # a bug in the simulator: say so instead of dropping the connection
             log.error("simulator error on %s %s:\n%s", method, self.path, traceback.format_exc())
             self._fail(SimError(500, f"v2s simulator bug: {type(exc).__name__}: {exc}"), openai_style)
@@ -195,7 +198,12 @@ class Handler(BaseHTTPRequestHandler):
         self._stage = stage.value
         result = self.sim.answer("gemini", self._model or "", stage, request)
         body = gemini_api.generate_response(
-            result.text, self._model or "", result.usage, finish_reason=result.fault.finish_reason or "STOP"
+            result.text,
+            self._model or "",
+            result.usage,
+            finish_reason=result.fault.finish_reason or "STOP",
+            empty=result.fault.empty,
+            blocked=result.fault.blocked,
         )
         self._reply(200, body, start_s=result.start_s, end_s=result.end_s)
 
@@ -337,6 +345,8 @@ class Handler(BaseHTTPRequestHandler):
             result.usage,
             reasoning=result.answer.reasoning,
             finish_reason=result.fault.finish_reason or "stop",
+            empty=result.fault.empty,
+            blocked=result.fault.blocked is not None,
         )
         self._reply(200, body, start_s=result.start_s, end_s=result.end_s)
 

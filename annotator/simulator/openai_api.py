@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ def parse_chat(body: object) -> ChatRequest:
     if body.get("stream"):
         raise invalid("the v2s simulator does not stream; send stream=false")
     request = ChatRequest(model=model)
+    frames: list[bytes] = []
     for message in messages:
         if not isinstance(message, dict):
             raise invalid("every message must be an object with `role` and `content`")
@@ -64,6 +66,12 @@ def parse_chat(body: object) -> ChatRequest:
                     request.texts.append(part["text"])
             elif part.get("type") == "video_url" and request.video is None:
                 request.video = _video(part.get("video_url") or {})
+            elif part.get("type") == "image_url":
+                frames.append(_image(part.get("image_url") or {}))
+    if request.video is None and frames:
+        # Sampled frames stand for the clip; the proxy's provenance travels in their JPEG comment.
+        tag = next((c for c in map(jpeg_comment, frames) if c), None)
+        request.video = VideoPart(mime_type="image/jpeg", frames=len(frames), provenance_tag=tag)
     response_format = body.get("response_format") or {}
     kind = response_format.get("type") if isinstance(response_format, dict) else None
     if kind not in (None, "text", "json_object", "json_schema"):
@@ -86,19 +94,59 @@ def _video(video_url: dict) -> VideoPart:
         raise invalid("video_url data is not valid base64") from None
 
 
+def _image(image_url: dict) -> bytes:
+    url = image_url.get("url") if isinstance(image_url, dict) else None
+    if not isinstance(url, str) or not url.startswith("data:image/") or ";base64," not in url:
+        raise invalid(
+            "image_url must be a data URL (data:image/jpeg;base64,…); the simulator fetches nothing"
+        )
+    try:
+        return base64.b64decode(url.split(";base64,", 1)[1])
+    except (binascii.Error, ValueError):
+        raise invalid("image_url data is not valid base64") from None
+
+
+def jpeg_comment(data: bytes) -> str | None:
+    """The text of a JPEG's first COM segment (marker FFFE), or None."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker, length = data[pos + 1], int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xFE:
+            return data[pos + 4 : pos + 2 + length].decode("utf-8", "replace")
+        if marker == 0xDA:  # start of scan: no more headers
+            return None
+        pos += 2 + length
+    return None
+
+
 def chat_response(
-    text: str, model: str, usage: Usage, *, reasoning: str | None = None, finish_reason: str = "stop"
+    text: str,
+    model: str,
+    usage: Usage,
+    *,
+    reasoning: str | None = None,
+    finish_reason: str = "stop",
+    empty: bool = False,
+    blocked: bool = False,
 ) -> dict:
-    message: dict = {"role": "assistant", "content": text}
-    if reasoning is not None:
+    """A chat completion; `empty` answers with no choices, `blocked` with a content_filter finish and no text."""
+    message: dict = {"role": "assistant", "content": None if blocked else text}
+    if reasoning is not None and not blocked:
         message["reasoning_content"] = reasoning
+    if empty or blocked:
+        usage = dataclasses.replace(usage, output=0, reasoning=0)
+    choices = (
+        [] if empty else [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}]
+    )
     return {
         "id": f"chatcmpl-sim-{secrets.token_hex(8)}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "system_fingerprint": "v2s-simulator",
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
+        "choices": choices,
         "usage": {
             "prompt_tokens": usage.prompt,
             "completion_tokens": usage.output + usage.reasoning,

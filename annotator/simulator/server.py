@@ -38,15 +38,17 @@ from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+from annotator.schemas.provenance import Provenance
 from annotator.simulator import gemini_api
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
 from annotator.simulator.errors import SimError, invalid
-from annotator.simulator.files import DEFAULT_TTL_S, FileStore, inspect_video
+from annotator.simulator.files import DEFAULT_TTL_S, FileStore, VideoFacts, inspect_video
 from annotator.simulator.gemini_api import GenerateRequest, VideoPart
 from annotator.simulator.http_handler import Handler
 from annotator.simulator.openai_api import ChatRequest
 from annotator.simulator.prompt_reader import Stage
 from annotator.simulator.responder import Answer, Clip, Responder
+from annotator.simulator.scenarios import Scenario, stuck_processing_s
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.tokens import Usage, estimate
 
@@ -104,7 +106,9 @@ class SimulatorServer:
         self.responder = Responder(screenplay, imperfection=imperfection)
         self.behaviours = behaviours or Behaviours()
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
-        self.files = FileStore(ttl_s=file_ttl_s, processing_s=file_processing_s)
+        self.files = FileStore(
+            ttl_s=file_ttl_s, processing_s=stuck_processing_s(self.behaviours, file_processing_s)
+        )
         self._log: list[RequestRecord] = []
         self._lock = threading.Lock()
         self._calls = 0
@@ -175,7 +179,13 @@ class SimulatorServer:
                 f"the {stage.value} prompt needs the segment's video: send the proxy as inlineData "
                 "(base64 video/mp4) or as fileData with the fileUri of an uploaded file"
             )
-        if video.data is not None:
+        if video.frames:
+            prov = Provenance.from_tag(video.provenance_tag)
+            facts = VideoFacts(prov, (prov.end_s - prov.start_s) if prov else 0.0, has_audio=False)
+            where = f"the {video.frames} sampled frames"
+            if prov is not None and prov.end_s > prov.start_s:
+                video.fps = video.frames / (prov.end_s - prov.start_s)  # tokens: one image per frame
+        elif video.data is not None:
             facts = inspect_video(video.data)
             if facts is None:
                 raise invalid(
@@ -232,6 +242,8 @@ class SimulatorServer:
             start_s=clip.start_s if clip else None,
             end_s=clip.end_s if clip else None,
             segment_index=clip.segment_index if clip else None,
+            media_resolution=getattr(request, "media_resolution", None),
+            frames=request.video.frames if clip and request.video else 0,
         )
         fault = self.behaviours.before_answer(info) or Fault()
         if fault.delay_s > 0:
@@ -249,6 +261,10 @@ class SimulatorServer:
             if fault.answer_text is not None
             else json.dumps(answer.body, ensure_ascii=False)
         )
+        if fault.truncate_fraction is not None:  # cut off mid-answer, as when max output tokens are hit
+            text = text[: max(1, int(len(text) * fault.truncate_fraction))]
+        if fault.empty or fault.blocked:
+            text = ""
         usage = estimate(
             prompt_chars=request.chars,
             answer_chars=len(text),
@@ -282,11 +298,15 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(
-    screenplay_path: Path | None = None, host: str = "127.0.0.1", port: int = 8765, imperfection: float = 0.0
+    screenplay_path: Path | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    imperfection: float = 0.0,
+    scenario: Scenario | None = None,
 ) -> None:
-    """Run the simulator until Ctrl-C (the `v2s sim-server` command)."""
+    """Run the simulator until Ctrl-C (the `v2s sim-server` command), playing `scenario`'s faults if given."""
     screenplay = Screenplay.load(screenplay_path)
-    server = SimulatorServer(screenplay, host, port, imperfection=imperfection)
+    server = SimulatorServer(screenplay, host, port, imperfection=imperfection, behaviours=scenario)
     url = server.start()
     print(
         f"v2s simulator: {screenplay.title!r} ({screenplay.duration_s:.0f} s) at {url}\n"
@@ -295,6 +315,8 @@ def serve(
         "  Ctrl-C stops.",
         flush=True,
     )
+    for rule in scenario.rules if scenario else []:
+        print(f"  fault: {rule.model_dump_json(exclude_none=True)}", flush=True)
     stop = threading.Event()
     try:
         while not stop.wait(0.5):

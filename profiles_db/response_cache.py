@@ -1,0 +1,63 @@
+"""The response cache in the job database: every worker already has it, so a resumed job on any machine finds
+the answers the first run paid for."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from annotator.gateway.cache import CachedAnswer, CacheKey
+from profiles_db.db import Database
+from profiles_db.models import ResponseCacheEntry
+
+
+class DatabaseResponseCache:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def get(self, key: CacheKey) -> CachedAnswer | None:
+        digest = key.digest
+        with self.db.transaction() as session:
+            row = session.get(ResponseCacheEntry, digest)
+            if row is None:
+                return None
+            session.execute(
+                update(ResponseCacheEntry)
+                .where(ResponseCacheEntry.key == digest)
+                .values(hits=ResponseCacheEntry.hits + 1)
+            )
+            return CachedAnswer(
+                answer=row.answer,
+                reasoning_content=row.reasoning_content,
+                calls=row.calls,
+                input_tokens=row.input_tokens,
+                output_tokens=row.output_tokens,
+                cost_usd=row.cost_usd,
+            )
+
+    def put(self, key: CacheKey, entry: CachedAnswer) -> None:
+        row = ResponseCacheEntry(
+            key=key.digest,
+            backend=key.backend,
+            model=key.model,
+            prompt_version=key.prompt_version,
+            prompt_sha256=key.prompt_sha256,
+            media_sha256=key.media_sha256,
+            stage=key.stage,
+            answer=entry.answer,
+            reasoning_content=entry.reasoning_content,
+            calls=entry.calls,
+            input_tokens=entry.input_tokens,
+            output_tokens=entry.output_tokens,
+            cost_usd=entry.cost_usd,
+            hits=0,
+        )
+        try:
+            with self.db.transaction() as session:
+                session.add(row)
+        except IntegrityError:
+            pass  # two workers answered the same question at once: the first stored answer stands
+
+    def count(self) -> int:
+        with self.db.transaction() as session:
+            return len(session.scalars(select(ResponseCacheEntry.key)).all())

@@ -37,6 +37,7 @@ def run(
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL; default OUT/v2s.sqlite")] = None,
     max_segment_s: Annotated[float, typer.Option(help="longest segment, seconds")] = 300.0,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for the embedded Ray")] = None,
+    job_id: Annotated[str | None, typer.Option(hidden=True, help="set by `v2s submit`")] = None,
 ) -> None:
     """Annotate every video of SOURCE on an embedded Ray; exit status 1 when some inputs failed."""
     from jobs.report import print_summary
@@ -47,10 +48,15 @@ def run(
     spec = JobSpec(
         source=source, out=out, database_url=database_url, max_segment_s=max_segment_s, num_cpus=num_cpus
     )
+    from annotator.gateway.base import ModelCallError
+
     try:
-        job_id, summary = run_job(spec, console)
+        job_id, summary = run_job(spec, console, job_id=job_id)
     except SourceError as exc:
         console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except ModelCallError as exc:  # missing or refused credentials: one line naming the variable to set
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     db = Database(spec.db_url())
     print_summary(console, job_id, summary, db, str(out))
@@ -96,11 +102,27 @@ def sim_server(
     imperfection: Annotated[
         float, typer.Option(help="0 = exact answers; 0.3 = drifts like a real model")
     ] = 0.0,
+    faults: Annotated[
+        Path | None, typer.Option(help="scenario JSON file of fault rules (docs/simulator.md)")
+    ] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(help="a fault rule KIND[@STAGE][:TIMES], e.g. rate_limit@script:2 (repeatable)"),
+    ] = None,
 ) -> None:
     """Serve the Gemini and OpenAI APIs from a screenplay, for tests and demos (never for production)."""
+    from pydantic import ValidationError
+
+    from annotator.simulator.scenarios import Scenario
     from annotator.simulator.server import serve
 
-    serve(screenplay, host, port, imperfection)
+    try:
+        scenario = Scenario.load(faults) if faults else Scenario()
+        scenario = scenario.plus(Scenario.from_flags(fault or []))
+    except (OSError, ValueError, ValidationError) as exc:
+        console.print(f"[red]bad fault scenario:[/red] {exc}")
+        raise typer.Exit(2) from None
+    serve(screenplay, host, port, imperfection, scenario if scenario.rules else None)
 
 
 @app.command()
@@ -159,42 +181,132 @@ def status(
     job: Annotated[str | None, typer.Argument(help="job id (default: all jobs)")] = None,
     out: Annotated[Path | None, typer.Option(help="the job's output folder (finds OUT/v2s.sqlite)")] = None,
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="refresh until interrupted")] = False,
+    every: Annotated[float, typer.Option(help="seconds between refreshes with --watch")] = 2.0,
 ) -> None:
-    """Progress per stage, failures with their reasons, tokens and cost."""
-    from rich.table import Table
-    from sqlalchemy import select
+    """Per stage pending/running/done/failed/rejected, failures with their reasons, tokens and cost, shards."""
+    import time
 
-    from profiles_db.models import Job, Segment, StageRun, Video
-    from profiles_db.stages import StageStore
+    from rich.live import Live
+
+    from jobs.report import status_view
 
     db = _db_for(out, database_url)
-    store = StageStore(db)
-    table = Table(title=f"v2s status {job or '(all jobs)'}")
-    for column in ("stage", "pending", "running", "done", "failed", "rejected"):
-        table.add_column(column)
-    progress = store.progress(job)
-    for stage in ("plot", "script", "distill", "export"):
-        counts = progress.get(stage, {})
-        table.add_row(
-            stage, *(str(counts.get(k, 0)) for k in ("pending", "running", "done", "failed", "rejected"))
-        )
-    console.print(table)
-    usage = store.usage(job)
-    console.print(
-        f"tokens {usage['input_tokens']:,} in / {usage['output_tokens']:,} out, cost ${usage['cost_usd']:.4f}"
-    )
-    with db.sessions() as s:
-        jobs = s.scalars(select(Job).order_by(Job.created_at)).all()
-        videos = s.execute(select(Video.uri, Video.error).where(Video.status == "failed")).all()
-        failures = s.execute(
-            select(Video.uri, Segment.idx, StageRun.stage, StageRun.status, StageRun.error)
-            .join(Segment, Segment.id == StageRun.segment_id)
-            .join(Video, Video.id == Segment.video_id)
-            .where(StageRun.status.in_(["failed", "rejected"]))
-        ).all()
-    for j in jobs:
-        console.print(f"job {j.id}: {j.status} ({j.source})")
-    for uri, error in videos:
-        console.print(f"[red]input failed[/red] {uri}: {error}")
-    for uri, idx, stage, st, error in failures:
-        console.print(f"[yellow]{st}[/yellow] {uri} segment {idx} {stage}: {error}")
+    if not watch:
+        console.print(status_view(db, job))
+        return
+    with Live(status_view(db, job), console=console, refresh_per_second=4) as live:
+        try:
+            while True:
+                time.sleep(every)
+                live.update(status_view(db, job))
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def resume(
+    job: Annotated[str, typer.Argument(help="job id")],
+    out: Annotated[Path | None, typer.Option(help="the job's output folder (finds OUT/v2s.sqlite)")] = None,
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray dashboard URL: resume as a new Ray job on that cluster")
+    ] = None,
+    ship_code: Annotated[bool, typer.Option(help="with --address: upload this project (working_dir)")] = True,
+    forward_secrets: Annotated[
+        bool,
+        typer.Option(help="also send model/cloud keys in the runtime_env (Ray logs its values on the nodes)"),
+    ] = False,
+) -> None:
+    """Re-run the failed and unfinished stages of JOB (done stages are not redone and call no model)."""
+    from jobs.control import ControlError, load_spec, resume_job, submit_job
+    from jobs.report import print_summary
+
+    db = _db_for(out, database_url)
+    try:
+        if address:
+            submission = submit_job(
+                load_spec(db, job),
+                address,
+                job,
+                resume=True,
+                ship_code=ship_code,
+                forward_secrets=forward_secrets,
+            )
+            _print_follow(job, submission, address, db.url)
+            return
+        job_id, summary = resume_job(db, job, console)
+    except ControlError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    spec = load_spec(db, job)
+    print_summary(console, job_id, summary, db, str(spec.out))
+    if summary.failed_videos or summary.stage_failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def submit(
+    source: Annotated[str, typer.Argument(help="as for `v2s run`, as seen from the cluster")],
+    out: Annotated[str, typer.Option(help="output folder or bucket URI, as seen from the cluster")],
+    address: Annotated[str, typer.Option(help="Ray dashboard URL, e.g. http://HEAD:8265")],
+    database_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL reachable from the cluster (PostgreSQL)")
+    ] = None,
+    max_segment_s: Annotated[float, typer.Option(help="longest segment, seconds")] = 300.0,
+    ship_code: Annotated[
+        bool,
+        typer.Option(
+            help="upload this project as the job's working_dir (off: v2s is installed on the nodes)"
+        ),
+    ] = True,
+    forward_secrets: Annotated[
+        bool,
+        typer.Option(help="also send model/cloud keys in the runtime_env (Ray logs its values on the nodes)"),
+    ] = False,
+) -> None:
+    """Submit a job to a Ray cluster (Ray Jobs API); prints the job id and how to follow it."""
+    from jobs.control import submit_job
+    from jobs.runner import JobSpec, new_job_id
+
+    spec = JobSpec(source=source, out=out, database_url=database_url, max_segment_s=max_segment_s)
+    job_id = new_job_id()
+    try:
+        submission = submit_job(spec, address, job_id, ship_code=ship_code, forward_secrets=forward_secrets)
+    except Exception as exc:  # connection refused, 401/403 from token auth: one line, never the token
+        console.print(f"[red]submit failed:[/red] {exc}")
+        raise typer.Exit(2) from None
+    _print_follow(job_id, submission, address, database_url)
+
+
+def _print_follow(job_id: str, submission: str, address: str, database_url: str | None) -> None:
+    db_hint = "--database-url URL" if database_url else "--out OUT"
+    typer.echo(f"job {job_id} submitted (Ray job {submission})")
+    typer.echo(f"  follow:  v2s status {job_id} {db_hint} --watch")
+    typer.echo(f"  logs:    ray job logs --address {address} {submission} --follow")
+    typer.echo(f"  cancel:  v2s cancel {job_id} --address {address} {db_hint}")
+
+
+@app.command()
+def cancel(
+    job: Annotated[str, typer.Argument(help="job id")],
+    out: Annotated[Path | None, typer.Option(help="the job's output folder (finds OUT/v2s.sqlite)")] = None,
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray dashboard URL (stops the Ray job)")] = None,
+) -> None:
+    """Stop a job: mark it cancelled (its driver submits no new work) and stop its Ray job when submitted."""
+    from jobs.control import ControlError, cancel_job
+
+    db = None
+    if out is not None or database_url or os.environ.get("V2S_DATABASE_URL"):
+        db = _db_for(out, database_url)
+    try:
+        for line in cancel_job(job, db, address):
+            typer.echo(line)
+    except ControlError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+if __name__ == "__main__":
+    app()

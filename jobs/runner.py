@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 import ray
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -18,11 +18,12 @@ from profiles_db.db import Database, sqlite_url
 from profiles_db.stages import StageStore
 from workers.context import RunContext
 from workers.driver import RunSummary, run_pipeline
+from workers.storage import is_remote, local_workdir, normalise
 
 
 class JobSpec(BaseModel):
     source: str
-    out: Path
+    out: Path | str  # a local folder (Path) or a bucket URI such as s3://bucket/prefix (str)
     database_url: str | None = None
     max_segment_s: float = 300.0
     ray_address: str | None = None
@@ -30,24 +31,36 @@ class JobSpec(BaseModel):
     context_token_budget: int = 4000
     shard_max_records: int = 1000
 
+    @field_validator("out", mode="before")
+    @classmethod
+    def _out_uri(cls, value: object) -> Path | str:
+        return normalise(str(value))
+
     def db_url(self) -> str:
-        return self.database_url or os.environ.get("V2S_DATABASE_URL") or sqlite_url(self.out / "v2s.sqlite")
+        # A bucket output keeps its default SQLite in a local folder of its own (workers.storage.local_workdir).
+        folder = local_workdir(self.out) if is_remote(self.out) else self.out
+        return self.database_url or os.environ.get("V2S_DATABASE_URL") or sqlite_url(folder / "v2s.sqlite")
 
 
-def run_job(spec: JobSpec, console: Console | None = None) -> tuple[str, RunSummary]:
+def run_job(
+    spec: JobSpec, console: Console | None = None, job_id: str | None = None
+) -> tuple[str, RunSummary]:
+    """Run (or, with the id of an existing job, resume) a job. Finished stages are skipped, never redone."""
     console = console or Console()
-    spec.out.mkdir(parents=True, exist_ok=True)
+    if not is_remote(spec.out):
+        spec.out.mkdir(parents=True, exist_ok=True)
     videos = list_sources(spec.source)
+    check_model_access(ModelSettings())  # a wrong key stops the job here, before any segment is touched
     db_url = spec.db_url()
     db = Database(db_url)
-    job_id = "job-" + uuid.uuid4().hex[:10]
+    job_id = job_id or new_job_id()
     StageStore(db).ensure_job(
         job_id, spec.source, str(spec.out), spec.model_dump(mode="json", exclude={"database_url"})
     )
     ctx = RunContext(
         job_id=job_id,
         db_url=db_url,
-        out_dir=str(spec.out.resolve()),
+        out_dir=spec.out if is_remote(spec.out) else str(spec.out.resolve()),
         max_segment_s=spec.max_segment_s,
         context_token_budget=spec.context_token_budget,
         shard_max_records=spec.shard_max_records,
@@ -55,7 +68,8 @@ def run_job(spec: JobSpec, console: Console | None = None) -> tuple[str, RunSumm
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(
-            address=spec.ray_address,
+            # "local": without an address Ray joins any cluster `ray start` left on this machine
+            address=spec.ray_address or "local",
             num_cpus=spec.num_cpus,
             include_dashboard=False,
             log_to_driver=False,
@@ -85,13 +99,57 @@ def run_job(spec: JobSpec, console: Console | None = None) -> tuple[str, RunSumm
                 elif kind in bars:
                     progress.advance(bars[kind])
 
-            summary = run_pipeline(ctx, videos, on_event)
-        StageStore(db).finish_job(job_id, "failed" if summary.failed_videos else "done")
+            summary = run_pipeline(ctx, videos, on_event, should_stop=cancel_check(StageStore(db), job_id))
+        status = "cancelled" if summary.cancelled else "failed" if summary.failed_videos else "done"
+        StageStore(db).finish_job(job_id, status)
         return job_id, summary
     finally:
         if started_here:
             ray.shutdown()
         db.dispose()
+
+
+def new_job_id() -> str:
+    return "job-" + uuid.uuid4().hex[:10]
+
+
+def cancel_check(store: StageStore, job_id: str, every_s: float = 2.0):
+    """`v2s cancel` marks the job cancelled in the database; the driver polls that, at most every few seconds."""
+    import time
+
+    last = [0.0, False]
+
+    def cancelled() -> bool:
+        if not last[1] and time.monotonic() - last[0] >= every_s:
+            last[0], last[1] = time.monotonic(), store.job_status(job_id) == "cancelled"
+        return bool(last[1])
+
+    return cancelled
+
+
+def check_model_access(settings: ModelSettings) -> None:
+    """One free authenticated call per backend the stages use (models.get / GET /models) before any work.
+
+    A missing or refused key is fatal for the job: it raises ModelCallError(outcome="auth") whose one-line
+    message names the variable to set, instead of failing every segment with the same error. Anything else
+    (a 429, an outage) is left to the stages' own retries."""
+    from annotator.gateway import Gateway
+    from annotator.gateway.base import ModelCallError
+
+    gateway = Gateway(settings)
+    stages = [
+        (settings.plot_backend, settings.plot_model),
+        (settings.script_backend, settings.script_model),
+        (settings.distill_backend, settings.distill_model),
+    ]
+    first_model_per_backend = {backend: model for backend, model in reversed(stages)}
+    for backend, model in first_model_per_backend.items():
+        try:
+            gateway.backend(backend).check_access(model)
+        except ModelCallError as exc:
+            if exc.outcome == "auth":
+                raise
+            logging.getLogger(__name__).warning("could not check access to %s: %s", backend, exc)
 
 
 def model_summary() -> dict[str, str]:

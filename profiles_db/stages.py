@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from profiles_db.cpm_state import scope_positions
 from profiles_db.db import Database
 from profiles_db.models import Job, Segment, StageRun, Video
 
 STAGES = ("plot", "script", "distill", "export")
 FINAL = {"done", "rejected"}
+DEFAULT_LEASE_S = 900.0  # longer than the slowest model call with its retries; V2S_LEASE_S overrides
+DEFAULT_MAX_ATTEMPTS = 3
+
+ClaimState = Literal["claimed", "finished", "failed", "leased"]
 
 
 class StageUsage(BaseModel):
@@ -24,8 +32,19 @@ class StageUsage(BaseModel):
 
 
 class StageStore:
-    def __init__(self, db: Database, *, lease_s: float = 900.0, max_attempts: int = 3) -> None:
-        self.db, self.lease_s, self.max_attempts = db, lease_s, max_attempts
+    def __init__(
+        self, db: Database, *, lease_s: float | None = None, max_attempts: int | None = None
+    ) -> None:
+        # Settings come from the environment so every Ray worker of a job sees the same ones (runtime_env).
+        self.db = db
+        self.lease_s = (
+            lease_s if lease_s is not None else float(os.environ.get("V2S_LEASE_S", DEFAULT_LEASE_S))
+        )
+        self.max_attempts = (
+            max_attempts
+            if max_attempts is not None
+            else int(os.environ.get("V2S_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS))
+        )
 
     # -- jobs and videos --------------------------------------------------------------------------
     def ensure_job(self, job_id: str, source: str, out: str, config: dict[str, Any]) -> None:
@@ -100,23 +119,69 @@ class StageStore:
     # -- stage runs --------------------------------------------------------------------------------
     def claim(self, segment_id: int, stage: str, owner: str, job_id: str | None = None) -> bool:
         """Take a stage with a lease. False when it is finished, failed for good, or leased to a live worker."""
+        return self.try_claim(segment_id, stage, owner, job_id)[0] == "claimed"
+
+    def try_claim(
+        self, segment_id: int, stage: str, owner: str, job_id: str | None = None
+    ) -> tuple[ClaimState, float]:
+        """(state, seconds until the current lease expires — only meaningful for "leased").
+
+        The same owner (a retried Ray task keeps its task id) takes its own lease back at once. An expired
+        lease counts as a failed attempt: its worker died; after max_attempts such losses (or errors) the
+        stage is failed for good with the reason, and the job goes on without it."""
         now = datetime.now(UTC)
         with self.db.transaction() as s:
-            run = s.scalar(select(StageRun).where(StageRun.segment_id == segment_id, StageRun.stage == stage))
-            if run is None:
-                run = StageRun(segment_id=segment_id, stage=stage, attempts=0, status="pending")
-                s.add(run)
+            run = self._locked_run(s, segment_id, stage)
             if run.status in FINAL:
-                return False
-            if run.status == "running" and run.lease_expires and _aware(run.lease_expires) > now:
-                return run.lease_owner == owner
-            if run.status == "failed" and run.attempts >= self.max_attempts:
-                return False
+                return "finished", 0.0
+            if run.status == "running" and run.lease_owner != owner and run.lease_expires:
+                left = (_aware(run.lease_expires) - now).total_seconds()
+                if left > 0:
+                    return "leased", left
+                if (run.attempts or 0) >= self.max_attempts:
+                    run.status, run.outcome = "failed", "lost"
+                    run.error = (
+                        f"worker lost: lease of {run.lease_owner} expired, {run.attempts} attempts used"
+                    )
+                    run.lease_owner, run.lease_expires = None, None
+                    return "failed", 0.0
+            if run.status == "failed" and (run.attempts or 0) >= self.max_attempts:
+                return "failed", 0.0
+            if not (run.status == "running" and run.lease_owner == owner):
+                run.attempts = (run.attempts or 0) + 1
             run.status, run.lease_owner = "running", owner
             run.lease_expires = now + timedelta(seconds=self.lease_s)
-            run.attempts = (run.attempts or 0) + 1
             run.job_id = job_id or run.job_id
-            return True
+            return "claimed", 0.0
+
+    @staticmethod
+    def _locked_run(s, segment_id: int, stage: str) -> StageRun:
+        """The stage's row, created if missing, locked for this transaction: concurrent claimers queue here
+        (PostgreSQL: INSERT … ON CONFLICT DO NOTHING then SELECT … FOR UPDATE; SQLite: BEGIN IMMEDIATE)."""
+        insert = pg_insert if s.bind.dialect.name == "postgresql" else sqlite_insert
+        s.execute(
+            insert(StageRun)
+            .values(segment_id=segment_id, stage=stage, attempts=0, status="pending")
+            .on_conflict_do_nothing(index_elements=["segment_id", "stage"])
+        )
+        return s.scalar(
+            select(StageRun)
+            .where(StageRun.segment_id == segment_id, StageRun.stage == stage)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+
+    def claim_waiting(
+        self, segment_id: int, stage: str, owner: str, job_id: str | None = None, *, poll_s: float = 1.0
+    ) -> ClaimState:
+        """claim, waiting out another worker's lease: a plot chain may not skip a segment whose worker died."""
+        import time
+
+        while True:
+            state, left = self.try_claim(segment_id, stage, owner, job_id)
+            if state != "leased":
+                return state
+            time.sleep(min(max(left, 0.05), poll_s))
 
     def complete(
         self, segment_id: int, stage: str, result: dict | None, usage: StageUsage | None = None
@@ -153,12 +218,51 @@ class StageStore:
                 run.cost_usd = (run.cost_usd or 0.0) + usage.cost_usd
 
     def reset_attempts(self, job_id: str | None = None) -> int:
-        """For resume: failed stages get a fresh set of attempts."""
+        """For resume: failed stages (of the job's videos, or all) get a fresh set of attempts."""
         with self.db.transaction() as s:
-            runs = s.scalars(select(StageRun).where(StageRun.status == "failed")).all()
+            query = select(StageRun).where(StageRun.status == "failed")
+            if job_id:
+                query = query.where(StageRun.segment_id.in_(self._job_segments(job_id)))
+            runs = s.scalars(query).all()
             for run in runs:
-                run.attempts, run.status = 0, "pending"
+                run.attempts, run.status, run.lease_owner, run.lease_expires = 0, "pending", None, None
+            if job_id:  # a failed input gets another chance too
+                for video in s.scalars(select(Video).where(Video.job_id == job_id, Video.status == "failed")):
+                    video.status, video.error = "pending", None
             return len(runs)
+
+    @staticmethod
+    def _job_segments(job_id: str):
+        return select(Segment.id).join(Video, Video.id == Segment.video_id).where(Video.job_id == job_id)
+
+    def scope_segments(self, scope: str, video_ids: list[str]) -> list[int]:
+        """The segments of these videos in the scope's plot order — the CPM's own rule (cpm_state)."""
+        with self.db.sessions() as s:
+            positions = scope_positions(s, scope)
+            wanted = (
+                set(s.scalars(select(Segment.id).where(Segment.video_id.in_(video_ids))).all())
+                if video_ids
+                else set()
+            )
+        return sorted((sid for sid in positions if sid in wanted), key=positions.__getitem__)
+
+    # -- job control ---------------------------------------------------------------------------------
+    def job(self, job_id: str) -> Job | None:
+        with self.db.sessions() as s:
+            return s.get(Job, job_id)
+
+    def latest_job(self) -> Job | None:
+        with self.db.sessions() as s:
+            return s.scalars(select(Job).order_by(Job.created_at.desc())).first()
+
+    def update_job_config(self, job_id: str, **fields: Any) -> None:
+        with self.db.transaction() as s:
+            job = s.get(Job, job_id)
+            job.config = {**(job.config or {}), **fields}  # a new dict: JSON columns track assignment only
+
+    def job_status(self, job_id: str) -> str | None:
+        job = self.job(job_id)
+        return None if job is None else job.status
 
     def result(self, segment_id: int, stage: str) -> tuple[str, dict | None]:
         with self.db.sessions() as s:
@@ -206,3 +310,27 @@ class StageStore:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def usage_breakdown(db: Database, job_id: str | None) -> dict[str, dict[str, dict[str, float]]]:
+    """{"stage": {plot: {...}}, "video": {uri: {...}}} of tokens in/out and cost, for `v2s status`."""
+    out: dict[str, dict[str, dict[str, float]]] = {"stage": {}, "video": {}}
+    with db.sessions() as s:
+        for key, column in (("stage", StageRun.stage), ("video", Video.uri)):
+            query = (
+                select(
+                    column,
+                    func.coalesce(func.sum(StageRun.input_tokens), 0),
+                    func.coalesce(func.sum(StageRun.output_tokens), 0),
+                    func.coalesce(func.sum(StageRun.cost_usd), 0.0),
+                )
+                .join(Segment, Segment.id == StageRun.segment_id)
+                .join(Video, Video.id == Segment.video_id)
+                .group_by(column)
+                .order_by(column)
+            )
+            if job_id:
+                query = query.where(Video.job_id == job_id)
+            for name, i, o, c in s.execute(query):
+                out[key][name] = {"input_tokens": int(i), "output_tokens": int(o), "cost_usd": float(c)}
+    return out

@@ -1,13 +1,23 @@
-"""The driver loop: videos are prepared in parallel, plot chains run in order per scope, annotation and export
-run in parallel as soon as their inputs are ready. The driver holds ids only, never media or records in bulk."""
+"""The driver loop: a streaming scheduler over Ray tasks.
+
+- Videos are prepared in parallel; results stream in with ray.wait, and a scope's plot chain starts as soon as
+  ALL of that scope's videos are prepared (its order is only known then), not when every video of the job is.
+- Plot chains are serialised per scope (segment n+1's plot reads the memory segment n wrote); chains of
+  different scopes, and script/distill of segments whose plot is done, run in parallel.
+- At most `max_in_flight` tasks are submitted at a time; the rest wait in small queues of ids. Records go from
+  build_records straight to the shard writer actor as object refs: the driver never holds media or records.
+- Workers are Ray tasks with resource limits (prepare 1 CPU, model stages 0.25 CPU), not actors: a lost node's
+  tasks are retried by Ray elsewhere (max_retries), and the stage leases in SQL make the retry safe.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from workers.context import RunContext, VideoSource, store
 from workers.shard_actor import ShardWriterActor
@@ -23,78 +33,145 @@ class RunSummary:
     segments: int = 0
     stage_failures: list[dict] = field(default_factory=list)
     records_written: int = 0
+    cancelled: bool = False
 
 
 @dataclass
 class _Chain:
-    """One scope's plot chain: its segments in order (episode, then time)."""
+    """One scope's plot chain: its segments in the CPM's order, and how far it has got."""
 
     segments: list[tuple[str, int]]  # (video_id, segment_id)
     position: int = 0
 
 
-def run_pipeline(ctx: RunContext, videos: list[VideoSource], on_event: Event | None = None) -> RunSummary:
+def run_pipeline(
+    ctx: RunContext,
+    videos: list[VideoSource],
+    on_event: Event | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunSummary:
     emit = on_event or (lambda kind, data: None)
+    stop = should_stop or (lambda: False)
     summary = RunSummary(videos=len(videos))
-    writer = ShardWriterActor.remote(ctx.db_url, ctx.out_dir, ctx.shard_max_records)
+    st = store(ctx)
+    # The one writer lives on the driver's node (it needs no CPU, so it always fits): losing that node loses the
+    # job anyway, losing a worker node must not lose the writer, so it may not spill over to one.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    # A lost writer is restarted (max_restarts) and its calls retried: the writer is idempotent (the database
+    # says which records are exported, and a restarted writer recovers its half-written shard first).
+    writer = ShardWriterActor.options(scheduling_strategy=here, max_task_retries=3).remote(
+        ctx.db_url, ctx.out_dir, ctx.shard_max_records
+    )
+    ray.get(writer.__ray_ready__.remote())  # started (and its half-written shard recovered) before any work
+    limit = max(1, ctx.max_in_flight)
 
-    prepared = ray.get([prepare_video.remote(ctx, v) for v in videos])
     by_id = {v.video_id: v for v in videos}
+    scope_of = {v.video_id: v.scope or v.video_id for v in videos}
+    unprepared: dict[str, int] = defaultdict(int)  # scope → videos not yet prepared
+    for v in videos:
+        unprepared[scope_of[v.video_id]] += 1
+    ready_videos: dict[str, list[str]] = defaultdict(list)  # scope → prepared video ids with work
     chains: dict[str, _Chain] = {}
     remaining: dict[str, int] = defaultdict(int)  # video_id → segments not yet annotated
-    for result in prepared:
-        emit("prepared", result)
-        if not result["ok"]:
-            summary.failed_videos[by_id[result["video_id"]].uri] = result["error"]
-            continue
-        if result.get("skipped"):
-            continue
-        video = by_id[result["video_id"]]
-        scope = video.scope or video.video_id
-        chain = chains.setdefault(scope, _Chain(segments=[]))
-        chain.segments.extend((video.video_id, sid) for sid in result["segments"])
-        remaining[video.video_id] += len(result["segments"])
-        summary.segments += len(result["segments"])
-    for scope, chain in chains.items():
-        order = {v.video_id: (v.episode if v.episode is not None else 0, v.uri) for v in videos}
-        chain.segments.sort(key=lambda item: (order[item[0]], item[1]))
-        emit("chain", {"scope": scope, "segments": len(chain.segments)})
+    st_segments: dict[str, list[int]] = {}  # video_id → its segment ids (ids only)
+    touched: list[str] = []
 
+    to_prepare = deque(videos)
+    queue: deque[tuple[str, object]] = deque()  # (kind, argument) waiting for a free slot
     pending: dict[ray.ObjectRef, tuple[str, object]] = {}
+    written_refs: list[ray.ObjectRef] = []
 
-    def advance(scope: str) -> None:
-        chain = chains[scope]
-        if chain.position < len(chain.segments):
+    def submit(kind: str, arg: object) -> None:
+        if kind == "plot":
+            scope = arg
+            chain = chains[scope]
             video_id, segment_id = chain.segments[chain.position]
             chain.position += 1
             pending[reason_plot.remote(ctx, segment_id, chain.position)] = ("plot", (scope, video_id))
+        elif kind == "annotate":
+            segment_id, video_id = arg
+            pending[annotate_segment.remote(ctx, segment_id)] = ("annotate", video_id)
+        elif kind == "records":
+            pending[build_records.remote(ctx, arg)] = ("records", arg)
 
-    for scope in chains:
-        advance(scope)
-    exported_refs = []
+    def fill() -> None:
+        # Work already under way first (it frees memory and finishes videos), new videos last.
+        while len(pending) < limit and queue and not summary.cancelled:
+            submit(*queue.popleft())
+        while len(pending) < limit and to_prepare and not summary.cancelled:
+            video = to_prepare.popleft()
+            pending[prepare_video.remote(ctx, video)] = ("prepared", video.video_id)
+
+    def scope_prepared(scope: str) -> None:
+        video_ids = ready_videos.pop(scope, [])
+        if not video_ids:
+            return
+        ordered = st.scope_segments(scope, video_ids)
+        owner = {}
+        for vid in video_ids:
+            for sid in st_segments[vid]:
+                owner[sid] = vid
+        chain = _Chain(segments=[(owner[sid], sid) for sid in ordered])
+        chains[scope] = chain
+        emit("chain", {"scope": scope, "segments": len(chain.segments)})
+        if chain.segments:
+            queue.append(("plot", scope))
+
+    fill()
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        ref = ready[0]
+        if stop() and not summary.cancelled:
+            summary.cancelled = True  # no new work; what is running finishes and is kept
+            queue.clear()
+            to_prepare.clear()
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        if not done:
+            continue
+        ref = done[0]
         kind, info = pending.pop(ref)
+        if kind == "records":
+            # the records stay in the object store: the writer actor fetches them itself
+            written_refs.append(writer.write_many.remote(ref))
+            emit("records", {"video_id": info})
+            fill()
+            continue
         result = ray.get(ref)
-        emit(kind, result if isinstance(result, dict) else {"count": len(result)})
-        if kind == "plot":
+        emit(kind, result)
+        if kind == "prepared":
+            video_id = info
+            scope = scope_of[video_id]
+            if not result["ok"]:
+                summary.failed_videos[by_id[video_id].uri] = result["error"]
+            elif not result.get("skipped"):
+                st_segments[video_id] = result["segments"]
+                ready_videos[scope].append(video_id)
+                remaining[video_id] += len(result["segments"])
+                summary.segments += len(result["segments"])
+                touched.append(video_id)
+            unprepared[scope] -= 1
+            if unprepared[scope] == 0:
+                scope_prepared(scope)
+        elif kind == "plot":
             scope, video_id = info
-            advance(scope)  # the next segment's plot depends on this one's memory update
-            pending[annotate_segment.remote(ctx, result["segment_id"])] = ("annotate", video_id)
-            if result["status"] not in ("done",):
+            chain = chains[scope]
+            if chain.position < len(chain.segments):  # the next plot reads the memory this one wrote
+                queue.appendleft(("plot", scope))
+            queue.append(("annotate", (result["segment_id"], video_id)))
+            if result["status"] != "done":
                 summary.stage_failures.append(result)
         elif kind == "annotate":
             video_id = info
-            if result["status"] not in ("done",):
+            if result["status"] != "done":
                 summary.stage_failures.append(result)
             remaining[video_id] -= 1
             if remaining[video_id] == 0:  # all its plots are done too: names are final for this video
-                pending[build_records.remote(ctx, video_id)] = ("records", video_id)
-        elif kind == "records":
-            exported_refs.append(writer.write_many.remote(result))
-    ray.get(exported_refs)
+                queue.append(("records", video_id))
+        fill()
+        # keep the list of writer acknowledgements short: drop those already finished
+        if len(written_refs) > 4 * limit:
+            finished, written_refs = ray.wait(written_refs, num_returns=len(written_refs), timeout=0)
+            ray.get(finished)
+    ray.get(written_refs)
     summary.records_written = ray.get(writer.finish.remote())
-    store(ctx).settle_videos(list(remaining))
-    emit("done", {"records": summary.records_written})
+    st.settle_videos(touched)
+    emit("done", {"records": summary.records_written, "cancelled": summary.cancelled})
     return summary

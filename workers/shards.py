@@ -1,12 +1,14 @@
-"""Exactly-once JSONL shards (DESIGN.md §7).
+"""Exactly-once JSONL shards (DESIGN.md §7), in a local folder or under a bucket prefix.
 
 Order of a shard's life, chosen so that a crash at any point neither loses nor duplicates a record:
-1. records are appended to `part-NNNNN.jsonl.tmp` (never read by users);
-2. on close, the temp file is fsynced and, in ONE transaction, every record's `export` stage is marked done with
+1. records are appended to a local temp file `part-NNNNN.jsonl.tmp` (never read by users);
+2. on close, the temp file is fsynced (a bucket output also uploads it under the temp key
+   `OUT/shards/part-NNNNN.jsonl.tmp`) and, in ONE transaction, every record's `export` stage is marked done with
    the shard's name;
-3. the temp file is renamed to `part-NNNNN.jsonl` and the manifest is rewritten (temp + rename).
-On start, `recover()` finishes step 3 for shards the database says are done, deletes temp files it says nothing
-about (their records are still pending and will be written again), and rebuilds the manifest from the files.
+3. the temp is renamed to `part-NNNNN.jsonl` (on a bucket: a server-side copy to the final key, then the temp key
+   is deleted) and the manifest is rewritten (temp + rename locally; one atomic PUT on a bucket).
+On start, `recover()` finishes step 3 for temp shards the database says are done, deletes temp shards it says
+nothing about (their records are still pending and will be written again), and rebuilds the manifest.
 """
 
 from __future__ import annotations
@@ -21,21 +23,126 @@ from sqlalchemy import select
 from profiles_db.db import Database
 from profiles_db.models import StageRun
 from profiles_db.stages import StageStore
+from workers.storage import filesystem, is_remote, join, local_workdir, normalise
+
+
+class _LocalShards:
+    """Shards in a local folder: the temp file is written in place and renamed."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.dir = out_dir / "shards"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.staging = self.dir
+        self.manifest_uri = str(out_dir / "manifest.json")
+
+    def stage(self, name: str) -> None:
+        """The fsynced temp file is already where it must be."""
+
+    def publish(self, name: str) -> None:
+        (self.dir / f"{name}.tmp").replace(self.dir / name)
+
+    def discard(self, name: str) -> None:
+        (self.dir / f"{name}.tmp").unlink(missing_ok=True)
+
+    def temp_names(self) -> list[str]:
+        return sorted(p.name.removesuffix(".tmp") for p in self.dir.glob("part-*.jsonl.tmp"))
+
+    def final_sizes(self) -> dict[str, int]:
+        return {p.name: p.stat().st_size for p in sorted(self.dir.glob("part-*.jsonl"))}
+
+    def open(self, name: str):
+        return (self.dir / name).open("rb")
+
+    def read_manifest(self) -> str | None:
+        try:
+            return Path(self.manifest_uri).read_text()
+        except FileNotFoundError:
+            return None
+
+    def write_manifest(self, text: str) -> None:
+        target = Path(self.manifest_uri)
+        temp = target.with_suffix(".json.tmp")
+        temp.write_text(text)
+        temp.replace(target)
+
+
+class _BucketShards:
+    """Shards under a bucket prefix: staged locally, uploaded under a temp key, then copied to the final key."""
+
+    def __init__(self, out_uri: str) -> None:
+        self.fs, self.prefix = filesystem(join(out_uri, "shards"))
+        self.staging = local_workdir(out_uri) / "shards"
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self.manifest_uri = join(out_uri, "manifest.json")
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
+
+    def stage(self, name: str) -> None:
+        self.fs.put_file(str(self.staging / f"{name}.tmp"), self._key(f"{name}.tmp"))
+
+    def publish(self, name: str) -> None:
+        temp = self._key(f"{name}.tmp")
+        if self.fs.exists(temp):  # absent only when a crash came after the copy and the delete
+            self.fs.copy(temp, self._key(name))
+            self.fs.rm_file(temp)
+        (self.staging / f"{name}.tmp").unlink(missing_ok=True)
+
+    def discard(self, name: str) -> None:
+        if self.fs.exists(self._key(f"{name}.tmp")):
+            self.fs.rm_file(self._key(f"{name}.tmp"))
+        (self.staging / f"{name}.tmp").unlink(missing_ok=True)
+
+    def _listing(self) -> dict[str, int]:
+        try:
+            found = self.fs.ls(self.prefix, detail=True)
+        except FileNotFoundError:
+            return {}
+        return {i["name"].rsplit("/", 1)[-1]: int(i["size"]) for i in found if i.get("type") == "file"}
+
+    def temp_names(self) -> list[str]:
+        remote = {
+            n.removesuffix(".tmp") for n in self._listing() if n.startswith("part-") and n.endswith(".tmp")
+        }
+        staged = {p.name.removesuffix(".tmp") for p in self.staging.glob("part-*.jsonl.tmp")}
+        return sorted(remote | staged)
+
+    def final_sizes(self) -> dict[str, int]:
+        return {
+            n: s for n, s in sorted(self._listing().items()) if n.startswith("part-") and n.endswith(".jsonl")
+        }
+
+    def open(self, name: str):
+        return self.fs.open(self._key(name), "rb")
+
+    def read_manifest(self) -> str | None:
+        fs, path = filesystem(self.manifest_uri)
+        try:
+            return fs.cat_file(path).decode()
+        except FileNotFoundError:
+            return None
+
+    def write_manifest(self, text: str) -> None:
+        fs, path = filesystem(self.manifest_uri)
+        fs.pipe_file(path, text.encode())  # one PUT: readers see the old manifest or the new one
 
 
 class ShardWriter:
     def __init__(
-        self, out_dir: Path, db: Database, *, max_records: int = 1000, max_bytes: int = 256 << 20
+        self, out_dir: str | Path, db: Database, *, max_records: int = 1000, max_bytes: int = 256 << 20
     ) -> None:
-        self.dir = Path(out_dir) / "shards"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.manifest_path = Path(out_dir) / "manifest.json"
+        out = normalise(out_dir)
+        self.shards = _BucketShards(out) if is_remote(out) else _LocalShards(Path(out))
+        self.dir = self.shards.staging  # where open (temp) shard files are written
         self.db, self.store = db, StageStore(db)
         self.max_records, self.max_bytes = max_records, max_bytes
         self._handle = None
         self._name: str | None = None
         self._pending: list[tuple[int, str]] = []  # (segment_id, record id) in the open shard
         self._bytes = 0
+        self._known: dict[
+            str, dict
+        ] = {}  # manifest entries of shards closed here (no need to read them back)
         self.written = 0
         self.recover()
 
@@ -63,6 +170,9 @@ class ShardWriter:
         self._handle.close()
         name, pending = self._name, self._pending
         self._handle, self._name, self._pending, self._bytes = None, None, [], 0
+        temp = self.dir / f"{name}.tmp"
+        self._known[name] = {"name": name, "bytes": temp.stat().st_size, **_count_and_hash(temp.open("rb"))}
+        self.shards.stage(name)
         with self.db.transaction() as s:
             for segment_id, rid in pending:
                 run = s.scalar(
@@ -73,7 +183,7 @@ class ShardWriter:
                     s.add(run)
                 run.status, run.outcome, run.error = "done", "done", None
                 run.result = {"shard": name, "record_id": rid}
-        (self.dir / f"{name}.tmp").replace(self.dir / name)
+        self.shards.publish(name)
         self.written += len(pending)
         self._write_manifest()
 
@@ -82,46 +192,47 @@ class ShardWriter:
         self._handle = (self.dir / f"{self._name}.tmp").open("wb")
 
     def _next_number(self) -> int:
-        numbers = [int(p.name[5:10]) for p in self.dir.glob("part-*.jsonl*") if p.name[5:10].isdigit()]
+        names = [*self.shards.final_sizes(), *self.shards.temp_names()]
+        numbers = [int(n[5:10]) for n in names if n[5:10].isdigit()]
         return max(numbers, default=-1) + 1
 
     # -- recovery and manifest ---------------------------------------------------------------------
     def recover(self) -> None:
-        with self.db.sessions() as s:
-            runs = s.scalars(
-                select(StageRun).where(StageRun.stage == "export", StageRun.status == "done")
-            ).all()
-            committed = {(r.result or {}).get("shard") for r in runs}
-        for temp in self.dir.glob("part-*.jsonl.tmp"):
-            final = temp.with_suffix("")
-            if temp.with_suffix("").name in committed:
-                temp.replace(final)  # crash between the commit and the rename: finish it
-            else:
-                temp.unlink()  # never committed: its records are still pending and will be written again
+        temps = self.shards.temp_names()
+        if temps:
+            with self.db.sessions() as s:
+                runs = s.scalars(
+                    select(StageRun).where(StageRun.stage == "export", StageRun.status == "done")
+                ).all()
+                committed = {(r.result or {}).get("shard") for r in runs}
+            for name in temps:
+                if name in committed:
+                    self.shards.publish(name)  # crash between the commit and the rename: finish it
+                else:
+                    self.shards.discard(
+                        name
+                    )  # never committed: its records are pending and will be rewritten
         self._write_manifest()
 
     def _write_manifest(self) -> None:
         previous = self._read_manifest()
         shards = []
-        for path in sorted(self.dir.glob("part-*.jsonl")):
-            stat = path.stat()
-            entry = previous.get(path.name)
-            if entry is None or entry.get("bytes") != stat.st_size:
-                entry = {"name": path.name, "bytes": stat.st_size, **_count_and_hash(path)}
+        for name, size in self.shards.final_sizes().items():
+            entry = self._known.get(name) or previous.get(name)
+            if entry is None or entry.get("bytes") != size:
+                entry = {"name": name, "bytes": size, **_count_and_hash(self.shards.open(name))}
             shards.append(entry)
         manifest = {
             "shards": shards,
             "records": sum(s["records"] for s in shards),
             "schema": "v2s.record/1",
         }
-        temp = self.manifest_path.with_suffix(".json.tmp")
-        temp.write_text(json.dumps(manifest, indent=2))
-        temp.replace(self.manifest_path)
+        self.shards.write_manifest(json.dumps(manifest, indent=2))
 
     def _read_manifest(self) -> dict[str, dict]:
         try:
-            return {s["name"]: s for s in json.loads(self.manifest_path.read_text())["shards"]}
-        except (FileNotFoundError, ValueError, KeyError):
+            return {s["name"]: s for s in json.loads(self.shards.read_manifest() or "")["shards"]}
+        except (ValueError, KeyError, TypeError):
             return {}
 
     def finish(self) -> int:
@@ -129,10 +240,10 @@ class ShardWriter:
         return self.written
 
 
-def _count_and_hash(path: Path) -> dict:
+def _count_and_hash(handle) -> dict:
     digest, count = hashlib.sha256(), 0
-    with path.open("rb") as handle:
-        for line in handle:
-            digest.update(line)
-            count += 1
+    with handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+            count += block.count(b"\n")
     return {"records": count, "sha256": digest.hexdigest()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from pathlib import Path
 
 import ray
 from sqlalchemy import select
@@ -27,13 +26,22 @@ from annotator.stages import (
 from profiles_db.models import Segment, StageRun, Video
 from profiles_db.stages import StageUsage
 from workers.context import RunContext, VideoSource, cpm, database, gateway, store
+from workers.fetch import ensure_proxy, local_copy, local_proxy, release_copy
+from workers.metrics import record_stage, record_video
 from workers.splitter import detect_shots, detect_silences, file_sha256, make_proxy, plan_segments
+from workers.storage import join, write_text
 
 log = logging.getLogger(__name__)
 
 
 def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """The lease owner: the Ray task id, which a retry of the task keeps (so a task re-run after its node
+    died takes its own lease back at once); host:pid outside Ray."""
+    try:
+        task_id = ray.get_runtime_context().get_task_id()
+    except Exception:  # not inside a Ray task
+        task_id = None
+    return f"task:{task_id}" if task_id else f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _usage(result) -> StageUsage:
@@ -51,6 +59,7 @@ def _failed(st, segment_id: int, stage: str, result) -> dict:
     st.fail(
         segment_id, stage, result.error or f"{stage} failed", outcome=result.outcome, usage=_usage(result)
     )
+    record_stage(stage, "failed", _usage(result))
     return {"segment_id": segment_id, "status": "failed", "stage": stage, "error": result.error}
 
 
@@ -63,8 +72,9 @@ def prepare_video(ctx: RunContext, video: VideoSource) -> dict:
     )
     if status == "done":
         return {"video_id": video.video_id, "ok": True, "skipped": True}
-    path = Path(video.local_path)
+    path = None
     try:
+        path = local_copy(video)  # a bucket object is downloaded to the local cache first
         info = probe(path, name=video.uri)
         st.set_video(
             video.video_id,
@@ -79,27 +89,36 @@ def prepare_video(ctx: RunContext, video: VideoSource) -> dict:
         plans = plan_segments(info.duration_s, cuts, ctx.max_segment_s, silences)
         spans = []
         for plan in plans:
-            target = Path(ctx.out_dir) / "proxies" / video.video_id / f"seg_{plan.idx:04d}.mp4"
-            if not target.exists():
-                tag = Provenance(
-                    video_id=video.video_id,
-                    source_uri=video.uri,
-                    segment_index=plan.idx,
-                    start_s=plan.start_s,
-                    end_s=plan.end_s,
-                )
-                make_proxy(path, target, tag, height=ctx.proxy_height, fps=ctx.proxy_fps)
-            spans.append((plan.start_s, plan.end_s, str(target)))
+            tag = Provenance(
+                video_id=video.video_id,
+                source_uri=video.uri,
+                segment_index=plan.idx,
+                start_s=plan.start_s,
+                end_s=plan.end_s,
+            )
+            proxy_uri = ensure_proxy(  # OUT/proxies/… locally or in the bucket; cut only when missing
+                ctx.out_dir,
+                video.video_id,
+                plan.idx,
+                lambda target, tag=tag: make_proxy(
+                    path, target, tag, height=ctx.proxy_height, fps=ctx.proxy_fps
+                ),
+            )
+            spans.append((plan.start_s, plan.end_s, proxy_uri))
         segment_ids = st.save_segments(video.video_id, spans)
         st.set_video(video.video_id, status="split")
+        record_video("split")
         return {"video_id": video.video_id, "ok": True, "segments": segment_ids, "has_audio": info.has_audio}
     except MediaError as exc:
         st.set_video(video.video_id, status="failed", error=str(exc))
+        record_video("failed")
         return {"video_id": video.video_id, "ok": False, "error": str(exc)}
+    finally:
+        release_copy(video, path)
 
 
 def _segment_input(segment: Segment, index: int) -> SegmentInput:
-    proxy = Path(segment.proxy_uri)
+    proxy = local_proxy(segment.proxy_uri)
     return SegmentInput(
         index=index,
         start_s=segment.start_s,
@@ -119,10 +138,11 @@ def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> dict:
     """Plot reasoning of one segment; the driver calls these strictly in order within a scope."""
     st, manager = store(ctx), cpm(ctx)
     segment, video = _load(ctx, segment_id)
-    if not st.claim(segment_id, "plot", _owner(), ctx.job_id):
+    # wait out a dead worker's lease: the next segment's plot must not run before this one's
+    if st.claim_waiting(segment_id, "plot", _owner(), ctx.job_id) != "claimed":
         return {"segment_id": segment_id, "status": st.result(segment_id, "plot")[0]}
-    settings = gateway().settings
-    reasoner = PlotReasoner(gateway(), backend=settings.plot_backend, model=settings.plot_model)
+    settings = gateway(ctx.db_url).settings
+    reasoner = PlotReasoner(gateway(ctx.db_url), backend=settings.plot_backend, model=settings.plot_model)
     context = manager.context(video.scope, segment_id, token_budget=ctx.context_token_budget)
     result = reasoner.reason(_segment_input(segment, chain_index), context)
     if not result.ok:
@@ -140,13 +160,14 @@ def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> dict:
         },
         _usage(result),
     )
+    record_stage("plot", "done", _usage(result))
     return {"segment_id": segment_id, "status": "done"}
 
 
 @ray.remote(num_cpus=0.25, max_retries=2)
 def annotate_segment(ctx: RunContext, segment_id: int) -> dict:
     """Script generation + quality gates + thinking distillation for a segment whose plot is done."""
-    st, manager, gw = store(ctx), cpm(ctx), gateway()
+    st, manager, gw = store(ctx), cpm(ctx), gateway(ctx.db_url)
     settings = gw.settings
     plot_status, plot_result = st.result(segment_id, "plot")
     if plot_status != "done":
@@ -180,8 +201,10 @@ def annotate_segment(ctx: RunContext, segment_id: int) -> dict:
                 result=payload,
             )
             _write_reject(ctx, video, segment, problems)
+            record_stage("script", "rejected", _usage(result))
             return {"segment_id": segment_id, "status": "rejected", "problems": problems}
         st.complete(segment_id, "script", payload, _usage(result))
+        record_stage("script", "done", _usage(result))
         status, script_result = "done", payload
     if status != "done":
         return {"segment_id": segment_id, "status": status}
@@ -198,14 +221,13 @@ def annotate_segment(ctx: RunContext, segment_id: int) -> dict:
             {"thinking": result.value.model_dump(mode="json"), "reasoning_content": result.reasoning_content},
             _usage(result),
         )
+        record_stage("distill", "done", _usage(result))
     return {"segment_id": segment_id, "status": "done"}
 
 
 def _write_reject(ctx: RunContext, video: Video, segment: Segment, problems: list[str]) -> None:
     import json
 
-    folder = Path(ctx.out_dir) / "rejects"
-    folder.mkdir(parents=True, exist_ok=True)
     entry = {
         "video": video.uri,
         "video_id": video.id,
@@ -214,14 +236,17 @@ def _write_reject(ctx: RunContext, video: Video, segment: Segment, problems: lis
         "end_s": segment.end_s,
         "reasons": problems,
     }
-    (folder / f"{video.id}_{segment.idx:04d}.json").write_text(json.dumps(entry, indent=2))
+    # named by video id (never by the source's name): any key or file name is safe here, local or bucket
+    write_text(
+        join(ctx.out_dir, "rejects", f"{video.id}_{segment.idx:04d}.json"), json.dumps(entry, indent=2)
+    )
 
 
 @ray.remote(num_cpus=0.25, max_retries=2)
 def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
     """Records of every finished, not yet exported segment of a video, with names resolved now."""
     manager = cpm(ctx)
-    settings = gateway().settings
+    settings = gateway(ctx.db_url).settings
     version = ctx.pipeline_version(settings)
     out = []
     with database(ctx.db_url).sessions() as s:

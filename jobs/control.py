@@ -1,0 +1,170 @@
+"""Job control: resume, submit to a Ray cluster, cancel (DESIGN.md §8, docs/cluster.md).
+
+A job's spec is saved in jobs.config when it starts, so `resume` runs exactly the same job again: finished stages
+are skipped by the tasks themselves (they look at stage_runs first) and make no model call; failed stages get a
+fresh set of attempts. A submitted job's Ray submission id IS the v2s job id, so `cancel` needs nothing more.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from jobs.runner import JobSpec, RunSummary, run_job
+from profiles_db.db import Database
+from profiles_db.stages import StageStore
+
+# Forwarded to the cluster by NAME through runtime_env env_vars when they are set in the caller's environment.
+# Their values go into the job's runtime_env, never into the log or the printed command.
+FORWARDED_ENV = (
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "V2S_GEMINI_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "V2S_OPENAI_API_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+FORWARDED_PREFIXES = ("V2S_",)
+NOT_FORWARDED = {"V2S_RAY_TOKEN"}
+# Ray's runtime_env agent logs env_vars values on the nodes, so credentials travel only when asked for
+# (`--forward-secrets`); by default the nodes hold their own keys (environment, image or profile).
+SECRET_ENV = {
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "V2S_GEMINI_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "OPENAI_API_KEY",
+    "V2S_OPENAI_API_KEY",
+    "V2S_JUDGE_API_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+}
+AGENT_WAIT_TRIES = 15  # × 2 s  # the Ray token authenticates the submission; the job does not need it
+
+
+class ControlError(RuntimeError):
+    """A job control request that cannot be done (unknown job, no Ray address...); the CLI prints it."""
+
+
+def load_spec(db: Database, job_id: str) -> JobSpec:
+    job = StageStore(db).job(job_id)
+    if job is None:
+        raise ControlError(f"no job {job_id} in {db.url}")
+    return JobSpec.model_validate({**(job.config or {}), "database_url": db.url})
+
+
+def resume_job(db: Database, job_id: str, console: Console | None = None) -> tuple[str, RunSummary]:
+    """Run the job's saved spec again under the same id: failed and unfinished stages only."""
+    spec = load_spec(db, job_id)
+    StageStore(db).reset_attempts(job_id)
+    return run_job(spec, console, job_id=job_id)
+
+
+# -- Ray cluster -------------------------------------------------------------------------------------------
+def ray_token() -> str | None:
+    """The Ray 2.60 auth token, from where Ray itself looks (and V2S_RAY_TOKEN first)."""
+    for name in ("V2S_RAY_TOKEN", "RAY_AUTH_TOKEN"):
+        if os.environ.get(name, "").strip():
+            return os.environ[name].strip()
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def job_client(address: str):
+    """A JobSubmissionClient that sends the token as `Authorization: Bearer …` whether or not token auth is
+    switched on in THIS process (Ray's own client only adds it when RAY_AUTH_MODE=token locally)."""
+    from ray.job_submission import JobSubmissionClient
+
+    token = ray_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    return JobSubmissionClient(address, headers=headers)
+
+
+def forwarded_env(environ: dict[str, str] | None = None, *, secrets: bool = False) -> dict[str, str]:
+    environ = dict(os.environ if environ is None else environ)
+    names = {n for n in environ if n in FORWARDED_ENV or n.startswith(FORWARDED_PREFIXES)} - NOT_FORWARDED
+    if not secrets:
+        names -= SECRET_ENV
+    return {n: environ[n] for n in sorted(names)}
+
+
+def runtime_env(ship_code: bool = True, forward_secrets: bool = False) -> dict:
+    """Ship the project code (working_dir) and the settings/keys set here (by name) to the cluster.
+    ship_code=False when the nodes already have v2s installed (an image or `pip install` on every node)."""
+    env: dict = {"env_vars": forwarded_env(secrets=forward_secrets)}
+    if ship_code:
+        env["working_dir"] = str(Path(__file__).resolve().parents[1])
+        env["excludes"] = [".venv", ".git", "**/__pycache__", "*.sqlite", "bench/out", ".pytest_cache"]
+    return env
+
+
+def entrypoint(spec: JobSpec, job_id: str, *, resume: bool = False) -> str:
+    """The command the cluster runs: `python -m jobs.cli run …` (or resume) with the same options."""
+    if resume:
+        args = ["python", "-m", "jobs.cli", "resume", job_id]
+    else:
+        args = ["python", "-m", "jobs.cli", "run", spec.source, "--out", str(spec.out), "--job-id", job_id]
+        args += ["--max-segment-s", str(spec.max_segment_s)]
+    if spec.database_url:
+        args += ["--database-url", spec.database_url]
+    elif resume:
+        args += ["--out", str(spec.out)]
+    return shlex.join(args)
+
+
+def submit_job(
+    spec: JobSpec,
+    address: str,
+    job_id: str,
+    *,
+    resume: bool = False,
+    ship_code: bool = True,
+    forward_secrets: bool = False,
+) -> str:
+    """Submit to the Ray Jobs API; the submission id is the v2s job id. Returns it."""
+    client = job_client(address)
+    submission_id = job_id if not resume else f"{job_id}-resume-{os.urandom(3).hex()}"
+    for attempt in range(AGENT_WAIT_TRIES):
+        try:
+            return client.submit_job(
+                entrypoint=entrypoint(spec, job_id, resume=resume),
+                submission_id=submission_id,
+                runtime_env=runtime_env(ship_code, forward_secrets),
+                metadata={"v2s_job": job_id},
+            )
+        except RuntimeError as exc:
+            # a head that has just started has no job agent yet; Ray answers 500 "try again later"
+            if "No available agent" not in str(exc) or attempt == AGENT_WAIT_TRIES - 1:
+                raise
+            time.sleep(2)
+    raise AssertionError("unreachable")
+
+
+def cancel_job(job_id: str, db: Database | None, address: str | None) -> list[str]:
+    """Mark the job cancelled (the driver stops submitting work) and stop its Ray job(s). Returns what was done."""
+    done = []
+    if db is not None:
+        store = StageStore(db)
+        if store.job(job_id) is not None:
+            store.finish_job(job_id, "cancelled")
+            done.append("marked cancelled in the database")
+    if address:
+        client = job_client(address)
+        for info in client.list_jobs():
+            if (info.metadata or {}).get("v2s_job") == job_id and not info.status.is_terminal():
+                client.stop_job(info.submission_id)
+                done.append(f"stopped Ray job {info.submission_id}")
+    if not done:
+        raise ControlError(f"job {job_id} not found in the database nor on the cluster")
+    return done

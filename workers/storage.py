@@ -1,0 +1,126 @@
+"""Where bytes live: local paths and bucket URIs (s3://, gs://, any fsspec protocol) behind one small API.
+
+Credentials come from each store's usual mechanisms (AWS env vars / profiles / instance roles for s3fs through
+botocore; Application Default Credentials for gcsfs). S3-compatible stores (MinIO, Ceph, moto) are reached by
+`V2S_S3_ENDPOINT_URL`, or the standard `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` which botocore (and so s3fs)
+honours by itself, or fsspec's own `FSSPEC_S3_ENDPOINT_URL`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import fsspec
+from fsspec import AbstractFileSystem
+
+LOCAL_PROTOCOLS = {"", "file", "local"}
+# `pathlib.Path("s3://b/k")` collapses "//" into "s3:/b/k"; a typed `Path` option does that to a bucket URI.
+_MANGLED = re.compile(r"^([a-z][a-z0-9+.-]*):/([^/].*)$")
+_INSTALL_HINT = {"gs": "gcsfs", "gcs": "gcsfs", "s3": "s3fs", "s3a": "s3fs", "az": "adlfs", "abfs": "adlfs"}
+
+
+class StorageError(ValueError):
+    """A URI that cannot be reached or used; the message says why."""
+
+
+def protocol(uri: str | os.PathLike) -> str:
+    text = str(uri)
+    return text.split("://", 1)[0].lower() if "://" in text else ""
+
+
+def is_remote(uri: str | os.PathLike) -> bool:
+    return protocol(uri) not in LOCAL_PROTOCOLS
+
+
+def normalise(uri: str | os.PathLike) -> str | Path:
+    """A bucket URI as a string (repaired if a Path mangled it), anything else as a local Path."""
+    text = str(uri)
+    mangled = _MANGLED.match(text) if "://" not in text else None
+    if (
+        mangled
+        and mangled.group(1) in fsspec.available_protocols()
+        and mangled.group(1) not in LOCAL_PROTOCOLS
+    ):
+        text = f"{mangled.group(1)}://{mangled.group(2)}"
+    if is_remote(text):
+        return text.rstrip("/")
+    return Path(text.removeprefix("file://"))
+
+
+def storage_options(proto: str) -> dict:
+    """Per-protocol options from the environment (only what the libraries would not pick up themselves)."""
+    options: dict = {}
+    if proto in {"s3", "s3a"}:
+        endpoint = os.environ.get("V2S_S3_ENDPOINT_URL")
+        if endpoint:
+            options["endpoint_url"] = endpoint
+    if proto in {"s3", "s3a", "gs", "gcs"}:
+        # Listings must be fresh: another process (a worker, a previous run) may have written since we looked.
+        options["use_listings_cache"] = False
+    return options
+
+
+def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
+    """The fsspec filesystem of a URI and the path inside it."""
+    proto = protocol(uri)
+    try:
+        return fsspec.core.url_to_fs(uri, **storage_options(proto))
+    except ImportError:
+        package = _INSTALL_HINT.get(proto, f"the fsspec backend for {proto}://")
+        raise StorageError(
+            f"{uri}: reading {proto}:// needs the package {package} (pip install {package})"
+        ) from None
+    except ValueError as exc:
+        raise StorageError(f"{uri}: {exc}") from None
+
+
+def join(base: str | Path, *parts: str) -> str:
+    """Join path parts onto a local folder or a bucket URI."""
+    if is_remote(base):
+        return "/".join([str(base).rstrip("/"), *(p.strip("/") for p in parts)])
+    return str(Path(base).joinpath(*parts))
+
+
+def unsafe_key_reason(uri: str) -> str | None:
+    """Why a bucket key must not be used, or None. Keys are never used as local paths here, but a key with
+    `..` segments names a different object on stores that normalise paths, and escapes folders in any tool
+    that mirrors the bucket; such an input is refused with this reason (DESIGN.md §8: it fails alone)."""
+    key = uri.split("://", 1)[-1]
+    if any(part in {"..", "."} for part in key.split("/")):
+        return "unsafe object key: it has a '.' or '..' path segment"
+    if any(ord(ch) < 32 for ch in key):
+        return "unsafe object key: it has control characters"
+    return None
+
+
+def cache_root() -> Path:
+    """Local scratch for bucket jobs: $V2S_CACHE_DIR, else $XDG_CACHE_HOME/v2s, else ~/.cache/v2s."""
+    explicit = os.environ.get("V2S_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "v2s"
+
+
+def local_workdir(out: str) -> Path:
+    """A local folder that belongs to one bucket output (its default database, staged shards, proxy cache).
+    The name keeps a readable part of the URI plus a hash, so two outputs never share a folder."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", out.split("://", 1)[-1]).strip("._")[:60]
+    digest = hashlib.sha256(out.rstrip("/").encode()).hexdigest()[:10]
+    return cache_root() / "outputs" / f"{readable}-{digest}"
+
+
+def write_text(uri: str, text: str) -> None:
+    """Write a small text object in one piece (an object PUT is atomic; locally: temp file + rename)."""
+    if is_remote(uri):
+        fs, path = filesystem(uri)
+        fs.pipe_file(path, text.encode())
+        return
+    target = Path(uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(target.name + ".tmp")
+    temp.write_text(text, encoding="utf-8")
+    temp.replace(target)

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from workers.context import RunContext, VideoSource, store
 from workers.shard_actor import ShardWriterActor
@@ -54,12 +53,11 @@ def run_pipeline(
     stop = should_stop or (lambda: False)
     summary = RunSummary(videos=len(videos))
     st = store(ctx)
-    # The one writer lives on the driver's node (it needs no CPU, so it always fits): losing that node loses the
-    # job anyway, losing a worker node must not lose the writer, so it may not spill over to one.
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    # A lost writer is restarted (max_restarts) and its calls retried: the writer is idempotent (the database
-    # says which records are exported, and a restarted writer recovers its half-written shard first).
-    writer = ShardWriterActor.options(scheduling_strategy=here, max_task_retries=3).remote(
+    # No node affinity for the one writer: a process that ran an earlier Ray session may report a stale node id
+    # (seen in the test suite), which a hard affinity turns into an actor that never starts. Where it runs does
+    # not matter: a lost writer is restarted (max_restarts) and its calls retried, and the writer is idempotent
+    # (the database says which records are exported; a restarted writer recovers its half-written shard first).
+    writer = ShardWriterActor.options(max_task_retries=3).remote(
         ctx.db_url, ctx.out_dir, ctx.shard_max_records
     )
     ray.get(writer.__ray_ready__.remote())  # started (and its half-written shard recovered) before any work

@@ -42,6 +42,13 @@ class JobSpec(BaseModel):
         return self.database_url or os.environ.get("V2S_DATABASE_URL") or sqlite_url(folder / "v2s.sqlite")
 
 
+def ray_address(spec: JobSpec) -> str:
+    """Where the job's tasks run. Inside a submitted Ray job the supervisor sets RAY_ADDRESS, and the job must join
+    that cluster (a Ray of its own would neither use the cluster nor find the uploaded working_dir). Otherwise
+    "local": without an address Ray would join any cluster `ray start` left on this machine."""
+    return spec.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+
+
 def run_job(
     spec: JobSpec, console: Console | None = None, job_id: str | None = None
 ) -> tuple[str, RunSummary]:
@@ -67,15 +74,17 @@ def run_job(
     )
     started_here = not ray.is_initialized()
     if started_here:
+        address = ray_address(spec)
         ray.init(
-            # "local": without an address Ray joins any cluster `ray start` left on this machine
-            address=spec.ray_address or "local",
-            num_cpus=spec.num_cpus,
+            address=address,
+            num_cpus=spec.num_cpus if address == "local" else None,  # a cluster has its own
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.WARNING,
             configure_logging=False,
         )
+        where = "a local Ray" if address == "local" else "the Ray cluster"
+        console.print(f"[dim]running on {where} at {ray.get_runtime_context().gcs_address}[/dim]")
     try:
         with Progress(
             TextColumn("[bold]{task.description}"),

@@ -29,11 +29,11 @@ HEAD = """
 import sys, time
 from ray.cluster_utils import Cluster
 dashboard, metrics, agent, temp = sys.argv[1:]
-Cluster(initialize_head=True, head_node_args={
+cluster = Cluster(initialize_head=True, head_node_args={
     "num_cpus": 3, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": int(dashboard),
     "metrics_export_port": int(metrics), "dashboard_agent_listen_port": int(agent),
 })
-print("ready", flush=True)
+print("ready", cluster.address, flush=True)
 while True:
     time.sleep(1)
 """
@@ -75,7 +75,8 @@ def cluster(tmp_path_factory):
         start_new_session=True,
     )
     try:
-        assert head.stdout.readline().strip() == "ready"
+        ready, gcs_address = head.stdout.readline().split()
+        assert ready == "ready"
         wait_for(lambda: _dashboard_up(f"http://127.0.0.1:{dashboard}"), timeout_s=120, what="the dashboard")
         with SimulatorServer(Screenplay.load(screenplay), behaviours=SlowModel()) as server:
             env.update(
@@ -92,6 +93,7 @@ def cluster(tmp_path_factory):
                 "env": env,
                 "film": film,
                 "token": token,
+                "gcs_address": gcs_address,
             }
     finally:
         os.killpg(head.pid, signal.SIGKILL)  # the head and everything it started, nothing else
@@ -178,13 +180,15 @@ def test_submit_then_status(cluster, tmp_path):
     env = {**cluster["env"], "V2S_RAY_TOKEN": cluster["token"], "HOME": str(tmp_path)}
     done = v2s(
         "submit", str(cluster["film"]), "--out", str(out), "--address", cluster["address"],
-        "--max-segment-s", "60", "--no-ship-code", "--forward-secrets", env=env,
+        "--max-segment-s", "60", "--forward-secrets", env=env,
     )  # fmt: skip
     assert cluster["token"] not in done.stdout + done.stderr  # the secret is never printed
     job_id, submission = _submission_id(done.stdout)
     assert submission == job_id and "v2s status" in done.stdout and "ray job logs" in done.stdout
     wait_for(lambda: ray_status(cluster, submission) in ("SUCCEEDED", "FAILED", "STOPPED"), what="the job")
     assert ray_status(cluster, submission) == "SUCCEEDED", ray_logs(cluster, submission)
+    # the project went up as the job's working_dir and the job ran on this cluster, not a Ray of its own
+    assert f"running on the Ray cluster at {cluster['gcs_address']}" in ray_logs(cluster, submission)
 
     text = v2s("status", job_id, "--out", str(out), env=env).stdout
     assert f"{job_id}" in text and "done" in text

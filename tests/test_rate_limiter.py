@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 import ray
@@ -151,12 +152,44 @@ def test_cluster_limiter_keeps_every_window_under_quota_and_serves_both_jobs(loc
     times = [t for _, t in results]
     assert max_in_any_window(times, window) <= 4
     assert len(results) == 16
-    # FIFO per model: neither job waits for the other to finish first
+    # neither job waits for the other to finish first
     first_b = min(t for j, t in results if j == "job-b")
     last_a = max(t for j, t in results if j == "job-a")
     first_a = min(t for j, t in results if j == "job-a")
     last_b = max(t for j, t in results if j == "job-b")
     assert first_b < last_a and first_a < last_b
+
+
+def test_jobs_take_turns_so_a_late_small_job_is_not_held_behind_a_big_one(local_ray):
+    from workers.rate_limiter import limiter_actor
+
+    handle = limiter_actor("turns-model", RateLimit(rpm=2), 0.3)
+    big = [handle.acquire.remote(10, "big-job") for _ in range(12)]
+    # the big job's requests are all queued before the small job asks
+    deadline = time.monotonic() + 10
+    while ray.get(handle.stats.remote())["waiting"] < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    small = [handle.acquire.remote(10, "small-job") for _ in range(4)]
+    granted = sorted(
+        [(r.granted_at, "big") for r in ray.get(big)] + [(r.granted_at, "small") for r in ray.get(small)]
+    )
+    last_small = max(i for i, (_, job) in enumerate(granted) if job == "small")
+    big_before = sum(job == "big" for _, job in granted[:last_small])
+    # first come first served would send all 12 of the big job first; in turns it is at most the 2 granted
+    # before the small job arrived, one more in flight, and one per small request
+    assert big_before <= 2 + 1 + 4, granted
+    stats = ray.get(handle.stats.remote())
+    assert stats["granted_by_client"] == {"big-job": 12, "small-job": 4}
+    assert max_in_any_window([t for t, _ in granted], 0.3) <= 2
+
+
+def test_the_cluster_limiter_names_the_ray_job_as_the_client(local_ray):
+    from workers.rate_limiter import ClusterRateLimiter, limiter_actor
+
+    limiter = ClusterRateLimiter({"named-model": RateLimit(rpm=100)}, window_s=60.0)
+    limiter.settle(limiter.acquire("named-model", 10), 5)
+    stats = ray.get(limiter_actor("named-model", RateLimit(rpm=100), 60.0).stats.remote())
+    assert stats["granted_by_client"] == {ray.get_runtime_context().get_job_id(): 1}
 
 
 def test_cluster_limiter_honours_a_429_cooldown_for_every_worker(local_ray):

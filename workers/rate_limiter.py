@@ -5,9 +5,10 @@ from the same window, and a job that ends (or crashes) must not take the window 
 mid-minute. The actor is tiny; `ray stop` ends it. Its limits are re-sent by every process that opens it, so a
 new job with new V2S_RATE_LIMITS updates the window in place (last writer wins).
 
-Fairness: callers are served first come first served per model. The actor is async, so a caller waiting for
-the window costs a suspended coroutine, not a thread, and never blocks `settle` or `penalise` from others; with
-FIFO order every job's requests keep moving in proportion to how many it has waiting.
+Fairness: the jobs waiting for a model take turns (`FairQueue`: round-robin across Ray jobs, first come first
+within one), so a job submitted behind a 10,000-video job is not held until the big one has sent everything.
+The actor is async, so a caller waiting for the window costs a suspended coroutine, not a thread, and never
+blocks `settle` or `penalise` from others.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections import deque
+from collections import Counter
 
 import ray
 
-from annotator.gateway.limiter import Reservation, WindowLimits
+from annotator.gateway.limiter import FairQueue, Reservation, WindowLimits
 from annotator.settings import RateLimit
 
 NAMESPACE = "v2s"
@@ -36,9 +37,9 @@ class ModelRateLimiter:
     def __init__(self, model: str, limit: dict, window_s: float) -> None:
         self.model = model
         self.limits = WindowLimits(RateLimit.model_validate(limit), window_s)
-        self._queue: deque[object] = deque()
+        self._queue = FairQueue()
         self._changed: asyncio.Condition | None = None  # made inside the actor's event loop
-        self.granted_total = 0
+        self.granted = Counter()  # per client (Ray job id)
 
     def _cond(self) -> asyncio.Condition:
         if self._changed is None:
@@ -51,24 +52,25 @@ class ModelRateLimiter:
             self.limits.window_s = window_s
             self._cond().notify_all()
 
-    async def acquire(self, est_tokens: int) -> Reservation:
-        ticket = object()
+    async def acquire(self, est_tokens: int, client: str = "") -> Reservation:
+        ticket, served = object(), False
         cond = self._cond()
         async with cond:
-            self._queue.append(ticket)
+            self._queue.join(client, ticket)
             try:
                 while True:
                     wait = None
-                    if self._queue[0] is ticket:
+                    if self._queue.head() is ticket:
                         wait = self.limits.wait_s(est_tokens, time.monotonic())
                         if wait <= 0:
-                            self.granted_total += 1
+                            served = True
+                            self.granted[client] += 1
                             return self.limits.reserve(self.model, est_tokens, time.monotonic())
                     # a settle or penalise may change the answer before `wait` is over
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(cond.wait(), timeout=wait)
             finally:
-                self._queue.remove(ticket)
+                self._queue.leave(client, ticket, served=served)
                 cond.notify_all()
 
     async def settle(self, reservation: Reservation, actual_tokens: int) -> None:
@@ -84,7 +86,8 @@ class ModelRateLimiter:
 
     async def stats(self) -> dict:
         return {
-            "granted_total": self.granted_total,
+            "granted_total": sum(self.granted.values()),
+            "granted_by_client": dict(self.granted),
             "in_window": self.limits.in_window(time.monotonic()),
             "waiting": len(self._queue),
             "cooldown_s": max(0.0, self.limits.cooldown_until - time.monotonic()),
@@ -133,7 +136,8 @@ class ClusterRateLimiter:
         handle = self._handle(model, create=False)
         if handle is None:
             return Reservation(model=model)
-        return ray.get(handle.acquire.remote(est_tokens))
+        # the Ray job is the client the actor rotates between: every task of one v2s job shares its driver's id
+        return ray.get(handle.acquire.remote(est_tokens, ray.get_runtime_context().get_job_id()))
 
     def settle(self, reservation: Reservation, actual_tokens: int) -> None:
         if reservation.id:

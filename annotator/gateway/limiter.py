@@ -123,8 +123,40 @@ class WindowLimits:
         return len(self._expire(now))
 
 
+class FairQueue:
+    """The requests waiting for one model: round-robin across clients (jobs), first come first within a client.
+
+    Why not one FIFO: a job that queued 10,000 requests first would hold every other job on the cluster until it
+    had sent them all. Here each client with someone waiting gets the next turn in rotation, so a small job
+    submitted later moves at the same pace as a big one. The caller serialises access (a lock or one loop)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, deque[object]] = {}  # dict order is the rotation: first key's turn next
+
+    def join(self, client: str, ticket: object) -> None:
+        self._waiting.setdefault(client, deque()).append(ticket)
+
+    def head(self) -> object | None:
+        """The ticket whose turn it is."""
+        for tickets in self._waiting.values():
+            return tickets[0]
+        return None
+
+    def leave(self, client: str, ticket: object, *, served: bool) -> None:
+        tickets = self._waiting[client]
+        tickets.remove(ticket)
+        if not tickets:
+            del self._waiting[client]
+        elif served:  # its turn is used: to the back of the rotation
+            self._waiting[client] = self._waiting.pop(client)
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._waiting.values())
+
+
 class LocalRateLimiter:
-    """The limits of one process (a CLI run without Ray, tests). Waiting callers are served first come first."""
+    """The limits of one process (a CLI run without Ray, tests): one client, so waiting callers are served first
+    come first."""
 
     def __init__(
         self,
@@ -139,21 +171,22 @@ class LocalRateLimiter:
         self._clock = clock
         self._sleep = sleep  # a fake clock's sleep advances that clock; None = wait on the condition
         self._cond = threading.Condition()
-        self._queues: dict[str, deque[object]] = {m: deque() for m in self._limits}
+        self._queues: dict[str, FairQueue] = {m: FairQueue() for m in self._limits}
 
     def acquire(self, model: str, est_tokens: int) -> Reservation:
         limits = self._limits.get(model)
         if limits is None:
             return Reservation(model=model)
-        ticket = object()
+        ticket, served = object(), False
         with self._cond:
             queue = self._queues[model]
-            queue.append(ticket)
+            queue.join("", ticket)  # one process is one client
             try:
                 while True:
-                    if queue[0] is ticket:
+                    if queue.head() is ticket:
                         wait = limits.wait_s(est_tokens, self._clock())
                         if wait <= 0:
+                            served = True
                             return limits.reserve(model, est_tokens, self._clock())
                     else:
                         wait = None  # someone is ahead: wait until they are served
@@ -166,7 +199,7 @@ class LocalRateLimiter:
                     else:
                         self._cond.wait(wait)
             finally:
-                queue.remove(ticket)
+                queue.leave("", ticket, served=served)
                 self._cond.notify_all()
 
     def settle(self, reservation: Reservation, actual_tokens: int) -> None:
@@ -181,6 +214,6 @@ class LocalRateLimiter:
         with self._cond:  # an unlimited model gets a window too: its cooldown must hold back every caller
             if model not in self._limits:
                 self._limits[model] = WindowLimits(RateLimit(), self._window_s)
-                self._queues[model] = deque()
+                self._queues[model] = FairQueue()
             self._limits[model].penalise(retry_after_s, self._clock())
             self._cond.notify_all()

@@ -30,7 +30,8 @@ from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo  # noq
 
 
 class FixedLatency(Behaviours):
-    """Every model call answers after `latency_s`; arrival times are kept for the quota check."""
+    """Every model call is answered `latency_s` after its request arrived at the server (the server's own work
+    included, as a remote model's latency would be); arrival times are kept for the quota check."""
 
     def __init__(self, latency_s: float) -> None:
         self.latency_s = latency_s
@@ -39,8 +40,21 @@ class FixedLatency(Behaviours):
 
     def before_answer(self, request: RequestInfo) -> Fault | None:
         with self._lock:
-            self.arrivals.append(time.monotonic())
-        return Fault(delay_s=self.latency_s)
+            self.arrivals.append(request.received_s)
+        return Fault(delay_s=max(0.0, request.received_s + self.latency_s - time.monotonic()))
+
+
+def serve_simulator(latency_s: float, urls, stop, arrivals) -> None:
+    """The simulator in its own process, as a remote model would be: its CPU work (placing the clip in the film,
+    writing the answer) and its threads do not compete with the engine's process for the GIL."""
+    from annotator.simulator.server import SimulatorServer
+    from tests.test_simulator_play import small_screenplay
+
+    behaviours = FixedLatency(latency_s)
+    with SimulatorServer(small_screenplay(), behaviours=behaviours) as server:
+        urls.put(server.base_url)
+        stop.wait()
+    arrivals.put(behaviours.arrivals)  # time.monotonic() is one clock for every process of the machine
 
 
 def above_quota(arrivals: list[float], quota: int, window_s: float) -> int:
@@ -63,88 +77,95 @@ def main() -> None:
     parser.add_argument("--levels", default="1,4,16,64")
     args = parser.parse_args()
 
+    import multiprocessing
+
     import ray
 
     from annotator.gateway import Gateway, Media
     from annotator.prompting import render
     from annotator.schemas import FirstSegmentPlot
     from annotator.settings import ModelSettings, RateLimit
-    from annotator.simulator.server import SimulatorServer
     from profiles_db.db import Database, sqlite_url
     from profiles_db.response_cache import DatabaseResponseCache
-    from tests.test_simulator_play import make_proxy, segment_provenance, small_screenplay
+    from tests.test_simulator_play import make_proxy, segment_provenance
     from workers.rate_limiter import ClusterRateLimiter
     from workers.splitter import file_sha256
 
     tmp = Path(tempfile.mkdtemp(prefix="v2s-bench-gateway-"))
     proxy = make_proxy(tmp / "seg1.mp4", segment_provenance(1, 0.0, 30.0))
     media = Media(path=proxy, sha256=file_sha256(proxy))
-    behaviours = FixedLatency(args.latency_s)
+    spawn = multiprocessing.get_context("spawn")
+    urls, arrivals_q, stop = spawn.Queue(), spawn.Queue(), spawn.Event()
+    simulator = spawn.Process(target=serve_simulator, args=(args.latency_s, urls, stop, arrivals_q))
+    simulator.start()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="v2s")
     model = "gemini-2.5-flash"
     print(
         f"{args.segments} segments, latency {args.latency_s}s, quota {args.quota} per {args.window}s window "
-        f"({args.quota / args.window:.1f}/s)"
+        f"({args.quota / args.window:.1f}/s); simulator in its own process"
     )
-    print(f"{'concurrency':>11} {'seconds':>8} {'req/s':>7} {'ideal':>7} {'ratio':>6} {'above quota':>11}")
+    levels: list[tuple[int, float, float, int]] = []  # concurrency, started, ended, failed
     try:
-        with SimulatorServer(small_screenplay(), behaviours=behaviours) as server:
-            settings = ModelSettings(
-                _env_file=None,
-                V2S_GEMINI_API_KEY="bench",
-                gemini_base_url=server.base_url,
-                rate_limits={model: RateLimit(rpm=args.quota)},
-                rate_limit_window_s=args.window,
-                max_attempts=3,
-            )
-            limiter = ClusterRateLimiter(settings.rate_limits, window_s=args.window)
-            db = Database(sqlite_url(tmp / "cache.sqlite"))
+        settings = ModelSettings(
+            _env_file=None,
+            V2S_GEMINI_API_KEY="bench",
+            gemini_base_url=urls.get(timeout=60),
+            rate_limits={model: RateLimit(rpm=args.quota)},
+            rate_limit_window_s=args.window,
+            max_attempts=3,
+        )
+        limiter = ClusterRateLimiter(settings.rate_limits, window_s=args.window)
+        db = Database(sqlite_url(tmp / "cache.sqlite"))
 
-            def run(gateway: Gateway, concurrency: int, level: int) -> list:
-                def one(i: int):
-                    # each segment is its own question (the index is in the prompt); each level asks anew
-                    prompt = render("plot_first", 1, segment_index=level * 10_000 + i, duration="30s")
-                    return gateway.structured(
-                        stage="plot",
-                        backend="gemini",
-                        model=model,
-                        prompt=prompt,
-                        schema=FirstSegmentPlot,
-                        media=media,
-                    )
-
-                with ThreadPoolExecutor(concurrency) as pool:
-                    return list(pool.map(one, range(args.segments)))
-
-            last_level = 0
-            for level, concurrency in enumerate(int(c) for c in args.levels.split(",")):
-                time.sleep(args.window * 1.1)  # an idle quota window between levels, as for a fresh job
-                gateway = Gateway(settings, limiter=limiter, cache=DatabaseResponseCache(db))
-                start_idx, started = len(behaviours.arrivals), time.monotonic()
-                results = run(gateway, concurrency, level)
-                elapsed = time.monotonic() - started
-                failed = sum(not r.ok for r in results)
-                arrivals = behaviours.arrivals[start_idx:]
-                rate = args.segments / elapsed
-                ideal = min(args.quota / args.window, concurrency / args.latency_s)
-                over = above_quota(arrivals, args.quota, args.window)
-                note = f"  ({failed} failed)" if failed else ""
-                print(
-                    f"{concurrency:>11} {elapsed:>8.1f} {rate:>7.2f} {ideal:>7.2f} {rate / ideal:>6.2f} {over:>11}{note}"
+        def run(gateway: Gateway, concurrency: int, level: int) -> list:
+            def one(i: int):
+                # each segment is its own question (the index is in the prompt); each level asks anew
+                prompt = render("plot_first", 1, segment_index=level * 10_000 + i, duration="30s")
+                return gateway.structured(
+                    stage="plot",
+                    backend="gemini",
+                    model=model,
+                    prompt=prompt,
+                    schema=FirstSegmentPlot,
+                    media=media,
                 )
-                last_level = level
 
-            # a resumed job: the same questions again, from a fresh gateway over the same database
-            before = len(behaviours.arrivals)
+            with ThreadPoolExecutor(concurrency) as pool:
+                return list(pool.map(one, range(args.segments)))
+
+        last_level = 0
+        for level, concurrency in enumerate(int(c) for c in args.levels.split(",")):
+            time.sleep(args.window * 1.1)  # an idle quota window between levels, as for a fresh job
             gateway = Gateway(settings, limiter=limiter, cache=DatabaseResponseCache(db))
-            results = run(gateway, 16, last_level)
-            new_calls = len(behaviours.arrivals) - before
-            cached = sum(r.cached for r in results)
-            print(
-                f"resumed run of the last level: {new_calls} new model calls, {cached}/{len(results)} cached"
-            )
+            started = time.monotonic()
+            results = run(gateway, concurrency, level)
+            levels.append((concurrency, started, time.monotonic(), sum(not r.ok for r in results)))
+            last_level = level
+
+        # a resumed job: the same questions again, from a fresh gateway over the same database
+        gateway = Gateway(settings, limiter=limiter, cache=DatabaseResponseCache(db))
+        resumed_from = time.monotonic()
+        results = run(gateway, 16, last_level)
+        cached = sum(r.cached for r in results)
     finally:
         ray.shutdown()
+        stop.set()
+    arrivals = arrivals_q.get(timeout=60)
+    simulator.join(timeout=30)
+
+    print(f"{'concurrency':>11} {'seconds':>8} {'req/s':>7} {'ideal':>7} {'ratio':>6} {'above quota':>11}")
+    for concurrency, started, ended, failed in levels:
+        elapsed = ended - started
+        rate = args.segments / elapsed
+        ideal = min(args.quota / args.window, concurrency / args.latency_s)
+        over = above_quota([t for t in arrivals if started <= t <= ended], args.quota, args.window)
+        note = f"  ({failed} failed)" if failed else ""
+        print(
+            f"{concurrency:>11} {elapsed:>8.1f} {rate:>7.2f} {ideal:>7.2f} {rate / ideal:>6.2f} {over:>11}{note}"
+        )
+    new_calls = sum(t >= resumed_from for t in arrivals)
+    print(f"resumed run of the last level: {new_calls} new model calls, {cached}/{len(results)} cached")
+    print(f"requests above quota over the whole run: {above_quota(arrivals, args.quota, args.window)}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class RequestInfo:
     segment_index: int | None = None
     media_resolution: str | None = None  # Gemini generationConfig.mediaResolution as sent
     frames: int = 0  # > 0 when the clip came as sampled image frames (OpenAI image_url parts)
+    received_s: float = 0.0  # time.monotonic() when the HTTP request arrived (a fixed latency counts from it)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ def _missing_file(file_id: str) -> SimError:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "v2s-simulator/1"
+    # headers and body leave in separate writes; with Nagle on, the body waits for the client's delayed ACK
+    # of the headers (up to 40 ms on Linux), a latency no real model server adds
+    disable_nagle_algorithm = True
 
     @property
     def sim(self) -> SimulatorServer:
@@ -103,6 +106,7 @@ class Handler(BaseHTTPRequestHandler):
         # One handler object serves every request of a keep-alive connection: reset the per-request state.
         self._endpoint, self._stage, self._model = "unknown", None, None
         self._version, self._file_id = "v1beta", ""
+        self._received_s = time.monotonic()  # before the body is read: what a latency is measured from
         raw = self._body()
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -196,7 +200,7 @@ class Handler(BaseHTTPRequestHandler):
         request = gemini_api.parse_generate(self._json(raw))
         stage = detect_stage(request.schema_title, request.texts, has_video=request.video is not None)
         self._stage = stage.value
-        result = self.sim.answer("gemini", self._model or "", stage, request)
+        result = self.sim.answer("gemini", self._model or "", stage, request, received_s=self._received_s)
         body = gemini_api.generate_response(
             result.text,
             self._model or "",
@@ -338,7 +342,7 @@ class Handler(BaseHTTPRequestHandler):
         self._model = request.model
         stage = detect_stage(request.schema_title, request.texts, has_video=request.video is not None)
         self._stage = stage.value
-        result = self.sim.answer("openai", request.model, stage, request)
+        result = self.sim.answer("openai", request.model, stage, request, received_s=self._received_s)
         body = openai_api.chat_response(
             result.text,
             request.model,

@@ -225,7 +225,15 @@ class SimulatorServer:
             )
         return Clip(start, end, prov.segment_index), facts.has_audio
 
-    def answer(self, api: str, model: str, stage: Stage, request: GenerateRequest | ChatRequest) -> Result:
+    def answer(
+        self,
+        api: str,
+        model: str,
+        stage: Stage,
+        request: GenerateRequest | ChatRequest,
+        *,
+        received_s: float | None = None,
+    ) -> Result:
         """Place the clip, ask the behaviours, build the answer and its usage; SimError for refusals/faults."""
         clip, audio = (None, False)
         if stage.needs_video:
@@ -244,6 +252,7 @@ class SimulatorServer:
             segment_index=clip.segment_index if clip else None,
             media_resolution=getattr(request, "media_resolution", None),
             frames=request.video.frames if clip and request.video else 0,
+            received_s=time.monotonic() if received_s is None else received_s,
         )
         fault = self.behaviours.before_answer(info) or Fault()
         if fault.delay_s > 0:

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
+import sys
 from pathlib import Path
 
 import boto3
@@ -78,8 +79,18 @@ def test_a_bucket_uri_survives_a_path_option():
     assert not is_remote(normalise("file:///tmp/x"))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs is installed")
-def test_gs_without_gcsfs_says_what_to_install():
+def test_gs_without_gcsfs_says_what_to_install(monkeypatch):
+    # the dev install has gcsfs: hide it as a machine without the `gcs` extra would lack it
+    registry = importlib.import_module("fsspec.registry")  # the module (fsspec.registry is its mapping)
+    for name in [m for m in sys.modules if m == "gcsfs" or m.startswith("gcsfs.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "gcsfs", None)
+    for proto in ("gs", "gcs"):
+        monkeypatch.delitem(registry._registry, proto, raising=False)
+    monkeypatch.delenv("V2S_GCS_ENDPOINT_URL", raising=False)
+    with pytest.raises(SourceError, match="pip install gcsfs"):
+        list_sources("gs://films/season1")
+    monkeypatch.setenv("V2S_GCS_ENDPOINT_URL", "http://127.0.0.1:9")  # the plain-class path says it too
     with pytest.raises(SourceError, match="pip install gcsfs"):
         list_sources("gs://films/season1")
 

@@ -3,7 +3,9 @@
 Credentials come from each store's usual mechanisms (AWS env vars / profiles / instance roles for s3fs through
 botocore; Application Default Credentials for gcsfs). S3-compatible stores (MinIO, Ceph, moto) are reached by
 `V2S_S3_ENDPOINT_URL`, or the standard `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` which botocore (and so s3fs)
-honours by itself, or fsspec's own `FSSPEC_S3_ENDPOINT_URL`.
+honours by itself, or fsspec's own `FSSPEC_S3_ENDPOINT_URL`. GCS-compatible endpoints (an emulator, a private
+endpoint) are reached by `V2S_GCS_ENDPOINT_URL`, or gcsfs's own `STORAGE_EMULATOR_HOST`; `V2S_GCS_TOKEN=anon` skips
+authentication (emulators, public buckets).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import fsspec
 from fsspec import AbstractFileSystem
@@ -19,6 +22,9 @@ from fsspec import AbstractFileSystem
 LOCAL_PROTOCOLS = {"", "file", "local"}
 # `pathlib.Path("s3://b/k")` collapses "//" into "s3:/b/k"; a typed `Path` option does that to a bucket URI.
 _MANGLED = re.compile(r"^([a-z][a-z0-9+.-]*):/([^/].*)$")
+GCS_PROTOCOLS = {"gs", "gcs"}
+# gcsfs's named credential methods ("anon": no authentication, for emulators and public buckets).
+GCS_TOKEN_METHODS = {"anon", "google_default", "cloud", "cache"}
 _INSTALL_HINT = {"gs": "gcsfs", "gcs": "gcsfs", "s3": "s3fs", "s3a": "s3fs", "az": "adlfs", "abfs": "adlfs"}
 
 
@@ -57,7 +63,14 @@ def storage_options(proto: str) -> dict:
         endpoint = os.environ.get("V2S_S3_ENDPOINT_URL")
         if endpoint:
             options["endpoint_url"] = endpoint
-    if proto in {"s3", "s3a", "gs", "gcs"}:
+    if proto in GCS_PROTOCOLS:
+        endpoint = gcs_endpoint()
+        if endpoint:
+            options["endpoint_url"] = endpoint
+        token = gcs_token()
+        if token:
+            options["token"] = token
+    if proto in {"s3", "s3a", *GCS_PROTOCOLS}:
         # Listings must be fresh: another process (a worker, a previous run) may have written since we looked.
         options["use_listings_cache"] = False
     return options
@@ -67,7 +80,10 @@ def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
     """The fsspec filesystem of a URI and the path inside it."""
     proto = protocol(uri)
     try:
-        return fsspec.core.url_to_fs(uri, **storage_options(proto))
+        options = storage_options(proto)
+        if proto in GCS_PROTOCOLS and _gcs_endpoint_is_custom(options):
+            return _plain_gcs(uri, options)
+        return fsspec.core.url_to_fs(uri, **options)
     except ImportError:
         package = _INSTALL_HINT.get(proto, f"the fsspec backend for {proto}://")
         raise StorageError(
@@ -75,6 +91,52 @@ def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
         ) from None
     except ValueError as exc:
         raise StorageError(f"{uri}: {exc}") from None
+
+
+def gcs_endpoint() -> str | None:
+    """`V2S_GCS_ENDPOINT_URL`, checked: gcsfs appends `/storage/v1/…` to it, so it must be a bare origin."""
+    endpoint = os.environ.get("V2S_GCS_ENDPOINT_URL", "").strip()
+    if not endpoint:
+        return None
+    parts = urlsplit(endpoint)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path.strip("/") or parts.query:
+        raise StorageError(
+            f"V2S_GCS_ENDPOINT_URL={endpoint!r} is not an endpoint: expected http(s)://host[:port] with no path"
+        )
+    return endpoint.rstrip("/")
+
+
+def gcs_token() -> str | None:
+    """`V2S_GCS_TOKEN`: one of gcsfs's named methods or a service-account key file. A raw access token is refused
+    (and never echoed): V2S_ settings travel in a cluster job's runtime_env, which Ray logs on the nodes."""
+    token = os.environ.get("V2S_GCS_TOKEN", "").strip()
+    if not token:
+        return None
+    if token in GCS_TOKEN_METHODS:
+        return token
+    key_file = Path(token).expanduser()
+    if key_file.is_file():
+        return str(key_file)
+    raise StorageError(
+        f"V2S_GCS_TOKEN must be one of {', '.join(sorted(GCS_TOKEN_METHODS))} or the path of a service-account "
+        "key file that exists (its value is not shown: it may be a secret)"
+    )
+
+
+def _gcs_endpoint_is_custom(options: dict) -> bool:
+    conf = {**fsspec.config.conf.get("gcs", {}), **fsspec.config.conf.get("gs", {})}
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    return bool(options.get("endpoint_url") or conf.get("endpoint_url") or emulator not in {"", "default"})
+
+
+def _plain_gcs(uri: str, options: dict) -> tuple[AbstractFileSystem, str]:
+    """gcsfs's JSON-API filesystem, for endpoints other than Google's. The class fsspec registers for gs:// by
+    default (gcsfs's zonal/HNS extension) first asks Google's gRPC control plane for the bucket's layout; an
+    emulator or a GCS-compatible store does not serve it, and every operation would wait 60 s for that answer."""
+    from gcsfs.core import GCSFileSystem
+
+    fs = GCSFileSystem(**options)
+    return fs, fs._strip_protocol(uri)
 
 
 def join(base: str | Path, *parts: str) -> str:

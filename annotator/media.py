@@ -61,6 +61,7 @@ def probe(source: str | Path | bytes, *, name: str | None = None) -> MediaInfo:
             duration = _duration(container, video)
             if duration <= 0:
                 raise MediaError(f"{label}: zero-length video")
+            _check_complete(container, video, source, duration, label)
             rate = video.average_rate or video.guessed_rate or 0
             tags = {str(k): str(v) for k, v in (container.metadata or {}).items()}
             return MediaInfo(
@@ -84,6 +85,110 @@ def _duration(container: av.container.InputContainer, video: av.VideoStream) -> 
     if video.duration and video.time_base:
         return float(video.duration * video.time_base)
     return 0.0
+
+
+def _check_complete(
+    container: av.container.InputContainer,
+    video: av.VideoStream,
+    source: str | Path | bytes,
+    duration: float,
+    label: str,
+) -> None:
+    """Refuse a file whose header promises more media than it holds. An MP4 with its index at the front
+    (faststart) opens fine and reports its full length when its media data is cut off, so an interrupted upload
+    would pass as good and only fail (or silently yield short output) later. The index already holds the byte
+    range of every packet, so comparing its last one with the file size costs nothing; a Matroska/WebM header
+    states its Segment size the same way."""
+    size = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
+    needed = max((_index_end(s) for s in container.streams), default=0)
+    playable = _playable_s(video, size) if needed > size else None
+    if needed <= size and _is_matroska(container):
+        needed = _ebml_segment_end(_head(source, 64))
+    if needed <= size:
+        return
+    missing = needed - size
+    present = (
+        f"; only the first ~{playable:.1f} s of {duration:.1f} s are present" if playable is not None else ""
+    )
+    raise MediaError(
+        f"{label}: truncated file: {size:,} of {needed:,} bytes present "
+        f"({missing:,} bytes, {100 * missing / needed:.1f}% missing){present}"
+    )
+
+
+def _index_end(stream: av.stream.Stream) -> int:
+    """The byte just past the stream's last indexed packet (0 without an index). Packets of one stream are
+    written in order, so the last entries are the furthest ones; a few are checked in case of reordering."""
+    entries = stream.index_entries
+    count = len(entries)
+    return max((entries[i].pos + entries[i].size for i in range(max(0, count - 4), count)), default=0)
+
+
+def _playable_s(video: av.VideoStream, size: int) -> float | None:
+    """Roughly how much of the video's packets lie inside the file (binary search over the index)."""
+    entries, base = video.index_entries, video.time_base
+    if not len(entries) or base is None:
+        return None
+    low, high = 0, len(entries)  # first entry that does not fit
+    while low < high:
+        mid = (low + high) // 2
+        if entries[mid].pos + entries[mid].size <= size:
+            low = mid + 1
+        else:
+            high = mid
+    if low == 0:
+        return 0.0
+    return max(0.0, float((entries[low - 1].timestamp - (video.start_time or 0)) * base))
+
+
+_EBML_HEADER, _SEGMENT = 0x1A45DFA3, 0x18538067
+
+
+def _is_matroska(container: av.container.InputContainer) -> bool:
+    return any(name in container.format.name for name in ("matroska", "webm"))
+
+
+def _head(source: str | Path | bytes, count: int) -> bytes:
+    if isinstance(source, bytes):
+        return source[:count]
+    with open(source, "rb") as raw:
+        return raw.read(count)
+
+
+def _ebml_segment_end(head: bytes) -> int:
+    """Where a Matroska/WebM Segment says it ends (0 when its size is unknown or the header is unusual)."""
+    try:
+        pos = 0
+        ident, pos = _ebml_id(head, pos)
+        length, pos = _ebml_size(head, pos)
+        if ident != _EBML_HEADER or length is None:
+            return 0
+        pos += length
+        ident, pos = _ebml_id(head, pos)
+        length, pos = _ebml_size(head, pos)
+    except IndexError:  # a header longer than the bytes read: no claim either way
+        return 0
+    if ident != _SEGMENT or length is None:
+        return 0
+    return pos + length
+
+
+def _ebml_id(data: bytes, pos: int) -> tuple[int, int]:
+    first = data[pos]
+    width = 1 + (8 - first.bit_length()) if first else 9
+    if width > 4:
+        raise IndexError("bad element id")
+    return int.from_bytes(data[pos : pos + width], "big"), pos + width
+
+
+def _ebml_size(data: bytes, pos: int) -> tuple[int | None, int]:
+    first = data[pos]
+    width = 1 + (8 - first.bit_length()) if first else 9
+    if width > 8:
+        raise IndexError("bad element size")
+    value = int.from_bytes(data[pos : pos + width], "big") & ((1 << (7 * width)) - 1)
+    unknown = value == (1 << (7 * width)) - 1  # all ones: "size unknown" (a live or unfinished write)
+    return (None if unknown else value), pos + width
 
 
 def read_provenance(source: str | Path | bytes) -> Provenance | None:

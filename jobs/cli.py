@@ -33,7 +33,13 @@ def run(
     source: Annotated[
         str, typer.Argument(help="a video file, a folder, a glob, or a manifest (.csv/.jsonl)")
     ],
-    out: Annotated[Path, typer.Option(help="output folder (shards, manifest, proxies, default database)")],
+    # str, not Path: a Path turns s3://bucket/x into s3:/bucket/x before anything can see the URI
+    out: Annotated[
+        str,
+        typer.Option(
+            help="output folder or bucket URI (shards, manifest, proxies; default database if local)"
+        ),
+    ],
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL; default OUT/v2s.sqlite")] = None,
     max_segment_s: Annotated[float, typer.Option(help="longest segment, seconds")] = 300.0,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for the embedded Ray")] = None,
@@ -59,7 +65,7 @@ def run(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     db = Database(spec.db_url())
-    print_summary(console, job_id, summary, db, str(out))
+    print_summary(console, job_id, summary, db, str(spec.out))
     if summary.failed_videos or summary.stage_failures:
         raise typer.Exit(1)
 
@@ -166,20 +172,38 @@ def _register_eval() -> None:
 _register_eval()
 
 
-def _db_for(out: Path | None, database_url: str | None):
+def _db_for(out: str | None, database_url: str | None):
     from jobs.runner import JobSpec
     from profiles_db.db import Database
+    from workers.storage import is_remote, local_workdir
 
-    if out is None and not database_url and not os.environ.get("V2S_DATABASE_URL"):
+    explicit = database_url or os.environ.get("V2S_DATABASE_URL")
+    if out is None and not explicit:
         console.print("[red]give --out or --database-url (or set V2S_DATABASE_URL)[/red]")
         raise typer.Exit(2)
-    return Database(JobSpec(source="", out=out or Path("."), database_url=database_url).db_url())
+    spec = JobSpec(source="", out=out or Path("."), database_url=database_url)
+    if not explicit and is_remote(spec.out):
+        # A bucket holds no database: a job writing to one keeps its default SQLite in a local folder of the
+        # machine that ran it. Found here only when that was this machine; opening it elsewhere would create
+        # an empty database and report "no such job".
+        database = local_workdir(spec.out) / "v2s.sqlite"
+        if not database.is_file():
+            console.print(
+                f"[red]error:[/red] --out {spec.out} is a bucket URI: its job's default database is kept on "
+                f"the machine that ran it ({database} there), and there is none here; pass --database-url "
+                "with the database the job used (or set V2S_DATABASE_URL)",
+                soft_wrap=True,
+            )
+            raise typer.Exit(2)
+    return Database(spec.db_url())
 
 
 @app.command()
 def status(
     job: Annotated[str | None, typer.Argument(help="job id (default: all jobs)")] = None,
-    out: Annotated[Path | None, typer.Option(help="the job's output folder (finds OUT/v2s.sqlite)")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="the job's output folder or bucket URI (finds its default database)")
+    ] = None,
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL")] = None,
     watch: Annotated[bool, typer.Option("--watch", help="refresh until interrupted")] = False,
     every: Annotated[float, typer.Option(help="seconds between refreshes with --watch")] = 2.0,
@@ -207,7 +231,9 @@ def status(
 @app.command()
 def resume(
     job: Annotated[str, typer.Argument(help="job id")],
-    out: Annotated[Path | None, typer.Option(help="the job's output folder (finds OUT/v2s.sqlite)")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="the job's output folder or bucket URI (finds its default database)")
+    ] = None,
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL")] = None,
     address: Annotated[
         str | None, typer.Option(help="Ray dashboard URL: resume as a new Ray job on that cluster")
@@ -290,7 +316,9 @@ def _print_follow(job_id: str, submission: str, address: str, database_url: str 
 @app.command()
 def cancel(
     job: Annotated[str, typer.Argument(help="job id")],
-    out: Annotated[Path | None, typer.Option(help="the job's output folder (finds OUT/v2s.sqlite)")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="the job's output folder or bucket URI (finds its default database)")
+    ] = None,
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL")] = None,
     address: Annotated[str | None, typer.Option(help="Ray dashboard URL (stops the Ray job)")] = None,
 ) -> None:

@@ -33,3 +33,19 @@ def color_film(
     cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-t", str(duration), str(path)]
     subprocess.run(cmd, check=True)
     return path
+
+
+def remux(source: Path, target: Path, *, faststart: bool) -> Path:
+    """The same streams in a new container: with the index (moov) at the front (faststart), or at the end as a
+    plain ffmpeg mux writes it."""
+    flags = ["-movflags", "+faststart"] if faststart else []
+    cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-i", str(source), "-c", "copy"]
+    subprocess.run([*cmd, *flags, str(target)], check=True)
+    return target
+
+
+def cut_off(source: Path, target: Path, fraction: float) -> Path:
+    """An interrupted copy: only the first `fraction` of the bytes."""
+    data = source.read_bytes()
+    target.write_bytes(data[: int(len(data) * fraction)])
+    return target

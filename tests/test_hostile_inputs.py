@@ -1,5 +1,5 @@
 """Hostile inputs (DESIGN.md §8) in one job, from a manifest that mixes a local folder and an S3 bucket (moto):
-corrupt, truncated, zero-length and not-video files fail alone, each with a clear reason in the database, in
+corrupt, truncated (index lost, or index at the front and media cut off), zero-length and not-video files fail alone, each with a clear reason in the database, in
 `v2s run`'s summary and in `v2s status`; files without audio and names with spaces and non-ASCII are annotated;
 keys with `../` are refused and never place a file outside the output or the cache."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,12 +16,13 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from annotator.media import ffmpeg_exe
+from annotator.media import MediaError, ffmpeg_exe, probe
 from annotator.simulator.film import render_film, render_silent_film
 from jobs.cli import app
 from profiles_db.db import Database, sqlite_url
 from profiles_db.models import Video
 from tests import e2e_checks as checks
+from tests.media_helpers import color_film, cut_off, remux
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +35,7 @@ EXPECTED_FAILURES = {
     "zero.mp4": "file is empty",
     "notes.mp4": "not a readable video",
     "truncated.mp4": "not a readable video",
+    "cut.mp4": "truncated file",  # faststart: the index survives, so only the sizes tell
     "garbled.mp4": "not a readable video",
     ESCAPE: "unsafe object key",
     DEEP_ESCAPE: "unsafe object key",
@@ -62,6 +65,8 @@ def hostile_run(simulator_env, tmp_path_factory):
     )
     whole = plain.read_bytes()
     (inputs / "truncated.mp4").write_bytes(whole[: len(whole) // 3])  # an interrupted copy: the index is lost
+    fast = remux(good, root / "fast.mp4", faststart=True)
+    cut_off(fast, inputs / "cut.mp4", 0.6)  # an interrupted upload of a faststart file
     (inputs / "garbled.mp4").write_bytes(os.urandom(2048) + data[2048:])  # header overwritten with noise
     with checks.moto_s3(root / "cache") as endpoint:
         client = boto3.client("s3", endpoint_url=endpoint)
@@ -135,3 +140,55 @@ def test_dot_dot_keys_place_nothing_outside_the_output_or_the_cache(hostile_run)
     cache = root / "cache"
     leftovers = [p for p in cache.rglob("*") if p.is_file() and "fetch" in p.parts]
     assert leftovers == []  # downloads are removed once their proxies are cut
+
+
+def test_the_reason_for_a_cut_faststart_mp4_says_how_much_is_missing(hostile_run):
+    root, out, _, _ = hostile_run
+    db = Database(sqlite_url(out / "v2s.sqlite"))
+    try:
+        with db.sessions() as s:
+            error = s.scalar(select(Video.error).where(Video.uri.endswith("cut.mp4")))
+    finally:
+        db.dispose()
+    whole, present = (root / "fast.mp4").stat().st_size, (root / "inputs" / "cut.mp4").stat().st_size
+    assert error.startswith(f"{root / 'inputs' / 'cut.mp4'}: truncated file"), error
+    assert f"{present:,} of {whole:,} bytes present ({whole - present:,} bytes" in error, error
+
+
+# -- probe alone: the truncation check must not touch good files, whatever the index position or container ----
+
+
+@pytest.fixture(scope="module")
+def small_film(tmp_path_factory) -> tuple[Path, float]:
+    seconds = 12.0
+    return color_film(tmp_path_factory.mktemp("probe") / "film.mp4", [4.0, 8.0], seconds), seconds
+
+
+@pytest.mark.parametrize("layout", ["faststart", "plain", "mkv"])
+def test_good_files_probe_to_their_full_length(small_film, layout):
+    film, seconds = small_film
+    target = film.with_name(f"{layout}.{'mkv' if layout == 'mkv' else 'mp4'}")
+    remuxed = remux(film, target, faststart=layout == "faststart")
+    for source in (remuxed, remuxed.read_bytes()):
+        info = probe(source)
+        assert info.duration_s == pytest.approx(seconds, abs=0.1)
+        assert info.has_audio
+
+
+@pytest.mark.parametrize(("layout", "fraction"), [("faststart", 0.6), ("faststart", 0.995), ("mkv", 0.6)])
+def test_a_file_cut_short_is_refused_as_truncated(small_film, layout, fraction):
+    film, seconds = small_film
+    suffix = "mkv" if layout == "mkv" else "mp4"
+    whole = remux(film, film.with_name(f"whole-{layout}.{suffix}"), faststart=layout != "mkv")
+    cut = cut_off(whole, film.with_name(f"cut-{layout}-{fraction}.{suffix}"), fraction)
+    missing = whole.stat().st_size - cut.stat().st_size
+    for source, label in ((cut, str(cut)), (cut.read_bytes(), "upload.bin")):
+        with pytest.raises(MediaError) as caught:
+            probe(source, name=label)
+        message = str(caught.value)
+        assert message.startswith(f"{label}: truncated file"), message
+        assert f"({missing:,} bytes" in message, message
+        playable = re.search(r"only the first ~([0-9.]+) s of ([0-9.]+) s", message)
+        if layout != "mkv":  # the MP4 index tells how far the media reaches
+            assert playable, message
+            assert 0 < float(playable.group(1)) < float(playable.group(2)) == pytest.approx(seconds, abs=0.1)

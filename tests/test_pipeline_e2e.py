@@ -1,67 +1,120 @@
-"""The whole engine once, for real: ffmpeg-rendered film → PySceneDetect → Ray → real SDKs over HTTP to the
-simulator → CPM on SQLite → shards. The module runs one job and checks everything DESIGN.md §7 promises
-(the checks live in tests/e2e_checks.py, shared with the PostgreSQL and bucket end-to-end tests)."""
+"""The whole engine once per database, for real: ffmpeg-rendered film → PySceneDetect → Ray → real SDKs over HTTP
+to the simulator → CPM on SQLite, then on PostgreSQL (a fresh database made by tests/db_fixtures.py) → shards.
+Each database runs one job and is checked against everything DESIGN.md §7 promises (the checks live in
+tests/e2e_checks.py, shared with the bucket end-to-end tests)."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from annotator.simulator.film import render_film, render_silent_film
+from annotator.simulator.screenplay import Screenplay
 from jobs.cli import app
 from jobs.runner import JobSpec, run_job
+from profiles_db.db import Database
 from tests import e2e_checks as checks
+from tests.db_fixtures import _truncate
+from workers.driver import RunSummary
 
 pytestmark = pytest.mark.slow
 
 
+@dataclass(frozen=True)
+class Run:
+    """One finished job and how to reach its database."""
+
+    spec: JobSpec
+    job_id: str
+    summary: RunSummary
+    screenplay: Screenplay
+    db_arg: str  # what `v2s profiles --db` takes for the job's database
+
+    @property
+    def out(self) -> Path:
+        return Path(self.spec.out)
+
+
 @pytest.fixture(scope="module")
 def simulator_env(tmp_path_factory):
+    # The simulator keeps no state between jobs (answers come from the screenplay alone) and the response cache
+    # lives in each job's own database, so both databases' jobs share one film and one server.
     with checks.simulator_environment(tmp_path_factory.mktemp("film")) as env:
         yield env
 
 
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request) -> str | None:
+    """The job's database: None for its default (OUT/v2s.sqlite), else a PostgreSQL URL. Module scope, so pytest
+    runs every test of one database before the next and the job below runs once per database."""
+    if request.param == "sqlite":
+        return None
+    # tests/db_fixtures.py: skips when PostgreSQL is unreachable, fails instead under V2S_REQUIRE_POSTGRES=1
+    url = request.getfixturevalue("postgres_url")
+    db = Database(url, auto_upgrade=False)
+    _truncate(db)  # the session's database may hold other tests' rows: start this job from empty tables
+    db.dispose()
+    return url
+
+
 @pytest.fixture(scope="module")
-def first_run(simulator_env, tmp_path_factory):
+def first_run(simulator_env, database_url, tmp_path_factory) -> Run:
     film, screenplay, _ = simulator_env
     out = tmp_path_factory.mktemp("run")
-    job_id, summary = run_job(JobSpec(source=str(film), out=out, max_segment_s=60, num_cpus=2))
-    return out, job_id, summary, screenplay
+    spec = JobSpec(source=str(film), out=out, database_url=database_url, max_segment_s=60, num_cpus=2)
+    job_id, summary = run_job(spec)
+    db_arg = database_url or str(out / "v2s.sqlite")
+    return Run(spec=spec, job_id=job_id, summary=summary, screenplay=screenplay, db_arg=db_arg)
+
+
+def test_the_job_state_is_in_the_chosen_database(first_run, database_url):
+    # A PostgreSQL job must leave no SQLite file behind; a default job keeps its state beside the shards.
+    assert (first_run.out / "v2s.sqlite").exists() == (database_url is None)
+    db = Database(first_run.spec.db_url(), auto_upgrade=False)
+    try:
+        with db.engine.connect() as conn:
+            status = conn.execute(text("SELECT status FROM jobs WHERE id = :j"), {"j": first_run.job_id})
+            assert status.scalar() == "done"
+            exported = conn.execute(
+                text("SELECT count(*) FROM stage_runs WHERE stage = 'export' AND status = 'done'")
+            ).scalar()
+            assert exported == first_run.summary.segments == 4
+    finally:
+        db.dispose()
 
 
 def test_every_segment_becomes_one_valid_record(first_run):
-    out, _, summary, _ = first_run
-    checks.check_every_segment_is_one_valid_record(out, summary)
+    checks.check_every_segment_is_one_valid_record(first_run.out, first_run.summary)
 
 
 def test_manifest_matches_the_files(first_run):
-    checks.check_manifest_matches_the_files(first_run[0])
+    checks.check_manifest_matches_the_files(first_run.out)
 
 
 def test_late_named_character_carries_his_name_in_every_segment(first_run):
-    out, _, _, screenplay = first_run
-    checks.check_late_named_character_everywhere(out, screenplay)
+    checks.check_late_named_character_everywhere(first_run.out, first_run.screenplay)
 
 
 def test_costume_change_character_is_one_character(first_run):
-    out, _, _, screenplay = first_run
-    checks.check_costume_change_is_one_character(out, screenplay)
+    checks.check_costume_change_is_one_character(first_run.out, first_run.screenplay)
 
 
 def test_second_run_on_the_same_output_writes_nothing_twice(first_run, simulator_env):
-    out = first_run[0]
-    film, _, server = simulator_env
-    checks.check_rerun_writes_nothing_twice(
-        out,
-        server,
-        lambda: run_job(JobSpec(source=str(film), out=out, max_segment_s=60, num_cpus=2))[1],
-    )
+    server = simulator_env[2]
+    checks.check_rerun_writes_nothing_twice(first_run.out, server, lambda: run_job(first_run.spec)[1])
+
+
+def test_profiles_commands_read_and_correct_the_memory(first_run, tmp_path):
+    checks.check_profiles_commands(first_run.db_arg, tmp_path / "graph.png")
 
 
 def test_broken_inputs_fail_alone_with_clear_reasons(simulator_env, tmp_path):
+    # One database is enough here: what is checked is how the run reports bad files, not where it keeps state.
     bucket = tmp_path / "bucket"
     bucket.mkdir()
     screenplay = simulator_env[1]
@@ -80,7 +133,3 @@ def test_broken_inputs_fail_alone_with_clear_reasons(simulator_env, tmp_path):
     annotated = {Path(r["video"]["uri"]).name for r in checks.records(out)}
     assert annotated == {"good.mp4", "silent.mp4"}
     shutil.rmtree(out)
-
-
-def test_profiles_commands_read_and_correct_the_memory(first_run, tmp_path):
-    checks.check_profiles_commands(str(first_run[0] / "v2s.sqlite"), tmp_path / "graph.png")

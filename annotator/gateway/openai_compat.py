@@ -47,16 +47,8 @@ class OpenAICompatBackend:
         del model  # servers list their models; DeepSeek, vLLM and Ollama all serve GET /models
         try:
             self.client.models.list()
-        except openai.AuthenticationError:
-            raise ModelCallError(
-                f"{self.client.base_url} rejected the API key: {KEY_HINT}", outcome="auth"
-            ) from None
-        except openai.PermissionDeniedError:
-            raise ModelCallError(
-                f"{self.client.base_url} denied access: {KEY_HINT}", outcome="auth"
-            ) from None
         except openai.APIError as exc:
-            raise ModelCallError(
+            raise self._key_refused(exc) or ModelCallError(
                 redact(f"{self.client.base_url} models.list failed: {type(exc).__name__}", self._secrets)
             ) from None
 
@@ -78,32 +70,8 @@ class OpenAICompatBackend:
                 temperature=request.temperature,
                 **kwargs,
             )
-        except openai.AuthenticationError:
-            raise ModelCallError(
-                f"{self.client.base_url} rejected the API key: {KEY_HINT}", outcome="auth"
-            ) from None
-        except openai.PermissionDeniedError:
-            raise ModelCallError(
-                f"{self.client.base_url} denied access: {KEY_HINT}", outcome="auth"
-            ) from None
-        except openai.RateLimitError as exc:
-            raise RetryableError(
-                self._message(exc),
-                retry_after_s=retry_after_seconds(exc.response.headers),
-                outcome="rate_limited",
-            ) from None
-        except openai.InternalServerError as exc:
-            raise RetryableError(
-                self._message(exc),
-                retry_after_s=retry_after_seconds(exc.response.headers),
-                outcome="server_error",
-            ) from None
-        except openai.APITimeoutError:
-            raise RetryableError(f"{request.model} timed out", outcome="timeout") from None
-        except openai.APIConnectionError as exc:
-            raise RetryableError(f"cannot reach {self.client.base_url} ({type(exc).__name__})") from None
-        except openai.APIStatusError as exc:
-            raise ModelCallError(self._message(exc)) from None
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+            raise self._call_error(exc, request.model) from None
 
         choice = completion.choices[0] if completion.choices else None
         if choice is None or choice.message is None:
@@ -143,6 +111,33 @@ class OpenAICompatBackend:
             }
             for f in frames
         ]
+
+    def _key_refused(self, exc: openai.APIError) -> ModelCallError | None:
+        """The server's word that the key will not do: one error whichever call heard it (outcome "auth" is what
+        stops a job before it spends anything)."""
+        if isinstance(exc, openai.AuthenticationError):
+            return ModelCallError(f"{self.client.base_url} rejected the API key: {KEY_HINT}", outcome="auth")
+        if isinstance(exc, openai.PermissionDeniedError):
+            return ModelCallError(f"{self.client.base_url} denied access: {KEY_HINT}", outcome="auth")
+        return None
+
+    def _call_error(
+        self, exc: openai.APIStatusError | openai.APIConnectionError, model: str
+    ) -> ModelCallError:
+        """A failed chat call as our error: throttling, server faults and lost connections are worth a retry
+        (after the server's Retry-After when it sent one); any other refusal is final."""
+        refused = self._key_refused(exc)
+        if refused is not None:
+            return refused
+        if isinstance(exc, openai.RateLimitError | openai.InternalServerError):
+            outcome = "rate_limited" if isinstance(exc, openai.RateLimitError) else "server_error"
+            retry_after = retry_after_seconds(exc.response.headers)
+            return RetryableError(self._message(exc), retry_after_s=retry_after, outcome=outcome)
+        if isinstance(exc, openai.APITimeoutError):  # before APIConnectionError: it is one
+            return RetryableError(f"{model} timed out", outcome="timeout")
+        if isinstance(exc, openai.APIConnectionError):
+            return RetryableError(f"cannot reach {self.client.base_url} ({type(exc).__name__})")
+        return ModelCallError(self._message(exc))
 
     def _message(self, exc: openai.APIStatusError) -> str:
         return redact(f"{self.client.base_url} answered HTTP {exc.status_code}: {exc.message}", self._secrets)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -302,11 +303,20 @@ def submit(
     except Exception as exc:  # connection refused, 401/403 from token auth: one line, never the token
         console.print(f"[red]submit failed:[/red] {exc}")
         raise typer.Exit(2) from None
-    _print_follow(job_id, submission, address, database_url)
+    _print_follow(job_id, submission, address, database_url, out)
 
 
-def _print_follow(job_id: str, submission: str, address: str, database_url: str | None) -> None:
-    db_hint = "--database-url URL" if database_url else "--out OUT"
+def _print_follow(
+    job_id: str, submission: str, address: str, database_url: str | None, out: str | None = None
+) -> None:
+    from workers.storage import is_remote
+
+    # the URL itself is not printed: it may carry a password. A bucket output's default SQLite stays on the
+    # machine that runs the driver, so from elsewhere only a shared database finds the job.
+    if database_url or out is None or is_remote(out):
+        db_hint = "--database-url URL"
+    else:
+        db_hint = f"--out {shlex.quote(out)}"
     typer.echo(f"job {job_id} submitted (Ray job {submission})")
     typer.echo(f"  follow:  v2s status {job_id} {db_hint} --watch")
     typer.echo(f"  logs:    ray job logs --address {address} {submission} --follow")

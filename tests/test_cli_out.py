@@ -124,3 +124,17 @@ def test_a_local_out_still_locates_its_database(tmp_path, monkeypatch):
         assert StageStore(db).job("job-local").status == "cancelled"
     finally:
         db.dispose()
+
+
+def test_the_follow_hint_of_a_submitted_job_is_a_command_that_finds_its_database(capsys):
+    from jobs.cli import _print_follow
+
+    _print_follow("job-1", "job-1", "http://head:8265", None, "/data/out dir")
+    assert "v2s status job-1 --out '/data/out dir' --watch" in capsys.readouterr().out
+    # a bucket output's default database is on the driver's machine, not in the bucket
+    _print_follow("job-2", "job-2", "http://head:8265", None, "s3://films/out")
+    assert "v2s status job-2 --database-url URL --watch" in capsys.readouterr().out
+    # the URL is never printed: it may hold a password
+    _print_follow("job-3", "job-3", "http://head:8265", "postgresql://u:secret@db/v2s", "s3://films/out")
+    printed = capsys.readouterr().out
+    assert "secret" not in printed and "--database-url URL" in printed

@@ -184,7 +184,8 @@ def test_submit_then_status(cluster, tmp_path):
     )  # fmt: skip
     assert cluster["token"] not in done.stdout + done.stderr  # the secret is never printed
     job_id, submission = _submission_id(done.stdout)
-    assert submission == job_id and "v2s status" in done.stdout and "ray job logs" in done.stdout
+    assert submission == job_id and "ray job logs" in done.stdout
+    assert f"v2s status {job_id} --out {out} --watch" in done.stdout  # a command to copy, not a placeholder
     wait_for(lambda: ray_status(cluster, submission) in ("SUCCEEDED", "FAILED", "STOPPED"), what="the job")
     assert ray_status(cluster, submission) == "SUCCEEDED", ray_logs(cluster, submission)
     # the project went up as the job's working_dir and the job ran on this cluster, not a Ray of its own

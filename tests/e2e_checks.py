@@ -217,3 +217,22 @@ def check_profiles_commands(db: str, picture: Path) -> None:
     assert sorted(r["code"] for r in restored) == sorted(r["code"] for r in rows)
     bad = runner.invoke(app, ["profiles", "merge", "char_999", others[1], "--db", db])
     assert bad.exit_code == 1
+
+
+def failed_inputs_of_bucket_job(out: str) -> dict[str, str]:
+    """uri → reason of every failed input, read from the default database of a job whose output is a bucket
+    (kept locally, under V2S_CACHE_DIR, on the machine that ran it)."""
+    from sqlalchemy import select
+
+    from profiles_db.db import Database
+    from profiles_db.models import Video
+    from workers.storage import local_workdir
+
+    database = local_workdir(out) / "v2s.sqlite"
+    assert database.is_file() and str(database).startswith(os.environ["V2S_CACHE_DIR"])
+    db = Database(f"sqlite:///{database}")
+    try:
+        with db.sessions() as s:
+            return dict(s.execute(select(Video.uri, Video.error).where(Video.status == "failed")).all())
+    finally:
+        db.dispose()

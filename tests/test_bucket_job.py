@@ -9,7 +9,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from sqlalchemy import select
 from typer.testing import CliRunner
 
 from jobs.cli import app
@@ -18,7 +17,6 @@ from profiles_db.db import Database, sqlite_url
 from profiles_db.models import Segment, Video
 from tests import e2e_checks as checks
 from workers.shards import ShardWriter
-from workers.storage import local_workdir
 
 pytestmark = pytest.mark.slow
 
@@ -74,14 +72,7 @@ def test_shards_manifest_and_proxies_are_in_the_bucket(bucket_run, s3):
 
 
 def test_the_default_database_is_local_and_says_why_an_input_failed(bucket_run):
-    database = local_workdir(OUT) / "v2s.sqlite"
-    assert database.is_file() and str(database).startswith(os.environ["V2S_CACHE_DIR"])
-    db = Database(f"sqlite:///{database}")
-    try:
-        with db.sessions() as s:
-            rows = dict(s.execute(select(Video.uri, Video.error).where(Video.status == "failed")).all())
-    finally:
-        db.dispose()
+    rows = checks.failed_inputs_of_bucket_job(OUT)
     assert list(rows) == ["s3://films/season-1/broken.mp4"]
     assert "not a readable video" in rows["s3://films/season-1/broken.mp4"]
 

@@ -22,18 +22,15 @@ import pytest
 from gcp_storage_emulator.server import create_server
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
-from sqlalchemy import select
 from typer.testing import CliRunner
 
 from jobs.cli import app
 from jobs.runner import JobSpec, run_job
 from jobs.sources import SourceError, list_sources
-from profiles_db.db import Database
-from profiles_db.models import Video
 from tests import e2e_checks as checks
 from workers.context import VideoSource
 from workers.fetch import FetchError, local_copy, release_copy
-from workers.storage import StorageError, filesystem, local_workdir, storage_options
+from workers.storage import StorageError, filesystem, storage_options
 
 HOSTILE = "Film — été 雨 (1).mp4"
 SOURCE, OUT = "gs://films/season-1", "gs://films/v2s-out/run 1"
@@ -285,14 +282,7 @@ def test_shards_manifest_and_proxies_are_in_the_bucket(bucket_run, client):
 
 @pytest.mark.slow
 def test_the_local_database_says_why_the_broken_object_failed(bucket_run):
-    database = local_workdir(OUT) / "v2s.sqlite"
-    assert database.is_file() and str(database).startswith(os.environ["V2S_CACHE_DIR"])
-    db = Database(f"sqlite:///{database}")
-    try:
-        with db.sessions() as s:
-            rows = dict(s.execute(select(Video.uri, Video.error).where(Video.status == "failed")).all())
-    finally:
-        db.dispose()
+    rows = checks.failed_inputs_of_bucket_job(OUT)
     assert list(rows) == [BROKEN]
     assert "not a readable video" in rows[BROKEN]
     result = CliRunner().invoke(app, ["status", "--out", OUT])

@@ -9,11 +9,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import text
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and correct character profiles (the CPM).")
-console = Console()
+# Names, aliases, labels and notes come from a model: every value is escaped, and no ":name:" becomes an emoji.
+console = Console(emoji=False)
 
 DbOpt = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL, or a path to a v2s.sqlite")]
 ScopeOpt = Annotated[str | None, typer.Option(help="scope (series name or video id); default: every scope")]
@@ -29,7 +31,7 @@ def _database(db: str | None):
         raise typer.Exit(2)
     if "://" not in url:
         if not Path(url).is_file():
-            console.print(f"[red]{url} is not a database file[/red]")
+            console.print(f"[red]{escape(url)} is not a database file[/red]")
             raise typer.Exit(2)
         url = sqlite_url(url)
     return Database(url)
@@ -52,7 +54,7 @@ def _emit(rows: list[dict], columns: list[str], fmt: str, title: str) -> None:
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*("" if row.get(c) is None else escape(str(row.get(c))) for c in columns))
     console.print(table)
 
 
@@ -62,7 +64,8 @@ def _scope_for(db, scope: str | None) -> str:
     scopes = {r["scope"] for r in _rows(db, "v_character_profiles", None, "scope")}
     if len(scopes) != 1:
         console.print(
-            f"[red]give --scope; the database holds {len(scopes)} scopes: {', '.join(sorted(scopes))}[/red]"
+            f"[red]give --scope; the database holds {len(scopes)} scopes: "
+            f"{escape(', '.join(sorted(scopes)))}[/red]"
         )
         raise typer.Exit(2)
     return scopes.pop()
@@ -84,14 +87,14 @@ def show(code: str, db: DbOpt = None, scope: ScopeOpt = None, format: FormatOpt 
     database = _database(db)
     profile = CharacterProfileManager(database).resolve(_scope_for(database, scope), code)
     if profile is None:
-        console.print(f"[red]no character {code!r} in that scope[/red]")
+        console.print(f"[red]no character {escape(repr(code))} in that scope[/red]")
         raise typer.Exit(1)
     if format == "json":
         console.print_json(profile.model_dump_json())
         return
-    table = Table(title=f"{profile.id} {profile.display_name}", show_header=False)
+    table = Table(title=escape(f"{profile.id} {profile.display_name}"), show_header=False)
     for key, value in profile.model_dump().items():
-        table.add_row(key, "\n".join(value) if isinstance(value, list) else str(value))
+        table.add_row(key, escape("\n".join(value) if isinstance(value, list) else str(value)))
     console.print(table)
 
 
@@ -154,7 +157,7 @@ def graph(
     ax.set_title(f"characters of {chosen}")
     fig.savefig(out, bbox_inches="tight")
     plt.close(fig)
-    console.print(f"wrote {out} and {out.with_suffix('.dot')}")
+    console.print(f"wrote {escape(str(out))} and {escape(str(out.with_suffix('.dot')))}")
 
 
 @app.command()
@@ -166,7 +169,7 @@ def rename(code: str, name: str, db: DbOpt = None, scope: ScopeOpt = None) -> No
     profile = _correct(
         lambda m, s: m.rename(s, code, name), CharacterProfileManager(database), _scope_for(database, scope)
     )
-    console.print(f"{code} is now {profile.id} {profile.display_name}")
+    console.print(escape(f"{code} is now {profile.id} {profile.display_name}"))
 
 
 @app.command()
@@ -181,7 +184,7 @@ def merge(
     profile = _correct(
         lambda m, s: m.merge(s, from_code, into_code, reason), manager, _scope_for(database, scope)
     )
-    console.print(f"{from_code} merged into {profile.id} {profile.display_name}")
+    console.print(escape(f"{from_code} merged into {profile.id} {profile.display_name}"))
 
 
 @app.command()
@@ -193,12 +196,12 @@ def unmerge(code: str, db: DbOpt = None, scope: ScopeOpt = None) -> None:
     profile = _correct(
         lambda m, s: m.unmerge(s, code), CharacterProfileManager(database), _scope_for(database, scope)
     )
-    console.print(f"{code} restored as {profile.id} {profile.display_name}")
+    console.print(escape(f"{code} restored as {profile.id} {profile.display_name}"))
 
 
 def _correct(action, manager, scope: str):
     try:
         return action(manager, scope)
     except (KeyError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None

@@ -18,7 +18,14 @@ from annotator.schemas import (
     format_timestamp,
 )
 from annotator.schemas.plot import CODE_PATTERN
-from annotator.schemas.record import Message, RecordCharacter, RecordMeta, RecordPlot, RecordVideo
+from annotator.schemas.record import (
+    MemoryGap,
+    Message,
+    RecordCharacter,
+    RecordMeta,
+    RecordPlot,
+    RecordVideo,
+)
 from annotator.stages.segment import replace_codes
 
 INSTRUCTION = (
@@ -56,6 +63,7 @@ def build_record(
     reasoning_content: str | None,
     stages: dict[str, StageInfo],
     resolve: Resolver,
+    memory_gaps: list[MemoryGap] = (),
 ) -> Record:
     used: dict[str, CharacterProfile] = {}
 
@@ -115,6 +123,7 @@ def build_record(
             },
             cost_usd=round(sum(v.cost_usd for v in stages.values()), 6),
             reasoning_content=reasoning_content,
+            memory_gaps=list(memory_gaps),
         ),
     )
 

@@ -36,7 +36,9 @@ class RateLimit(BaseModel):
 class ModelSettings(BaseSettings):
     """Which backend and model each stage uses, and how to reach them."""
 
-    model_config = SettingsConfigDict(env_prefix="V2S_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="V2S_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     gemini_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("V2S_GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
@@ -61,7 +63,10 @@ class ModelSettings(BaseSettings):
 
     inline_media_max_bytes: int = 15 * 1024 * 1024  # larger proxies go through the Files API
     request_timeout_s: float = 600.0  # per HTTP call; a slower answer counts as a timeout and is retried
-    max_attempts: int = 6
+    # HTTP attempts of ONE model call (retryable faults). Stage attempts are separate: V2S_STAGE_ATTEMPTS.
+    max_attempts: int = Field(
+        default=6, validation_alias=AliasChoices("V2S_CALL_ATTEMPTS", "V2S_MAX_ATTEMPTS", "max_attempts")
+    )
     retry_initial_wait_s: float = 1.0  # exponential backoff with jitter between attempts (Retry-After wins)
     retry_max_wait_s: float = 60.0
     file_active_timeout_s: float = 300.0  # how long an upload may stay PROCESSING before the stage fails

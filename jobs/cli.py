@@ -29,6 +29,21 @@ _register_profiles()
 console = Console()
 
 
+def _refusals() -> tuple[type[BaseException], ...]:
+    """What the CLI edge turns into one clear line and exit status 2 instead of a traceback."""
+    from jobs.runner import JobRefused
+    from profiles_db.outputs import OutputBusy
+    from workers.verify import OutputDamaged
+
+    return (JobRefused, OutputBusy, OutputDamaged)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
 @app.command()
 def run(
     source: Annotated[
@@ -60,9 +75,12 @@ def run(
     try:
         job_id, summary = run_job(spec, console, job_id=job_id)
     except SourceError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except ModelCallError as exc:  # missing or refused credentials: one line naming the variable to set
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except _refusals() as exc:  # busy or damaged output, unusable database, Ray that will not start
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     db = Database(spec.db_url())
@@ -236,6 +254,21 @@ def resume(
         str | None, typer.Option(help="the job's output folder or bucket URI (finds its default database)")
     ] = None,
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL")] = None,
+    only_reason: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="retry only failed stages with this outcome (repeatable): timeout, rate_limited, "
+            "server_error, invalid_output, truncated, empty, lost, out_of_order, error, blocked; default: "
+            "every outcome but blocked (a deterministic SAFETY/RECITATION block fails the same way again)"
+        ),
+    ] = None,
+    give_up: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="give up the plot of this segment (id or VIDEO_ID:IDX, repeatable): its scope's memory chain "
+            "goes on without it and its videos are exported, saying so in meta.memory_gaps"
+        ),
+    ] = None,
     address: Annotated[
         str | None, typer.Option(help="Ray dashboard URL: resume as a new Ray job on that cluster")
     ] = None,
@@ -250,6 +283,7 @@ def resume(
     from jobs.report import print_summary
 
     db = _db_for(out, database_url)
+    reasons = set(only_reason or []) or None
     try:
         if address:
             submission = submit_job(
@@ -259,16 +293,58 @@ def resume(
                 resume=True,
                 ship_code=ship_code,
                 forward_secrets=forward_secrets,
+                only_reasons=reasons,
+                give_up=give_up or [],
             )
             _print_follow(job, submission, address, db.url)
             return
-        job_id, summary = resume_job(db, job, console)
+        job_id, summary = resume_job(db, job, console, only_reasons=reasons, give_up=give_up or [])
     except ControlError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except _refusals() as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     spec = load_spec(db, job)
     print_summary(console, job_id, summary, db, str(spec.out))
     if summary.failed_videos or summary.stage_failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    out: Annotated[str, typer.Argument(help="the output folder or bucket URI")],
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default OUT/v2s.sqlite)")] = None,
+    repair: Annotated[
+        bool,
+        typer.Option("--repair", help="rebuild damaged or missing shards and the manifest from the database"),
+    ] = False,
+) -> None:
+    """Check an output against its database: every shard as written, nothing else, the manifest true.
+
+    Exit status 0 when it matches (or was repaired), 1 when something is wrong, 2 when it cannot be repaired."""
+    from workers.shards import ShardWriter
+    from workers.storage import normalise
+
+    db = _db_for(out, database_url)
+    writer = ShardWriter(normalise(out), db, recover=False)
+    from workers.verify import verify_output
+
+    report = verify_output(writer, repair=repair)
+    for note in report.notes:
+        console.print(f"[dim]{escape(note)}[/dim]")
+    for finding in report.findings:
+        mark = "[green]repaired[/green]" if finding.repaired else "[red]damaged[/red]"
+        console.print(f"{mark} {escape(finding.name)}: {escape(finding.problem)}")
+    if report.manifest_rewritten:
+        done = "rewritten from the database" if repair and report.ok else "does not match the database"
+        console.print(f"[yellow]manifest.json[/yellow] {done}")
+    console.print(
+        f"{report.shards} shards, {report.records} records in the database for {escape(report.out)}"
+    )
+    if not report.ok:
+        raise typer.Exit(2)
+    if not report.clean and not repair:
         raise typer.Exit(1)
 
 

@@ -57,15 +57,38 @@ class ControlError(RuntimeError):
 def load_spec(db: Database, job_id: str) -> JobSpec:
     job = StageStore(db).job(job_id)
     if job is None:
-        raise ControlError(f"no job {job_id} in {db.url}")
+        from sqlalchemy.engine import make_url
+
+        raise ControlError(f"no job {job_id} in {make_url(db.url).render_as_string(hide_password=True)}")
     return JobSpec.model_validate({**(job.config or {}), "database_url": db.url})
 
 
-def resume_job(db: Database, job_id: str, console: Console | None = None) -> tuple[str, RunSummary]:
-    """Run the job's saved spec again under the same id: failed and unfinished stages only."""
+def resume_job(
+    db: Database,
+    job_id: str,
+    console: Console | None = None,
+    *,
+    only_reasons: set[str] | None = None,
+    give_up: list[str] = (),
+) -> tuple[str, RunSummary]:
+    """Run the job's saved spec again under the same id: failed and unfinished stages only.
+
+    `only_reasons`: retry only the failed stages with these outcomes (default: all but deterministic blocks).
+    `give_up`: segments (ids, or VIDEO_ID:IDX) whose plot is given up so their scope's chain goes on.
+    Both take effect once the new run has started (the output is ours and Ray is up)."""
     spec = load_spec(db, job_id)
-    StageStore(db).reset_attempts(job_id)
-    return run_job(spec, console, job_id=job_id)
+    store = StageStore(db)
+    try:  # a wrong reference fails before the run
+        segments = [store.find_segment(ref, job_id) for ref in give_up]
+    except ValueError as exc:
+        raise ControlError(str(exc)) from None
+
+    def before_work(store: StageStore) -> None:
+        if segments:
+            store.give_up(segments, reason="given up with v2s resume --give-up")
+        store.reset_attempts(job_id, only_reasons)
+
+    return run_job(spec, console, job_id=job_id, before_work=before_work)
 
 
 # -- Ray cluster -------------------------------------------------------------------------------------------
@@ -109,10 +132,21 @@ def runtime_env(ship_code: bool = True, forward_secrets: bool = False) -> dict:
     return env
 
 
-def entrypoint(spec: JobSpec, job_id: str, *, resume: bool = False) -> str:
+def entrypoint(
+    spec: JobSpec,
+    job_id: str,
+    *,
+    resume: bool = False,
+    only_reasons: set[str] | None = None,
+    give_up: list[str] = (),
+) -> str:
     """The command the cluster runs: `python -m jobs.cli run …` (or resume) with the same options."""
     if resume:
         args = ["python", "-m", "jobs.cli", "resume", job_id]
+        for reason in sorted(only_reasons or ()):
+            args += ["--only-reason", reason]
+        for ref in give_up:
+            args += ["--give-up", ref]
     else:
         args = ["python", "-m", "jobs.cli", "run", spec.source, "--out", str(spec.out), "--job-id", job_id]
         args += ["--max-segment-s", str(spec.max_segment_s)]
@@ -131,6 +165,8 @@ def submit_job(
     resume: bool = False,
     ship_code: bool = True,
     forward_secrets: bool = False,
+    only_reasons: set[str] | None = None,
+    give_up: list[str] = (),
 ) -> str:
     """Submit to the Ray Jobs API; the submission id is the v2s job id. Returns it."""
     client = job_client(address)
@@ -138,7 +174,9 @@ def submit_job(
     for attempt in range(AGENT_WAIT_TRIES):
         try:
             return client.submit_job(
-                entrypoint=entrypoint(spec, job_id, resume=resume),
+                entrypoint=entrypoint(
+                    spec, job_id, resume=resume, only_reasons=only_reasons, give_up=list(give_up)
+                ),
                 submission_id=submission_id,
                 runtime_env=runtime_env(ship_code, forward_secrets),
                 metadata={"v2s_job": job_id},

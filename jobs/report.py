@@ -5,13 +5,17 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import func, select, true
+from sqlalchemy.engine import make_url
 
 from profiles_db.db import Database
 from profiles_db.models import Character, Video
 from profiles_db.stages import StageStore
 from workers.driver import RunSummary
 
+# Every value from the database, a model or a file name reaches rich escaped (or as a Text), never as markup;
+# the lines built with markup also turn off emoji codes, so a value such as "Mr :100:" is shown as written.
 PROFILE_QUERY = "SELECT code, name, status, aliases, former_codes, appearance_history FROM v_character_profiles ORDER BY scope, code;"
 
 
@@ -26,7 +30,7 @@ def print_summary(console: Console, job_id: str, summary: RunSummary, db: Databa
         failed = s.execute(
             select(Video.uri, Video.error).where(Video.status == "failed", Video.job_id == job_id)
         ).all()
-    table = Table(title=f"v2s job {job_id}", show_header=False)
+    table = Table(title=f"v2s job {escape(job_id)}", show_header=False)
     table.add_row(
         "videos",
         f"{summary.videos} ({summary.videos - len(summary.failed_videos)} ok, {len(summary.failed_videos)} failed)",
@@ -39,26 +43,43 @@ def print_summary(console: Console, job_id: str, summary: RunSummary, db: Databa
     table.add_row("characters (canonical)", str(characters))
     table.add_row("tokens in / out", f"{usage['input_tokens']:,} / {usage['output_tokens']:,}")
     table.add_row("cost (USD)", f"{usage['cost_usd']:.4f}")
-    table.add_row("shards", f"{out}/shards (manifest: {out}/manifest.json)")
-    table.add_row("database", db.url)
+    table.add_row("shards", escape(f"{out}/shards (manifest: {out}/manifest.json)"))
+    table.add_row("database", escape(make_url(db.url).render_as_string(hide_password=True)))
     console.print(table)
     for uri, error in failed:
-        console.print(f"[red]failed input[/red] {uri}: {error}")
+        console.print(f"[red]failed input[/red] {escape(uri)}: {escape(str(error))}", emoji=False)
     for failure in summary.stage_failures:
+        reason = failure.get("error") or "; ".join(failure.get("problems", [])) or failure.get("reason", "")
         console.print(
-            f"[yellow]segment {failure.get('segment_id')}[/yellow] {failure.get('status')}: "
-            f"{failure.get('error') or '; '.join(failure.get('problems', [])) or failure.get('reason', '')}"
+            f"[yellow]segment {escape(str(failure.get('segment_id')))}[/yellow] "
+            f"{escape(str(failure.get('status')))}: {escape(str(reason))}",
+            emoji=False,
         )
+    for scope, block in summary.blocked_chains.items():
+        console.print(
+            f"[red]memory chain of {escape(scope)} waits[/red] at segment {block['segment_id']} "
+            f"({block['waiting']} plots after it not reasoned, its videos not exported): "
+            f"{escape(str(block['error']))}\n  continue it: v2s resume {escape(job_id)} "
+            f"(or give that plot up: --give-up {block['segment_id']})",
+            emoji=False,
+            soft_wrap=True,
+        )
+    for repair in summary.repairs:
+        console.print(f"[yellow]output repaired[/yellow] {escape(repair)}", emoji=False)
     console.print("\nSee the character profiles with SQL:")
     console.print(
-        f'  sqlite3 {db.url.removeprefix("sqlite:///")} "{PROFILE_QUERY}"'
-        if db.url.startswith("sqlite")
-        else f'  psql … -c "{PROFILE_QUERY}"',
+        escape(
+            f'  sqlite3 {db.url.removeprefix("sqlite:///")} "{PROFILE_QUERY}"'
+            if db.url.startswith("sqlite")
+            else f'  psql … -c "{PROFILE_QUERY}"'
+        ),
         soft_wrap=True,
+        emoji=False,
     )
 
 
 STATUS_COLUMNS = ("pending", "running", "done", "failed", "rejected")
+MAX_WARNINGS = 20  # CPM warnings `v2s status` lists; the rest are counted ("… and N more")
 
 
 def read_manifest(out: str) -> dict | None:
@@ -78,7 +99,6 @@ def read_manifest(out: str) -> dict | None:
 def status_view(db: Database, job_id: str | None):
     """What `v2s status` shows (a rich renderable, so --watch can refresh it in a Live)."""
     from rich.console import Group
-    from rich.text import Text
 
     from profiles_db.models import Job, Segment, StageRun
     from profiles_db.stages import usage_breakdown
@@ -97,11 +117,21 @@ def status_view(db: Database, job_id: str | None):
             .where(StageRun.status.in_(["failed", "rejected"]))
             .order_by(Video.uri, Segment.idx, StageRun.stage)
         )
+        # only the "warnings" member of the plot results (each also holds the whole plot answer)
+        warning_query = (
+            select(Video.uri, Segment.idx, StageRun.result["warnings"])
+            .join(Segment, Segment.id == StageRun.segment_id)
+            .join(Video, Video.id == Segment.video_id)
+            .where(StageRun.stage == "plot", StageRun.result.is_not(None))
+            .order_by(Video.uri, Segment.idx)
+        )
         if job_id:
             video_query = video_query.where(Video.job_id == job_id)
             failure_query = failure_query.where(Video.job_id == job_id)
+            warning_query = warning_query.where(Video.job_id == job_id)
         videos = s.execute(video_query).all()
         failures = s.execute(failure_query).all()
+        warnings = [(uri, idx, w) for uri, idx, w in s.execute(warning_query) if isinstance(w, list) and w]
         segments = s.scalar(
             select(func.count())
             .select_from(Segment)
@@ -112,7 +142,7 @@ def status_view(db: Database, job_id: str | None):
     for column in ("job", "status", "source", "out"):
         jobs_table.add_column(column)
     for j in jobs:
-        jobs_table.add_row(j.id, j.status, j.source, j.out)
+        jobs_table.add_row(*(escape(str(value)) for value in (j.id, j.status, j.source, j.out)))
     parts.append(jobs_table)
 
     video_counts: dict[str, int] = {}
@@ -126,7 +156,7 @@ def status_view(db: Database, job_id: str | None):
     )
     usage = usage_breakdown(db, job_id)
     progress = store.progress(job_id)
-    stages = Table(title=f"stages of {job_id or 'all jobs'}")
+    stages = Table(title=f"stages of {escape(job_id) if job_id else 'all jobs'}")
     for column in ("stage", *STATUS_COLUMNS, "tokens in", "tokens out", "cost USD"):
         stages.add_column(column, justify="right" if column != "stage" else "left")
     for stage in ("plot", "script", "distill", "export"):
@@ -155,7 +185,7 @@ def status_view(db: Database, job_id: str | None):
             per_video.add_column(column)
         for uri, u in usage["video"].items():
             per_video.add_row(
-                uri, f"{u['input_tokens']:,}", f"{u['output_tokens']:,}", f"{u['cost_usd']:.4f}"
+                escape(uri), f"{u['input_tokens']:,}", f"{u['output_tokens']:,}", f"{u['cost_usd']:.4f}"
             )
         parts.append(per_video)
     for j in jobs:
@@ -168,12 +198,40 @@ def status_view(db: Database, job_id: str | None):
             parts.append(Text(f"shards written to {j.out}: none yet"))
     for uri, status, error in videos:
         if status == "failed":
-            parts.append(Text.from_markup(f"[red]input failed[/red] {escape(uri)}: {escape(error or '')}"))
+            parts.append(
+                Text.from_markup(f"[red]input failed[/red] {escape(uri)}: {escape(error or '')}", emoji=False)
+            )
     for uri, idx, stage, status, outcome, error in failures:
         parts.append(
             Text.from_markup(
-                f"[yellow]{status}[/yellow] {escape(uri)} segment {idx} {stage}: {escape(error or '')}"
-                f" [dim]({outcome})[/dim]"
+                f"[yellow]{escape(status)}[/yellow] {escape(uri)} segment {idx} {escape(stage)}: "
+                f"{escape(error or '')} [dim]({escape(str(outcome))})[/dim]",
+                emoji=False,
             )
         )
+    parts.extend(_warning_lines(warnings))
     return Group(*parts)
+
+
+def _warning_lines(warnings: list[tuple[str, int, list]]) -> list[Text]:
+    """The values the CPM dropped or cut by design (stored in the plot results), per segment, capped."""
+    total = sum(len(w) for _, _, w in warnings)
+    if not total:
+        return []
+    lines = [
+        Text.from_markup(
+            f"[yellow]warnings[/yellow] {total} from the character memory "
+            f"({len(warnings)} segment{'s' if len(warnings) != 1 else ''}; model values dropped or cut):"
+        )
+    ]
+    shown = 0
+    for uri, idx, found in warnings:
+        if shown >= MAX_WARNINGS:
+            break
+        lines.append(Text(f"  {uri} segment {idx}"))
+        for warning in found[: MAX_WARNINGS - shown]:
+            lines.append(Text(f"    {warning}"))
+            shown += 1
+    if total > shown:
+        lines.append(Text(f"  … and {total - shown} more"))
+    return lines

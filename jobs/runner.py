@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import ray
@@ -15,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from annotator.settings import ModelSettings
 from jobs.sources import list_sources
 from profiles_db.db import Database, sqlite_url
+from profiles_db.outputs import OutputLease, output_key
 from profiles_db.stages import StageStore
 from workers.context import RunContext
 from workers.driver import RunSummary, run_pipeline
@@ -49,32 +52,122 @@ def ray_address(spec: JobSpec) -> str:
     return spec.ray_address or os.environ.get("RAY_ADDRESS") or "local"
 
 
+class JobRefused(RuntimeError):
+    """The job cannot start (or go on) here; the one-line message names the input and what to do. The job's
+    state in the database is left true: a job that never started keeps the status it had."""
+
+
 def run_job(
-    spec: JobSpec, console: Console | None = None, job_id: str | None = None
+    spec: JobSpec,
+    console: Console | None = None,
+    job_id: str | None = None,
+    *,
+    before_work: Callable[[StageStore], None] | None = None,
 ) -> tuple[str, RunSummary]:
-    """Run (or, with the id of an existing job, resume) a job. Finished stages are skipped, never redone."""
+    """Run (or, with the id of an existing job, resume) a job. Finished stages are skipped, never redone.
+
+    `before_work` (resume: reset failed stages, give some up) runs once the run has really started — the
+    output is ours and Ray is up — so a run that cannot start changes nothing."""
     console = console or Console()
-    if not is_remote(spec.out):
-        spec.out.mkdir(parents=True, exist_ok=True)
+    _check_output(spec)
     videos = list_sources(spec.source)
     check_model_access(ModelSettings())  # a wrong key stops the job here, before any segment is touched
     db_url = spec.db_url()
-    db = Database(db_url)
+    db = _open_database(db_url)
     job_id = job_id or new_job_id()
-    StageStore(db).ensure_job(
-        job_id, spec.source, str(spec.out), spec.model_dump(mode="json", exclude={"database_url"})
-    )
-    ctx = RunContext(
-        job_id=job_id,
-        db_url=db_url,
-        out_dir=spec.out if is_remote(spec.out) else str(spec.out.resolve()),
-        max_segment_s=spec.max_segment_s,
-        context_token_budget=spec.context_token_budget,
-        shard_max_records=spec.shard_max_records,
-    )
-    started_here = not ray.is_initialized()
-    if started_here:
-        address = ray_address(spec)
+    out_dir = spec.out if is_remote(spec.out) else str(spec.out.resolve())
+    lease = OutputLease(db, output_key(out_dir, db_url), job_id, label=out_dir)
+    try:
+        lease.acquire()  # one run per output, across machines: a second one is refused here (OutputBusy)
+        started_here = not ray.is_initialized()
+        if started_here:
+            _start_ray(spec, console)
+        heartbeat = _Heartbeat(lease)
+        try:
+            store = StageStore(db)
+            if before_work is not None:
+                before_work(store)
+            store.ensure_job(
+                job_id, spec.source, str(spec.out), spec.model_dump(mode="json", exclude={"database_url"})
+            )
+            ctx = RunContext(
+                job_id=job_id,
+                db_url=db_url,
+                out_dir=out_dir,
+                max_segment_s=spec.max_segment_s,
+                context_token_budget=spec.context_token_budget,
+                shard_max_records=spec.shard_max_records,
+            )
+            try:
+                summary = _run_with_progress(ctx, videos, console, cancel_check(store, job_id))
+            except BaseException:
+                # never left "running" by a run that is gone (a cancel that stopped it stays "cancelled")
+                store.finish_job(job_id, "failed", only_if="running")
+                raise
+            store.finish_job(job_id, "cancelled" if summary.cancelled else store.job_outcome(job_id))
+            return job_id, summary
+        finally:
+            heartbeat.stop()
+            if started_here:
+                ray.shutdown()
+    finally:
+        lease.release()
+        db.dispose()
+
+
+def _run_with_progress(ctx: RunContext, videos, console: Console, should_stop) -> RunSummary:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        bars = {
+            "prepared": progress.add_task("split videos", total=len(videos)),
+            "plot": progress.add_task("plot reasoning", total=None),
+            "annotate": progress.add_task("script + thinking", total=None),
+        }
+
+        def on_event(kind: str, data: dict) -> None:
+            if kind == "chain":
+                for name in ("plot", "annotate"):
+                    total = progress.tasks[bars[name]].total or 0
+                    progress.update(bars[name], total=total + data["segments"])
+            elif kind in bars:
+                progress.advance(bars[kind])
+
+        return run_pipeline(ctx, videos, on_event, should_stop=should_stop)
+
+
+def _check_output(spec: JobSpec) -> None:
+    if is_remote(spec.out):
+        return
+    try:
+        spec.out.mkdir(parents=True, exist_ok=True)
+        probe = spec.out / f".v2s-write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise JobRefused(f"output {spec.out} is not writable: {exc.strerror or exc}") from None
+
+
+def _open_database(url: str) -> Database:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return Database(url)
+    except (SQLAlchemyError, OSError) as exc:
+        shown = make_url(url).render_as_string(hide_password=True)  # never the password
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise JobRefused(f"database {shown} cannot be used: {reason}") from None
+
+
+def _start_ray(spec: JobSpec, console: Console) -> None:
+    address = ray_address(spec)
+    try:
         ray.init(
             address=address,
             num_cpus=spec.num_cpus if address == "local" else None,  # a cluster has its own
@@ -83,39 +176,32 @@ def run_job(
             logging_level=logging.WARNING,
             configure_logging=False,
         )
-        where = "a local Ray" if address == "local" else "the Ray cluster"
-        console.print(f"[dim]running on {where} at {ray.get_runtime_context().gcs_address}[/dim]")
-    try:
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as progress:
-            bars = {
-                "prepared": progress.add_task("split videos", total=len(videos)),
-                "plot": progress.add_task("plot reasoning", total=None),
-                "annotate": progress.add_task("script + thinking", total=None),
-            }
+    except Exception as exc:  # a timeout, a cluster that is not there: nothing has been changed yet
+        raise JobRefused(f"Ray could not start at {address}: {type(exc).__name__}: {exc}") from None
+    where = "a local Ray" if address == "local" else "the Ray cluster"
+    console.print(f"[dim]running on {where} at {ray.get_runtime_context().gcs_address}[/dim]")
 
-            def on_event(kind: str, data: dict) -> None:
-                if kind == "chain":
-                    for name in ("plot", "annotate"):
-                        total = progress.tasks[bars[name]].total or 0
-                        progress.update(bars[name], total=total + data["segments"])
-                elif kind in bars:
-                    progress.advance(bars[kind])
 
-            summary = run_pipeline(ctx, videos, on_event, should_stop=cancel_check(StageStore(db), job_id))
-        status = "cancelled" if summary.cancelled else "failed" if summary.failed_videos else "done"
-        StageStore(db).finish_job(job_id, status)
-        return job_id, summary
-    finally:
-        if started_here:
-            ray.shutdown()
-        db.dispose()
+class _Heartbeat:
+    """Renews the output lease while the run lives (a killed run stops renewing; its lease runs out)."""
+
+    def __init__(self, lease: OutputLease) -> None:
+        self.lease, self._stop = lease, threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="v2s-output-lease", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease.lease_s / 3):
+            try:
+                if not self.lease.renew():
+                    logging.getLogger(__name__).error("output lease of %s lost", self.lease.label)
+                    return
+            except Exception as exc:  # a database hiccup: try again at the next beat
+                logging.getLogger(__name__).warning("output lease heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def new_job_id() -> str:

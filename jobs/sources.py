@@ -13,6 +13,7 @@ import glob
 import hashlib
 import io
 import json
+import logging
 from pathlib import Path, PurePosixPath
 
 from workers.context import VideoSource
@@ -21,6 +22,7 @@ from workers.storage import StorageError, filesystem, is_remote
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mpg", ".mpeg", ".flv", ".wmv"}
 MANIFEST_SUFFIXES = {".csv", ".jsonl"}
 _GLOB_CHARS = set("*?[")
+log = logging.getLogger(__name__)
 
 
 class SourceError(ValueError):
@@ -50,6 +52,47 @@ def object_video_id(uri: str, info: dict) -> str:
 
 
 def list_sources(source: str) -> list[VideoSource]:
+    """The videos of SOURCE, each file once: two paths to one file (a symlink, a hard link, a manifest row
+    listed twice) are one video, so one set of records, under the smallest resolved path among them."""
+    return _one_per_file(_list(source))
+
+
+def _one_per_file(videos: list[VideoSource]) -> list[VideoSource]:
+    canonical: dict[tuple[int, int], str] = {}  # (device, inode) → the smallest resolved path of that file
+    for v in videos:
+        if not is_remote(v.local_path):
+            key = _inode(v.local_path)
+            canonical[key] = min(canonical.get(key, v.local_path), v.local_path)
+    out: list[VideoSource] = []
+    seen: dict[str, VideoSource] = {}
+    for v in videos:
+        if not is_remote(v.local_path):
+            path = canonical[_inode(v.local_path)]
+            if path != v.local_path:
+                v = v.model_copy(update={"uri": path, "local_path": path, "video_id": video_id(Path(path))})
+        first = seen.get(v.video_id)
+        if first is not None:
+            if (first.scope, first.episode) != (v.scope, v.episode):
+                log.warning(
+                    "%s is listed twice with different series/episode; kept the first (%s, %s)",
+                    v.uri,
+                    first.scope,
+                    first.episode,
+                )
+            continue
+        seen[v.video_id] = v
+        out.append(v)
+    if len(out) < len(videos):
+        log.info("%d paths point to files listed already; each file is one video", len(videos) - len(out))
+    return out
+
+
+def _inode(path: str) -> tuple[int, int]:
+    stat = Path(path).stat()
+    return stat.st_dev, stat.st_ino
+
+
+def _list(source: str) -> list[VideoSource]:
     if is_remote(source):
         return _list_remote(source)
     path = Path(source)

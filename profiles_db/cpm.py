@@ -46,6 +46,7 @@ from profiles_db.models import (
     Relationship,
     Segment,
     SegmentPlot,
+    StageRun,
 )
 from profiles_db.normalize import (
     CODE_IN_TEXT,
@@ -67,6 +68,11 @@ HISTORY_IN_CONTEXT = 5  # latest looks per character shown to the model
 SUMMARY_CHARS = 800  # the stored "short summary" of a segment
 _RETRIES = 3
 _RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock (PostgreSQL)
+
+
+class ChainOrderError(ValueError):
+    """An apply out of the scope's memory order: an earlier segment is neither applied nor given up, or a
+    later one was applied already. Applying it would reason over a memory with a hole in it."""
 
 
 class ApplyReport(BaseModel):
@@ -137,10 +143,17 @@ class CharacterProfileManager:
         return lookup
 
     # -- writes ----------------------------------------------------------------------------------
-    def apply(self, scope: str, segment_id: int, answer: PlotReasoning) -> ApplyReport:
-        """Fold one segment's plot-reasoning answer into the scope's memory, in one transaction."""
+    def apply(
+        self, scope: str, segment_id: int, answer: PlotReasoning, *, enforce_order: bool = True
+    ) -> ApplyReport:
+        """Fold one segment's plot-reasoning answer into the scope's memory, in one transaction.
+
+        Refused (ChainOrderError) when it is out of the scope's order; `enforce_order=False` is for repairs by
+        hand and for tests of the locking itself, never for the pipeline."""
 
         def run(s: Session, st: ScopeState) -> ApplyReport:
+            if enforce_order:
+                _check_chain_order(s, st, segment_id)
             return _Apply(s, st, segment_id, answer).run()
 
         report = self._write(scope, run)
@@ -761,6 +774,40 @@ def _position(st: ScopeState, segment_id: int) -> int:
     if position is None:
         raise ValueError(f"segment {segment_id} is not a segment of a video of scope {st.scope!r}")
     return position
+
+
+def _check_chain_order(s: Session, st: ScopeState, segment_id: int) -> None:
+    """Segment k is applied only after every earlier segment of the scope is applied or given up (a plot stage
+    rejected with outcome given_up), and never after a later one — except as a re-apply of itself."""
+    position = _position(st, segment_id)
+    applied = set(
+        s.scalars(select(SegmentPlot.segment_id).where(SegmentPlot.segment_id.in_(list(st.positions))))
+    )
+    if segment_id in applied:
+        return  # a re-apply (a retried task): additive and idempotent
+    given_up = set(
+        s.scalars(
+            select(StageRun.segment_id).where(
+                StageRun.segment_id.in_(list(st.positions)),
+                StageRun.stage == "plot",
+                StageRun.status == "rejected",
+            )
+        )
+    )
+    holes = [sid for sid, p in st.positions.items() if p < position and sid not in applied | given_up]
+    later = [sid for sid, p in st.positions.items() if p > position and sid in applied]
+    if holes:
+        first = min(holes, key=st.positions.__getitem__)
+        raise ChainOrderError(
+            f"segment {segment_id} (position {position} of scope {st.scope!r}) cannot be applied before segment "
+            f"{first} (position {st.positions[first]}), which is neither applied nor given up"
+        )
+    if later:
+        last = max(later, key=st.positions.__getitem__)
+        raise ChainOrderError(
+            f"segment {segment_id} (position {position} of scope {st.scope!r}) comes before segment {last} "
+            f"(position {st.positions[last]}), which is applied already: memory is written in order"
+        )
 
 
 def _log(scope: str, what: str, warnings: list[str]) -> None:

@@ -7,12 +7,14 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -223,3 +225,42 @@ class ResponseCacheEntry(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     hits: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Shard(Base):
+    """A closed shard of an output: what the file must be (the manifest is rendered from these rows)."""
+
+    __tablename__ = "shards"
+    out: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    records: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    closed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ShardRecord(Base):
+    """The exact bytes of one exported line (zlib), so a damaged shard is rebuilt without a model call."""
+
+    __tablename__ = "shard_records"
+    __table_args__ = (Index("ix_shard_records_segment", "segment_id"),)
+    out: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    shard: Mapped[str] = mapped_column(String(64), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0-based line number in the shard
+    segment_id: Mapped[int] = mapped_column(Integer)
+    record_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OutputLock(Base):
+    """The one live run allowed to write an output (a lease with a heartbeat, held across machines)."""
+
+    __tablename__ = "output_locks"
+    out: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64))
+    holder: Mapped[str] = mapped_column(String(256))
+    host: Mapped[str] = mapped_column(String(256))
+    pid: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

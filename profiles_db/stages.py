@@ -18,7 +18,12 @@ from profiles_db.models import Job, Segment, StageRun, Video
 STAGES = ("plot", "script", "distill", "export")
 FINAL = {"done", "rejected"}
 DEFAULT_LEASE_S = 900.0  # longer than the slowest model call with its retries; V2S_LEASE_S overrides
-DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_STAGE_ATTEMPTS = 3  # V2S_STAGE_ATTEMPTS: tries of a stage (a lost worker or an error counts one)
+# Outcomes that a resume does not re-send by default: the same request gets the same answer (a SAFETY or
+# RECITATION block, a prompt block). They need a fallback (a shorter window, a lower resolution, another
+# model: DESIGN §11), or `v2s resume --only-reason blocked` to try again on purpose.
+DETERMINISTIC_OUTCOMES = frozenset({"blocked"})
+GIVEN_UP = "given_up"  # outcome of a plot stage given up by the user: the chain goes on without it
 
 ClaimState = Literal["claimed", "finished", "failed", "leased"]
 
@@ -43,7 +48,7 @@ class StageStore:
         self.max_attempts = (
             max_attempts
             if max_attempts is not None
-            else int(os.environ.get("V2S_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS))
+            else int(os.environ.get("V2S_STAGE_ATTEMPTS", DEFAULT_STAGE_ATTEMPTS))
         )
 
     # -- jobs and videos --------------------------------------------------------------------------
@@ -55,10 +60,12 @@ class StageStore:
             else:
                 job.status = "running"
 
-    def finish_job(self, job_id: str, status: str) -> None:
+    def finish_job(self, job_id: str, status: str, *, only_if: str | None = None) -> None:
+        """Set the job's status (`only_if`: only while it still has that status, e.g. a crashed run marks its
+        job failed only if nobody cancelled it meanwhile)."""
         with self.db.transaction() as s:
             job = s.get(Job, job_id)
-            if job is not None:
+            if job is not None and (only_if is None or job.status == only_if):
                 job.status = status
 
     def register_video(self, video_id: str, uri: str, scope: str, episode: int | None, job_id: str) -> str:
@@ -100,6 +107,16 @@ class StageStore:
                     s.get(Video, video_id).status = "done"
                     settled.append(video_id)
         return settled
+
+    def segment_spans(self, video_id: str) -> list[tuple[tuple[float, float], str | None]]:
+        """The video's planned segments as ((start_s, end_s), proxy_uri), in order; empty before the split."""
+        with self.db.sessions() as s:
+            rows = s.execute(
+                select(Segment.start_s, Segment.end_s, Segment.proxy_uri)
+                .where(Segment.video_id == video_id)
+                .order_by(Segment.idx)
+            ).all()
+        return [((r.start_s, r.end_s), r.proxy_uri) for r in rows]
 
     def save_segments(self, video_id: str, spans: list[tuple[float, float, str]]) -> list[int]:
         """Segments are planned once per video; a later run reuses them (so record ids stay stable)."""
@@ -217,19 +234,132 @@ class StageStore:
                 run.output_tokens = (run.output_tokens or 0) + usage.output_tokens
                 run.cost_usd = (run.cost_usd or 0.0) + usage.cost_usd
 
-    def reset_attempts(self, job_id: str | None = None) -> int:
-        """For resume: failed stages (of the job's videos, or all) get a fresh set of attempts."""
+    def reset_attempts(self, job_id: str | None = None, only_reasons: set[str] | None = None) -> int:
+        """For resume: failed stages (of the job's videos, or all) get a fresh set of attempts.
+
+        `only_reasons`: only stages whose outcome is one of these; by default every outcome but the
+        deterministic ones (DETERMINISTIC_OUTCOMES), which would fail the same way again. The error text stays
+        until the stage runs again, so `v2s status` still says why it failed."""
         with self.db.transaction() as s:
             query = select(StageRun).where(StageRun.status == "failed")
             if job_id:
                 query = query.where(StageRun.segment_id.in_(self._job_segments(job_id)))
-            runs = s.scalars(query).all()
+            runs = [
+                run
+                for run in s.scalars(query).all()
+                if (
+                    run.outcome in only_reasons if only_reasons else run.outcome not in DETERMINISTIC_OUTCOMES
+                )
+            ]
             for run in runs:
                 run.attempts, run.status, run.lease_owner, run.lease_expires = 0, "pending", None, None
             if job_id:  # a failed input gets another chance too
                 for video in s.scalars(select(Video).where(Video.job_id == job_id, Video.status == "failed")):
                     video.status, video.error = "pending", None
             return len(runs)
+
+    def find_segment(self, ref: str, job_id: str | None = None) -> int:
+        """A segment by its id, or by VIDEO_ID:IDX (as `v2s status` prints them); ValueError naming `ref`."""
+        with self.db.sessions() as s:
+            query = select(Segment.id)
+            if ":" in ref:
+                video_id, _, idx = ref.rpartition(":")
+                if not idx.isdigit():
+                    raise ValueError(f"segment {ref!r}: give a segment id or VIDEO_ID:IDX")
+                query = query.where(Segment.video_id == video_id, Segment.idx == int(idx))
+            elif ref.isdigit():
+                query = query.where(Segment.id == int(ref))
+            else:
+                raise ValueError(f"segment {ref!r}: give a segment id or VIDEO_ID:IDX")
+            if job_id:
+                query = query.where(Segment.id.in_(self._job_segments(job_id)))
+            found = s.scalar(query)
+        if found is None:
+            raise ValueError(
+                f"segment {ref!r} is not a segment of job {job_id}" if job_id else f"no segment {ref!r}"
+            )
+        return found
+
+    def give_up(self, segment_ids: list[int], reason: str = "given up by the user") -> list[int]:
+        """Give up the plot of these segments on purpose: the memory chain of their scope goes on without them
+        and their videos are exported (the records say so in meta.memory_gaps); they get no record."""
+        done = []
+        with self.db.transaction() as s:
+            for segment_id in segment_ids:
+                run = self._locked_run(s, segment_id, "plot")
+                if run.status == "done":
+                    continue  # nothing to give up
+                run.status, run.outcome, run.error = (
+                    "rejected",
+                    GIVEN_UP,
+                    f"{reason} (was: {run.error or run.status})",
+                )
+                run.lease_owner, run.lease_expires = None, None
+                done.append(segment_id)
+        return done
+
+    def chain(self, scope: str) -> list[tuple[int, str, str | None]]:
+        """The scope's plot chain in memory order: (segment id, plot status, outcome)."""
+        with self.db.sessions() as s:
+            positions = scope_positions(s, scope)
+            runs = dict(
+                s.execute(
+                    select(StageRun.segment_id, StageRun).where(
+                        StageRun.segment_id.in_(list(positions)), StageRun.stage == "plot"
+                    )
+                ).all()
+            )
+        ordered = sorted(positions, key=positions.__getitem__)
+        return [
+            (sid, runs[sid].status if sid in runs else "pending", runs[sid].outcome if sid in runs else None)
+            for sid in ordered
+        ]
+
+    def chain_complete(self, scope: str) -> bool:
+        """Every plot of the scope is done or given up: its names are final, its videos may be exported."""
+        return all(status in FINAL for _, status, _ in self.chain(scope))
+
+    def memory_gaps(self, scope: str) -> list[tuple[str, int]]:
+        """(video id, segment idx) of the scope's given-up plots, in memory order."""
+        given_up = [sid for sid, status, outcome in self.chain(scope) if status == "rejected"]
+        if not given_up:
+            return []
+        with self.db.sessions() as s:
+            rows = dict(
+                (sid, (vid, idx))
+                for sid, vid, idx in s.execute(
+                    select(Segment.id, Segment.video_id, Segment.idx).where(Segment.id.in_(given_up))
+                )
+            )
+        return [rows[sid] for sid in given_up]
+
+    def job_outcome(self, job_id: str) -> str:
+        """done: every stage of every segment of the job's videos is done or rejected and no input failed;
+        partial: something failed or is unfinished but records were written; failed: nothing was written."""
+        with self.db.sessions() as s:
+            segments = s.scalars(self._job_segments(job_id)).all()
+            failed_inputs = s.scalar(
+                select(func.count())
+                .select_from(Video)
+                .where(Video.job_id == job_id, Video.status == "failed")
+            )
+            finished = s.scalar(
+                select(func.count(func.distinct(StageRun.segment_id))).where(
+                    StageRun.segment_id.in_(segments),
+                    ((StageRun.stage == "export") & (StageRun.status == "done"))
+                    | (StageRun.status == "rejected"),
+                )
+            )
+            exported = s.scalar(
+                select(func.count())
+                .select_from(StageRun)
+                .where(
+                    StageRun.segment_id.in_(segments), StageRun.stage == "export", StageRun.status == "done"
+                )
+            )
+        if not failed_inputs and finished == len(segments):
+            return "done"
+        return "partial" if exported else "failed"
 
     @staticmethod
     def _job_segments(job_id: str):

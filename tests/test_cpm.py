@@ -423,6 +423,7 @@ def test_order_within_a_scope_follows_episodes(cpm, database):
     first = make_video(database, scope="show", episode=1, segments=2)
     assert cpm.context("show", first[0]).segment_index == 1
     assert cpm.context("show", second[0]).segment_index == 3
+    cpm.apply("show", first[0], plot_answer(1, [anna()], narrative="Episode one begins."))
     cpm.apply("show", first[1], plot_answer(2, [anna()], narrative="Episode one ends."))
     ctx = cpm.context("show", second[0])
     assert ctx.previous_summary == "Episode one ends." and [p.id for p in ctx.characters] == ["char_001"]
@@ -525,7 +526,13 @@ def test_concurrent_applies_on_one_scope_and_on_many(database):
     def work(scope: str, k: int) -> None:
         try:
             manager = CharacterProfileManager(database)
-            manager.apply(scope, segments[scope][k], plot_answer(k + 1, [anna(), {"id": "unknown_001"}]))
+            # the four segments of a scope race on purpose (the lock is under test, not the chain order)
+            manager.apply(
+                scope,
+                segments[scope][k],
+                plot_answer(k + 1, [anna(), {"id": "unknown_001"}]),
+                enforce_order=False,
+            )
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
@@ -540,3 +547,23 @@ def test_concurrent_applies_on_one_scope_and_on_many(database):
         profiles = manager.profiles(scope)
         assert [p.id for p in profiles] == ["char_001", "unknown_001"]
         assert profiles[0].appearances == 4
+
+
+# -- memory order ---------------------------------------------------------------------------------------
+def test_an_apply_out_of_chain_order_is_refused_and_changes_nothing(cpm, segs, database):
+    from profiles_db.cpm import ChainOrderError
+    from profiles_db.stages import StageStore
+
+    cpm.apply(SCOPE, segs[0], plot_answer(1, [anna()]))
+    with pytest.raises(ChainOrderError, match=r"before segment \d+ \(position 2\)"):
+        cpm.apply(SCOPE, segs[2], plot_answer(3, [{"id": "unknown_001"}]))  # segment 2 is missing
+    assert [p.id for p in cpm.profiles(SCOPE)] == ["char_001"]  # the refused answer left no trace
+    cpm.apply(SCOPE, segs[0], plot_answer(1, [anna()]))  # a re-apply of an applied segment is fine
+    # a plot given up on purpose is stepped over
+    store = StageStore(database)
+    store.give_up([segs[1]])
+    cpm.apply(SCOPE, segs[2], plot_answer(3, [anna(), {"id": "unknown_001"}]))
+    # ...but once a later segment is in memory, the given-up one can no longer be applied
+    with pytest.raises(ChainOrderError, match="applied already"):
+        cpm.apply(SCOPE, segs[1], plot_answer(2, [anna()]))
+    cpm.apply(SCOPE, segs[1], plot_answer(2, [anna()]), enforce_order=False)  # a repair by hand may

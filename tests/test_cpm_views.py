@@ -112,8 +112,19 @@ def test_profile_view_history_follows_story_order_across_episodes(database):
     later = make_video(database, scope="show", episode=2, segments=1)
     earlier = make_video(database, scope="show", episode=1, segments=1)
     cpm = CharacterProfileManager(database)
-    cpm.apply("show", later[0], plot_answer(2, [{"id": "char_001", "name": "Ada", "appearance": "armour"}]))
-    cpm.apply("show", earlier[0], plot_answer(1, [{"id": "char_001", "name": "Ada", "appearance": "rags"}]))
+    # applied out of story order on purpose (a repair by hand): the history still follows the story
+    cpm.apply(
+        "show",
+        later[0],
+        plot_answer(2, [{"id": "char_001", "name": "Ada", "appearance": "armour"}]),
+        enforce_order=False,
+    )
+    cpm.apply(
+        "show",
+        earlier[0],
+        plot_answer(1, [{"id": "char_001", "name": "Ada", "appearance": "rags"}]),
+        enforce_order=False,
+    )
     with database.engine.connect() as conn:
         history = conn.execute(
             text("SELECT appearance_history FROM v_character_profiles WHERE scope = 'show'")

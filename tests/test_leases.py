@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 from sqlalchemy import select
 
 from profiles_db.models import StageRun
@@ -52,12 +53,53 @@ def test_errors_use_up_attempts_and_resume_resets_only_the_jobs_failures(databas
     store = StageStore(database, lease_s=60, max_attempts=1)
     for seg in (seg_a, seg_b):
         assert store.claim(seg, "plot", "w")
-        store.fail(seg, "plot", "model said no", outcome="blocked")
+        store.fail(seg, "plot", "model said no", outcome="server_error")
     assert store.try_claim(seg_a, "plot", "w")[0] == "failed"
     assert _run(database, seg_a).error == "model said no"
     assert store.reset_attempts("job-a") == 1
     assert store.claim(seg_a, "plot", "w")
     assert _run(database, seg_b).status == "failed"  # the other job's failure is left alone
+
+
+def test_resume_skips_deterministic_blocks_unless_asked_and_picks_by_reason(database):
+    segs = make_video(database, scope="a", segments=3, job_id="job-a")
+    store = StageStore(database, lease_s=60, max_attempts=1)
+    for seg, outcome in zip(segs, ("blocked", "timeout", "rate_limited"), strict=True):
+        assert store.claim(seg, "plot", "w")
+        store.fail(seg, "plot", f"{outcome} happened", outcome=outcome)
+    assert store.reset_attempts("job-a", {"timeout"}) == 1  # only the timeout
+    assert [_run(database, s).status for s in segs] == ["failed", "pending", "failed"]
+    assert _run(database, segs[0]).error == "blocked happened"  # the reason stays until it runs again
+    assert store.reset_attempts("job-a") == 1  # the default: everything but the deterministic block
+    assert [_run(database, s).status for s in segs] == ["failed", "pending", "pending"]
+    assert store.reset_attempts("job-a", {"blocked"}) == 1  # on purpose
+    assert _run(database, segs[0]).status == "pending"
+
+
+def test_give_up_a_plot_completes_its_chain_and_job_outcomes(database):
+    segs = make_video(database, scope="a", segments=2, job_id="job-a")
+    store = StageStore(database, lease_s=60, max_attempts=1)
+    assert store.claim(segs[0], "plot", "w")
+    store.complete(segs[0], "plot", {"answer": {}})
+    assert store.claim(segs[1], "plot", "w")
+    store.fail(segs[1], "plot", "HTTP 503", outcome="server_error")
+    assert not store.chain_complete("a")
+    assert store.job_outcome("job-a") == "failed"  # nothing exported
+    assert store.find_segment(str(segs[1]), "job-a") == segs[1]
+    assert store.give_up([store.find_segment(f"{_run_video(database, segs[1])}:2", "job-a")]) == [segs[1]]
+    run = _run(database, segs[1])
+    assert (run.status, run.outcome) == ("rejected", "given_up") and "HTTP 503" in run.error
+    assert store.chain_complete("a")
+    assert store.memory_gaps("a") == [(_run_video(database, segs[1]), 2)]
+    with pytest.raises(ValueError, match="not a segment of job job-b"):
+        store.find_segment(str(segs[0]), "job-b")
+
+
+def _run_video(database, segment_id: int) -> str:
+    from profiles_db.models import Segment
+
+    with database.sessions() as s:
+        return s.get(Segment, segment_id).video_id
 
 
 def test_claim_waiting_waits_out_a_dead_workers_lease(database):

@@ -52,7 +52,7 @@ def ask(gateway: Gateway, api: str, proxy, *, version: str | None = None, media:
 
 
 @pytest.mark.parametrize("api", ["gemini", "openai"])
-def test_a_second_identical_question_makes_no_call_and_costs_nothing(database, server, proxy, api):
+def test_a_second_identical_question_makes_no_call_and_keeps_the_answers_usage(database, server, proxy, api):
     gateway = Gateway(settings_for(server), cache=DatabaseResponseCache(database))
     first = ask(gateway, api, proxy)
     assert first.ok and not first.cached and first.usage.calls == 1
@@ -61,7 +61,14 @@ def test_a_second_identical_question_makes_no_call_and_costs_nothing(database, s
     # a new gateway (another worker, a resumed job) over the same database
     again = ask(Gateway(settings_for(server), cache=DatabaseResponseCache(database)), api, proxy)
     assert model_calls(server) == before
-    assert again.cached and again.usage.calls == 0 and again.usage.cost_usd == 0.0
+    # no call is made; the answer keeps what it cost, so the stage that uses it accounts for it once
+    assert again.cached and again.usage.calls == 0
+    assert (again.usage.input_tokens, again.usage.output_tokens, again.usage.cost_usd) == (
+        first.usage.input_tokens,
+        first.usage.output_tokens,
+        first.usage.cost_usd,
+    )
+    assert first.usage.input_tokens > 0
     assert again.value == first.value
 
     with database.transaction() as session:

@@ -90,7 +90,14 @@ def test_no_secret_in_logs_database_outputs_or_exceptions(film, tmp_path, monkey
             monkeypatch.setenv(name, value)
         for name in ("V2S_GEMINI_API_KEY", "V2S_OPENAI_API_KEY"):
             monkeypatch.delenv(name, raising=False)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=True, logging_level=logging.INFO)
+        # address="local": never join a cluster some earlier `ray start` left in /tmp/ray/ray_current_cluster
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=True,
+            logging_level=logging.INFO,
+        )
         try:
             session = Path(ray._private.worker._global_node.get_session_dir_path())
             out = tmp_path / "out"

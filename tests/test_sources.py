@@ -199,3 +199,24 @@ def test_fetch_of_a_vanished_object_names_it(s3):
     gone = VideoSource(uri="s3://films/s1/gone.mp4", local_path="s3://films/s1/gone.mp4", video_id="gone")
     with pytest.raises(FetchError, match=r"gone.mp4: object does not exist"):
         local_copy(gone)
+
+
+def test_a_symlink_and_a_hard_link_to_one_film_are_one_video(tmp_path):
+    import os
+
+    films = tmp_path / "films"
+    films.mkdir()
+    real = films / "b_film.mp4"
+    real.write_bytes(b"\x00" * 1024)
+    (films / "a_symlink.mp4").symlink_to(real)
+    os.link(real, films / "c_hardlink.mp4")
+    (films / "other.mp4").write_bytes(b"\x01" * 1024)
+    videos = list_sources(str(films))
+    assert len(videos) == 2
+    linked = next(v for v in videos if v.uri != str((films / "other.mp4").resolve()))
+    # the smallest resolved path of the three names: the symlink resolves to the film itself
+    assert linked.uri == str(real.resolve())
+    # the same file listed twice in a manifest is one video too
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"uri\n{real}\n{films / 'c_hardlink.mp4'}\n{films / 'a_symlink.mp4'}\n")
+    assert [v.video_id for v in list_sources(str(manifest))] == [linked.video_id]

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from annotator.media import MediaError
+from annotator.media import MediaError, probe
 from workers.context import VideoSource
 from workers.storage import StorageError, cache_root, filesystem, is_remote, join, unsafe_key_reason
 
@@ -33,7 +34,7 @@ def _suffix(uri: str) -> str:
 def _download(uri: str, target: Path) -> None:
     """Download to a temp name beside `target`, then rename: a half-written file is never seen as complete."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    partial = target.with_name(f"{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
     try:
         fs, path = filesystem(uri)
         fs.get_file(path, str(partial))
@@ -70,20 +71,53 @@ def _proxy_cache(uri: str) -> Path:
     return cache_root() / "proxies" / f"{hashlib.sha256(uri.encode()).hexdigest()[:24]}.mp4"
 
 
+def proxy_present(uri: str | None) -> bool:
+    """Cheap: the proxy object exists and is not empty (a skipped video's proxies are not probed)."""
+    if not uri:
+        return False
+    if not is_remote(uri):
+        path = Path(uri)
+        return path.is_file() and path.stat().st_size > 0
+    fs, path = filesystem(uri)
+    try:
+        return fs.exists(path) and int(fs.info(path).get("size") or 0) > 0
+    except FileNotFoundError:
+        return False
+
+
+def _proxy_ok(path: Path) -> bool:
+    """A proxy is reused only when it probes as a whole video (a cut-off or corrupt one is cut again)."""
+    try:
+        probe(path)
+    except MediaError:
+        return False
+    return True
+
+
 def ensure_proxy(out_dir: str, video_id: str, idx: int, make: Callable[[Path], object]) -> str:
-    """The URI of a segment's proxy under OUT/proxies/, calling `make(local_path)` only when it is missing."""
+    """The URI of a segment's proxy under OUT/proxies/, calling `make(local_path)` when it is missing or
+    broken. `make` writes under a name of its own and renames, so two writers never share a partial file."""
     uri = join(out_dir, "proxies", video_id, f"seg_{idx:04d}.mp4")
     if not is_remote(out_dir):
-        if not Path(uri).exists():
+        if not (Path(uri).exists() and _proxy_ok(Path(uri))):
             make(Path(uri))
         return uri
     fs, path = filesystem(uri)
-    if fs.exists(path):
-        return uri
     local = _proxy_cache(uri)
+    if proxy_present(uri) and (local.exists() or _fetched_ok(uri, local)):
+        return uri
     make(local)
     fs.put_file(str(local), path)
     return uri
+
+
+def _fetched_ok(uri: str, local: Path) -> bool:
+    """A bucket proxy is checked where it will be used: downloaded into the cache once and probed."""
+    _download(uri, local)
+    if _proxy_ok(local):
+        return True
+    local.unlink(missing_ok=True)
+    return False
 
 
 def local_proxy(proxy_uri: str) -> Path:

@@ -7,8 +7,11 @@ Order of a shard's life, chosen so that a crash at any point neither loses nor d
    the shard's name;
 3. the temp is renamed to `part-NNNNN.jsonl` (on a bucket: a server-side copy to the final key, then the temp key
    is deleted) and the manifest is rewritten (temp + rename locally; one atomic PUT on a bucket).
-On start, `recover()` finishes step 3 for temp shards the database says are done, deletes temp shards it says
-nothing about (their records are still pending and will be written again), and rebuilds the manifest.
+On start, `recover()` finishes step 3 for temp shards the database says are done (when their bytes are the
+recorded ones), deletes temp shards it says nothing about (their records are still pending and will be written
+again), then verifies the output against the database (`workers.verify`): every shard present with the recorded
+size and sha256 (damaged or deleted ones rebuilt from the stored lines), no shard the database did not write,
+and the manifest rendered from the database.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy import select
 
 from profiles_db.db import Database
 from profiles_db.models import StageRun
+from profiles_db.outputs import ShardCatalog, ShardEntry, output_key
 from profiles_db.stages import StageStore
 from workers.storage import filesystem, is_remote, join, local_workdir, normalise
 
@@ -52,6 +56,9 @@ class _LocalShards:
 
     def open(self, name: str):
         return (self.dir / name).open("rb")
+
+    def open_temp(self, name: str):
+        return (self.dir / f"{name}.tmp").open("rb")
 
     def read_manifest(self) -> str | None:
         try:
@@ -115,6 +122,12 @@ class _BucketShards:
     def open(self, name: str):
         return self.fs.open(self._key(name), "rb")
 
+    def open_temp(self, name: str):
+        staged = self.staging / f"{name}.tmp"
+        if staged.exists():
+            return staged.open("rb")
+        return self.fs.open(self._key(f"{name}.tmp"), "rb")
+
     def read_manifest(self) -> str | None:
         fs, path = filesystem(self.manifest_uri)
         try:
@@ -129,22 +142,33 @@ class _BucketShards:
 
 class ShardWriter:
     def __init__(
-        self, out_dir: str | Path, db: Database, *, max_records: int = 1000, max_bytes: int = 256 << 20
+        self,
+        out_dir: str | Path,
+        db: Database,
+        *,
+        max_records: int = 1000,
+        max_bytes: int = 256 << 20,
+        job_id: str | None = None,
+        recover: bool = True,
+        verify: bool = True,
     ) -> None:
         out = normalise(out_dir)
+        self.out = out if is_remote(out) else str(Path(out).resolve())
+        self.key = output_key(self.out, db.url)  # how the database names this output
         self.shards = _BucketShards(out) if is_remote(out) else _LocalShards(Path(out))
         self.dir = self.shards.staging  # where open (temp) shard files are written
         self.db, self.store = db, StageStore(db)
+        self.catalog = ShardCatalog(db, self.key)
+        self.job_id = job_id
         self.max_records, self.max_bytes = max_records, max_bytes
         self._handle = None
         self._name: str | None = None
         self._pending: list[tuple[int, str]] = []  # (segment_id, record id) in the open shard
         self._bytes = 0
-        self._known: dict[
-            str, dict
-        ] = {}  # manifest entries of shards closed here (no need to read them back)
         self.written = 0
-        self.recover()
+        self.report = None  # what the verification found (workers.verify.VerifyReport), when it ran
+        if recover:  # off only for `v2s verify` without --repair, which looks and changes nothing
+            self.recover(verify=verify)
 
     # -- writing -----------------------------------------------------------------------------------
     def write(self, segment_id: int, record_json: str) -> bool:
@@ -171,7 +195,9 @@ class ShardWriter:
         name, pending = self._name, self._pending
         self._handle, self._name, self._pending, self._bytes = None, None, [], 0
         temp = self.dir / f"{name}.tmp"
-        self._known[name] = {"name": name, "bytes": temp.stat().st_size, **_count_and_hash(temp.open("rb"))}
+        data = temp.read_bytes()
+        lines = data.splitlines(keepends=True)
+        entry = ShardEntry(name, len(lines), len(data), hashlib.sha256(data).hexdigest())
         self.shards.stage(name)
         with self.db.transaction() as s:
             for segment_id, rid in pending:
@@ -183,67 +209,66 @@ class ShardWriter:
                     s.add(run)
                 run.status, run.outcome, run.error = "done", "done", None
                 run.result = {"shard": name, "record_id": rid}
+            self.catalog.close(
+                s,
+                entry,
+                [(sid, rid, line) for (sid, rid), line in zip(pending, lines, strict=True)],
+                self.job_id,
+            )
         self.shards.publish(name)
         self.written += len(pending)
-        self._write_manifest()
+        self.write_manifest()
 
     def _open(self) -> None:
         self._name = f"part-{self._next_number():05d}.jsonl"
         self._handle = (self.dir / f"{self._name}.tmp").open("wb")
 
     def _next_number(self) -> int:
-        names = [*self.shards.final_sizes(), *self.shards.temp_names()]
+        names = [
+            *self.shards.final_sizes(),
+            *self.shards.temp_names(),
+            *(e.name for e in self.catalog.shards()),
+        ]
         numbers = [int(n[5:10]) for n in names if n[5:10].isdigit()]
         return max(numbers, default=-1) + 1
 
     # -- recovery and manifest ---------------------------------------------------------------------
-    def recover(self) -> None:
+    def recover(self, *, verify: bool = True) -> None:
+        """Finish or drop the temp shards of a crashed writer, then verify (and repair) the whole output
+        (`verify=False`: a restarted writer actor, whose run's driver verified the output already)."""
+        from workers.verify import OutputDamaged, verify_output
+
         temps = self.shards.temp_names()
         if temps:
-            with self.db.sessions() as s:
-                runs = s.scalars(
-                    select(StageRun).where(StageRun.stage == "export", StageRun.status == "done")
-                ).all()
-                committed = {(r.result or {}).get("shard") for r in runs}
+            recorded = {e.name: e for e in self.catalog.shards()}
             for name in temps:
-                if name in committed:
+                entry = recorded.get(name)
+                if entry is not None and _digest(self.shards.open_temp(name)) == entry.sha256:
                     self.shards.publish(name)  # crash between the commit and the rename: finish it
-                else:
-                    self.shards.discard(
-                        name
-                    )  # never committed: its records are pending and will be rewritten
-        self._write_manifest()
+                else:  # never committed (its records are pending), or a repair cut short: verify redoes it
+                    self.shards.discard(name)
+        if not verify:
+            return
+        self.report = verify_output(self, repair=True)
+        if not self.report.ok:
+            raise OutputDamaged(self.report.refusal())
 
-    def _write_manifest(self) -> None:
-        previous = self._read_manifest()
-        shards = []
-        for name, size in self.shards.final_sizes().items():
-            entry = self._known.get(name) or previous.get(name)
-            if entry is None or entry.get("bytes") != size:
-                entry = {"name": name, "bytes": size, **_count_and_hash(self.shards.open(name))}
-            shards.append(entry)
-        manifest = {
-            "shards": shards,
-            "records": sum(s["records"] for s in shards),
-            "schema": "v2s.record/1",
-        }
+    def write_manifest(self) -> None:
+        shards = [e.manifest() for e in self.catalog.shards()]
+        manifest = {"shards": shards, "records": sum(s["records"] for s in shards), "schema": "v2s.record/1"}
         self.shards.write_manifest(json.dumps(manifest, indent=2))
 
-    def _read_manifest(self) -> dict[str, dict]:
-        try:
-            return {s["name"]: s for s in json.loads(self.shards.read_manifest() or "")["shards"]}
-        except (ValueError, KeyError, TypeError):
-            return {}
+    def manifest_text(self) -> str | None:
+        return self.shards.read_manifest()
 
     def finish(self) -> int:
         self.close_shard()
         return self.written
 
 
-def _count_and_hash(handle) -> dict:
-    digest, count = hashlib.sha256(), 0
+def _digest(handle) -> str:
+    digest = hashlib.sha256()
     with handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-            count += block.count(b"\n")
-    return {"records": count, "sha256": digest.hexdigest()}
+    return digest.hexdigest()

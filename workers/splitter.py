@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
+import uuid
 from pathlib import Path
 
 import ffmpeg
@@ -97,7 +98,8 @@ def make_proxy(
 ) -> Path:
     """A low-resolution cut with audio and the provenance tag, written atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial.mp4")
+    # unique per writer: two runs (or two paths to one film) never cut into the same partial file
+    partial = target.with_name(f"{target.stem}.{uuid.uuid4().hex[:12]}.partial.mp4")
     stream = ffmpeg.input(str(source), ss=provenance.start_s, t=provenance.end_s - provenance.start_s)
     video = stream.video.filter("scale", -2, f"min({height},ih)").filter("fps", fps)
     args = {
@@ -116,6 +118,7 @@ def make_proxy(
             cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True
         )
     except ffmpeg.Error as exc:
+        partial.unlink(missing_ok=True)
         tail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-3:]
         raise MediaError(
             f"{source}: ffmpeg could not cut {provenance.start_s:.1f}-{provenance.end_s:.1f}s: {' '.join(tail)}"

@@ -14,7 +14,7 @@ from annotator.media import MediaError, probe
 from annotator.records import StageInfo, build_record
 from annotator.schemas import DistilledThinking, NextSegmentPlot, Script
 from annotator.schemas.provenance import Provenance
-from annotator.schemas.record import RecordVideo
+from annotator.schemas.record import MemoryGap, RecordVideo
 from annotator.stages import (
     PlotReasoner,
     QualityGates,
@@ -23,10 +23,11 @@ from annotator.stages import (
     ThinkingDistiller,
     synopsis,
 )
+from profiles_db.cpm import ChainOrderError
 from profiles_db.models import Segment, StageRun, Video
 from profiles_db.stages import StageUsage
 from workers.context import RunContext, VideoSource, cpm, database, gateway, store
-from workers.fetch import ensure_proxy, local_copy, local_proxy, release_copy
+from workers.fetch import ensure_proxy, local_copy, local_proxy, proxy_present, release_copy
 from workers.metrics import record_stage, record_video
 from workers.splitter import detect_shots, detect_silences, file_sha256, make_proxy, plan_segments
 from workers.storage import join, write_text
@@ -65,51 +66,64 @@ def _failed(st, segment_id: int, stage: str, result) -> dict:
 
 @ray.remote(num_cpus=1, max_retries=2)
 def prepare_video(ctx: RunContext, video: VideoSource) -> dict:
-    """Probe, split at shots (preferring silences) and cut proxies. A bad input fails only itself."""
+    """Probe, split at shots (preferring silences) and cut proxies. A bad input fails only itself.
+
+    A video split before keeps its segments (record ids stay stable, no detection runs again); only its missing
+    or broken proxies are cut again. A done video is skipped, after checking its proxies are still there."""
     st = store(ctx)
     status = st.register_video(
         video.video_id, video.uri, video.scope or video.video_id, video.episode, ctx.job_id
     )
-    if status == "done":
+    stored = st.segment_spans(video.video_id)
+    if status == "done" and all(proxy_present(uri) for _, uri in stored):
         return {"video_id": video.video_id, "ok": True, "skipped": True}
     path = None
     try:
         path = local_copy(video)  # a bucket object is downloaded to the local cache first
-        info = probe(path, name=video.uri)
-        st.set_video(
-            video.video_id,
-            duration_s=info.duration_s,
-            fps=info.fps,
-            width=info.width,
-            height=info.height,
-            has_audio=info.has_audio,
-        )
-        cuts = detect_shots(path)
-        silences = detect_silences(path) if info.has_audio else []
-        plans = plan_segments(info.duration_s, cuts, ctx.max_segment_s, silences)
-        spans = []
-        for plan in plans:
+        if stored:
+            spans = [(start, end) for (start, end), _ in stored]
+        else:
+            info = probe(path, name=video.uri)
+            st.set_video(
+                video.video_id,
+                duration_s=info.duration_s,
+                fps=info.fps,
+                width=info.width,
+                height=info.height,
+                has_audio=info.has_audio,
+            )
+            cuts = detect_shots(path)
+            silences = detect_silences(path) if info.has_audio else []
+            plans = plan_segments(info.duration_s, cuts, ctx.max_segment_s, silences)
+            spans = [(plan.start_s, plan.end_s) for plan in plans]
+        proxies = []
+        for idx, (start_s, end_s) in enumerate(spans, start=1):
             tag = Provenance(
                 video_id=video.video_id,
                 source_uri=video.uri,
-                segment_index=plan.idx,
-                start_s=plan.start_s,
-                end_s=plan.end_s,
+                segment_index=idx,
+                start_s=start_s,
+                end_s=end_s,
             )
-            proxy_uri = ensure_proxy(  # OUT/proxies/… locally or in the bucket; cut only when missing
+            proxy_uri = ensure_proxy(  # OUT/proxies/… locally or in the bucket; cut when missing or broken
                 ctx.out_dir,
                 video.video_id,
-                plan.idx,
+                idx,
                 lambda target, tag=tag: make_proxy(
                     path, target, tag, height=ctx.proxy_height, fps=ctx.proxy_fps
                 ),
             )
-            spans.append((plan.start_s, plan.end_s, proxy_uri))
-        segment_ids = st.save_segments(video.video_id, spans)
+            proxies.append((start_s, end_s, proxy_uri))
+        if status == "done":  # its proxies are back; nothing else to do
+            return {"video_id": video.video_id, "ok": True, "skipped": True}
+        segment_ids = st.save_segments(video.video_id, proxies)
         st.set_video(video.video_id, status="split")
         record_video("split")
-        return {"video_id": video.video_id, "ok": True, "segments": segment_ids, "has_audio": info.has_audio}
+        return {"video_id": video.video_id, "ok": True, "segments": segment_ids}
     except MediaError as exc:
+        if status == "done":  # its records are written; a source gone since then does not undo that
+            log.warning("%s: proxies missing and cannot be cut again: %s", video.uri, exc)
+            return {"video_id": video.video_id, "ok": True, "skipped": True, "warning": str(exc)}
         st.set_video(video.video_id, status="failed", error=str(exc))
         record_video("failed")
         return {"video_id": video.video_id, "ok": False, "error": str(exc)}
@@ -147,7 +161,11 @@ def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> dict:
     result = reasoner.reason(_segment_input(segment, chain_index), context)
     if not result.ok:
         return _failed(st, segment_id, "plot", result)
-    report = manager.apply(video.scope, segment_id, result.value)
+    try:
+        report = manager.apply(video.scope, segment_id, result.value)
+    except ChainOrderError as exc:  # the answer stays in the response cache: a resume in order pays nothing
+        st.fail(segment_id, "plot", str(exc), outcome="out_of_order", usage=_usage(result))
+        return {"segment_id": segment_id, "status": "failed", "stage": "plot", "error": str(exc)}
     for warning in report.warnings:
         log.warning("segment %s: %s", segment_id, warning)
     st.complete(
@@ -245,12 +263,17 @@ def _write_reject(ctx: RunContext, video: Video, segment: Segment, problems: lis
 @ray.remote(num_cpus=0.25, max_retries=2)
 def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
     """Records of every finished, not yet exported segment of a video, with names resolved now."""
-    manager = cpm(ctx)
+    manager, st = cpm(ctx), store(ctx)
     settings = gateway(ctx.db_url).settings
     version = ctx.pipeline_version(settings)
     out = []
     with database(ctx.db_url).sessions() as s:
         video = s.get(Video, video_id)
+    if not st.chain_complete(video.scope):  # names are not final yet: the driver asks again when they are
+        log.warning("video %s: its scope's memory chain is not complete; no records yet", video_id)
+        return out
+    gaps = [MemoryGap(video_id=v, segment_index=i) for v, i in st.memory_gaps(video.scope)]
+    with database(ctx.db_url).sessions() as s:
         segments = s.scalars(select(Segment).where(Segment.video_id == video_id).order_by(Segment.idx)).all()
         runs = s.scalars(select(StageRun).where(StageRun.segment_id.in_([seg.id for seg in segments]))).all()
     by_segment: dict[int, dict[str, StageRun]] = {}
@@ -294,6 +317,7 @@ def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
                 if k != "export"
             },
             resolve=resolve,
+            memory_gaps=gaps,
         )
         out.append((segment.id, record.model_dump_json()))
     return out

@@ -128,7 +128,14 @@ class Gateway:
                     value=schema.model_validate(hit.answer),
                     model=model,
                     prompt_version=prompt.version,
-                    usage=Usage(),  # cached: no call, no cost
+                    # no call now; the answer's own usage, so the stage that finally uses it accounts for
+                    # it once (its first asker may have died before recording it, e.g. a killed driver)
+                    usage=Usage(
+                        calls=0,
+                        input_tokens=hit.input_tokens,
+                        output_tokens=hit.output_tokens,
+                        cost_usd=hit.cost_usd,
+                    ),
                     reasoning_content=hit.reasoning_content,
                     cached=True,
                 )

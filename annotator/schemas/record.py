@@ -43,6 +43,13 @@ class RecordPlot(BaseModel):
     main_events: list[MainEvent] = Field(default_factory=list)
 
 
+class MemoryGap(BaseModel):
+    """A segment of the scope whose plot reasoning was given up: the character memory has a hole there."""
+
+    video_id: str
+    segment_index: int
+
+
 class RecordMeta(BaseModel):
     job: str
     pipeline_version: str
@@ -53,6 +60,10 @@ class RecordMeta(BaseModel):
     cost_usd: float = 0.0
     reasoning_content: str | None = Field(
         default=None, description="the distiller's own reasoning, if returned"
+    )
+    memory_gaps: list[MemoryGap] = Field(
+        default_factory=list,
+        description="segments of this scope exported without their plot reasoning (given up on purpose)",
     )
 
 

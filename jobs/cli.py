@@ -193,7 +193,6 @@ _register_eval()
 
 def _db_for(out: str | None, database_url: str | None):
     from jobs.runner import JobSpec
-    from profiles_db.db import Database
     from workers.storage import is_remote, local_workdir
 
     explicit = database_url or os.environ.get("V2S_DATABASE_URL")
@@ -214,7 +213,13 @@ def _db_for(out: str | None, database_url: str | None):
                 soft_wrap=True,
             )
             raise typer.Exit(2)
-    return Database(spec.db_url())
+    from jobs.runner import JobRefused, open_database
+
+    try:
+        return open_database(spec.db_url())
+    except JobRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

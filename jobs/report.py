@@ -209,8 +209,46 @@ def status_view(db: Database, job_id: str | None):
                 emoji=False,
             )
         )
+    parts.extend(_chain_lines(store, db, job_id))
     parts.extend(_warning_lines(warnings))
     return Group(*parts)
+
+
+def _chain_lines(store: StageStore, db: Database, job_id: str | None) -> list[Text]:
+    """Scopes whose memory chain waits at a failed plot: nothing after it is reasoned or exported until
+    `v2s resume` continues it (or `--give-up` steps over it)."""
+    from profiles_db.models import Segment, StageRun
+
+    with db.sessions() as s:
+        query = (
+            select(Video.scope)
+            .join(Segment, Segment.video_id == Video.id)
+            .join(StageRun, StageRun.segment_id == Segment.id)
+            .where(StageRun.stage == "plot", StageRun.status == "failed")
+            .distinct()
+        )
+        if job_id:
+            query = query.where(Video.job_id == job_id)
+        scopes = sorted(s.scalars(query))
+    lines = []
+    for scope in scopes:
+        chain = store.chain(scope)
+        stop = next(n for n, (_, status, _) in enumerate(chain) if status == "failed")
+        segment_id, _, outcome = chain[stop]
+        with db.sessions() as s:
+            uri, idx = s.execute(
+                select(Video.uri, Segment.idx).join(Segment).where(Segment.id == segment_id)
+            ).one()
+        resume = f"v2s resume {escape(job_id)}" if job_id else "v2s resume JOB"
+        lines.append(
+            Text.from_markup(
+                f"[red]memory chain waits[/red] {escape(scope)} at {escape(uri)} segment {idx} "
+                f"(id {segment_id}, {escape(str(outcome))}): {len(chain) - stop - 1} later plots and the "
+                f"scope's export wait; {resume} continues it, --give-up {segment_id} steps over it",
+                emoji=False,
+            )
+        )
+    return lines
 
 
 def _warning_lines(warnings: list[tuple[str, int, list]]) -> list[Text]:

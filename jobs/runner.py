@@ -73,7 +73,7 @@ def run_job(
     videos = list_sources(spec.source)
     check_model_access(ModelSettings())  # a wrong key stops the job here, before any segment is touched
     db_url = spec.db_url()
-    db = _open_database(db_url)
+    db = open_database(db_url)
     job_id = job_id or new_job_id()
     out_dir = spec.out if is_remote(spec.out) else str(spec.out.resolve())
     lease = OutputLease(db, output_key(out_dir, db_url), job_id, label=out_dir)
@@ -153,7 +153,8 @@ def _check_output(spec: JobSpec) -> None:
         raise JobRefused(f"output {spec.out} is not writable: {exc.strerror or exc}") from None
 
 
-def _open_database(url: str) -> Database:
+def open_database(url: str) -> Database:
+    """The job database, or JobRefused naming it (without its password) and why it cannot be used."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 

@@ -23,12 +23,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
 from annotator.simulator.film import render_sample
 from annotator.simulator.scenarios import FaultRule, Scenario
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import MODEL_CALLS, SimulatorServer
+from jobs.cli import app
 from jobs.control import resume_job
 from jobs.runner import JobSpec, run_job
 from profiles_db.db import Database
@@ -133,6 +135,9 @@ def chain_fault(film, database_url, tmp_path_factory):
         records_after_fault = checks.records(out)
         db = Database(spec.db_url())
         status_after_fault = StageStore(db).job_status(job_id)
+        shown = CliRunner().invoke(
+            app, ["status", job_id, "--database-url", spec.db_url()], env={"COLUMNS": "300"}
+        )
         _, resumed = resume_job(db, job_id)
         resume_requests = server.requests[len(first_requests) :]
         status_after_resume = StageStore(db).job_status(job_id)
@@ -145,6 +150,7 @@ def chain_fault(film, database_url, tmp_path_factory):
         "resume_requests": [r for r in resume_requests if r.endpoint in MODEL_CALLS],
         "statuses": (status_after_fault, status_after_resume),
         "records_after_fault": records_after_fault,
+        "status_output": shown.output,
     }
 
 
@@ -158,6 +164,9 @@ def test_a_failed_plot_stops_its_chain_and_nothing_is_exported(chain_fault):
     # segments 3 and 4 were never reasoned over a memory without segment 2
     assert plots == [(1, 200), (None, 503)]
     assert chain_fault["records_after_fault"] == []
+    shown = chain_fault["status_output"]  # the scope waits, visibly, and says how to go on
+    assert "memory chain waits" in shown and "segment 2" in shown and "2 later plots" in shown
+    assert "--give-up" in shown
     assert chain_fault["statuses"][0] == "failed"  # not "done": a stage failed and nothing was written
 
 
@@ -265,3 +274,127 @@ def test_a_deleted_output_folder_comes_back_from_the_database(killed_chain, data
     assert summary.repairs and all("rebuilt from the database" in r for r in summary.repairs if "part-" in r)
     for record in checks.records(out):  # the proxies the records point to are back too
         assert Path(record["video"]["proxy_uri"]).is_file()
+
+
+# -- damaged outputs: repaired with every record back, or refused with a named reason -------------------
+def _copy(reference, tmp_path) -> Path:
+    """A copy of the fault-free output (its database inside: the copy is an output of its own)."""
+    out = tmp_path / "out"
+    shutil.copytree(reference[0], out)
+    return out
+
+
+def _verify(out: Path, *flags: str):
+    return CliRunner().invoke(app, ["verify", str(out), *flags], env={"COLUMNS": "200"})
+
+
+def _damage(kind: str, out: Path) -> None:
+    shard = out / "shards" / "part-00000.jsonl"
+    data = shard.read_bytes()
+    if kind == "truncated":
+        shard.write_bytes(data[: len(data) // 2])
+    elif kind == "flipped":
+        middle = len(data) // 2
+        shard.write_bytes(data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :])
+    elif kind == "deleted":
+        shard.unlink()
+    elif kind == "forged-manifest":  # valid JSON, same byte size, wrong counts and sha256
+        text = (out / "manifest.json").read_text()
+        forged = text.replace('"records": 4', '"records": 9').replace('"sha256": "', '"sha256": "0', 1)
+        forged = forged.replace(
+            forged[forged.index('"sha256": "0') + 12 : forged.index('"sha256": "0') + 13], "", 1
+        )
+        assert len(forged) == len(text) and forged != text
+        (out / "manifest.json").write_text(forged)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "flipped", "deleted", "forged-manifest"])
+def test_a_damaged_output_is_found_and_rebuilt_byte_for_byte(reference, tmp_path, kind):
+    out = _copy(reference, tmp_path)
+    original = checks.shard_bytes(out), checks.read_bytes(out, "manifest.json")
+    _damage(kind, out)
+    found = _verify(out)  # looks, changes nothing
+    assert found.exit_code == 1, found.output
+    assert ("manifest.json" if kind == "forged-manifest" else "part-00000.jsonl") in found.output
+    repaired = _verify(out, "--repair")
+    assert repaired.exit_code == 0, repaired.output
+    assert (checks.shard_bytes(out), checks.read_bytes(out, "manifest.json")) == original
+    assert _verify(out).exit_code == 0  # clean now
+
+
+def test_a_rerun_over_a_truncated_shard_repairs_it_before_writing_or_skipping(reference, film, tmp_path):
+    out = _copy(reference, tmp_path)
+    original = checks.shard_bytes(out), checks.read_bytes(out, "manifest.json")
+    _damage("truncated", out)
+    with SimulatorServer(film[1]) as server, _environment(server):
+        _, summary = run_job(JobSpec(source=str(film[0]), out=out, max_segment_s=60, num_cpus=2))
+        assert server.request_count() == 0
+    assert summary.records_written == 0 and any("truncated" in r for r in summary.repairs)
+    assert (checks.shard_bytes(out), checks.read_bytes(out, "manifest.json")) == original
+
+
+def test_what_the_database_cannot_rebuild_is_refused_by_name(reference, film, tmp_path):
+    from sqlalchemy import delete
+
+    from profiles_db.models import ShardRecord
+    from workers.verify import OutputDamaged
+
+    # a shard the database never wrote (another database's output, or put there by hand)
+    out = _copy(reference, tmp_path / "foreign")
+    (out / "shards" / "part-00007.jsonl").write_text('{"id": "not-ours"}\n')
+    refused = _verify(out, "--repair")
+    assert refused.exit_code == 2 and "part-00007.jsonl" in refused.output
+    assert "not written by this database" in refused.output
+    # a damaged shard whose stored lines are gone
+    out = _copy(reference, tmp_path / "lost")
+    _damage("flipped", out)
+    db = Database(f"sqlite:///{out / 'v2s.sqlite'}")
+    with db.transaction() as s:
+        s.execute(delete(ShardRecord))
+    db.dispose()
+    with SimulatorServer(film[1]) as server, _environment(server), pytest.raises(OutputDamaged) as info:
+        run_job(JobSpec(source=str(film[0]), out=out, max_segment_s=60, num_cpus=2))
+    assert "part-00000.jsonl" in str(info.value) and "cannot be rebuilt" in str(info.value)
+    assert StageStore(Database(f"sqlite:///{out / 'v2s.sqlite'}")).latest_job().status != "running"
+
+
+# -- one run per output ----------------------------------------------------------------------------------
+class _Slow(Behaviours):
+    def before_answer(self, request: RequestInfo) -> Fault | None:
+        return Fault(delay_s=1.0)
+
+
+def test_two_runs_on_one_output_one_runs_the_other_is_refused_at_once(film, tmp_path):
+    out = tmp_path / "out"
+    with SimulatorServer(film[1], behaviours=_Slow()) as server, _environment(server):
+        args = [sys.executable, "-m", "jobs.cli", "run", str(film[0]), "--out", str(out)]
+        args += ["--max-segment-s", "60", "--num-cpus", "2"]
+        runs = [
+            subprocess.Popen(
+                args,
+                cwd=ROOT,
+                env=dict(os.environ),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        started = time.monotonic()
+        ended: dict[int, float] = {}
+        while len(ended) < len(runs) and time.monotonic() - started < 300:
+            for n, run in enumerate(runs):
+                if n not in ended and run.poll() is not None:
+                    ended[n] = time.monotonic() - started
+            time.sleep(0.1)
+        finished = [(run.returncode, run.communicate()[0], ended.get(n)) for n, run in enumerate(runs)]
+    codes = sorted(code for code, _, _ in finished)
+    assert codes == [0, 2], [o for _, o, _ in finished]
+    refused = next(f for f in finished if f[0] == 2)
+    assert "is being written by job" in refused[1] and "one run per output" in refused[1]
+    assert "Traceback" not in refused[1]
+    winner = next(f for f in finished if f[0] == 0)
+    assert refused[2] < winner[2] / 2  # refused at once, not after waiting for the other run
+    ids = [r["id"] for r in checks.records(out)]
+    assert len(ids) == len(set(ids)) == SEGMENTS
+    assert not list(out.rglob("*.partial*"))

@@ -1,0 +1,87 @@
+"""The CLI edge refuses with one clear line (exit status 2, no traceback) and leaves the job's state true."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from annotator.simulator.film import render_film
+from annotator.simulator.screenplay import Screenplay
+from annotator.simulator.server import SimulatorServer
+from jobs.cli import app
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    with SimulatorServer(Screenplay.load()) as server:
+        yield server
+
+
+@pytest.fixture
+def env(simulator, monkeypatch):
+    for name, value in {
+        "V2S_GEMINI_BASE_URL": simulator.base_url,
+        "V2S_GEMINI_API_KEY": "sim-test-key-refusals",
+        "V2S_OPENAI_BASE_URL": f"{simulator.base_url}/v1",
+        "V2S_OPENAI_API_KEY": "sim-test-key-refusals",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="module")
+def film(tmp_path_factory):
+    return render_film(Screenplay.load(), tmp_path_factory.mktemp("film") / "film.mp4", until_s=12)
+
+
+def _run(*args: str):
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def test_an_unreachable_database_is_one_line_without_its_password(env, film, tmp_path):
+    url = "postgresql+psycopg://v2s:hunter2-secret@127.0.0.1:1/nowhere"
+    done = _run("run", str(film), "--out", str(tmp_path / "out"), "--database-url", url)
+    assert done.exit_code == 2, done.output
+    assert "database postgresql+psycopg://v2s:***@127.0.0.1:1/nowhere cannot be used" in done.output
+    assert "hunter2" not in done.output and "Traceback" not in done.output
+    status = _run("status", "--database-url", url)
+    assert status.exit_code == 2 and "cannot be used" in status.output and "hunter2" not in status.output
+
+
+def test_an_output_that_is_a_file_is_refused(env, film, tmp_path):
+    # a path under a file cannot be written by anyone (a read-only folder still is, by root, as CI runs)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    done = _run("run", str(film), "--out", str(blocker / "out"))
+    assert done.exit_code == 2, done.output
+    assert f"output {blocker / 'out'} is not writable" in done.output and "Traceback" not in done.output
+
+
+def test_a_ray_that_does_not_start_leaves_the_job_as_it_was(env, film, tmp_path, monkeypatch):
+    from profiles_db.db import Database, sqlite_url
+    from profiles_db.stages import StageStore
+    from tests.db_fixtures import make_video
+
+    out = tmp_path / "out"
+    out.mkdir()
+    db = Database(sqlite_url(out / "v2s.sqlite"))
+    store = StageStore(db, max_attempts=1)
+    store.ensure_job("job-old", str(film), str(out), {"source": str(film), "out": str(out)})
+    store.finish_job("job-old", "partial")
+    (segment,) = make_video(db, scope="s", segments=1, job_id="job-old")
+    assert store.claim(segment, "plot", "w")
+    store.fail(segment, "plot", "HTTP 503 from the model", outcome="server_error")
+    # "auto" with no cluster to find fails at once (a dead host:port would be retried for minutes); a temp dir
+    # of its own, so no cluster file an earlier `ray start` left in /tmp/ray is found either
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))
+    done = _run("resume", "job-old", "--out", str(out))
+    assert done.exit_code == 2, done.output
+    assert "Ray could not start at auto" in done.output and "Traceback" not in done.output
+    status, _ = store.result(segment, "plot")
+    with db.sessions() as s:
+        from profiles_db.models import StageRun
+
+        run = s.query(StageRun).filter_by(segment_id=segment, stage="plot").one()
+    assert (status, run.error, run.attempts) == ("failed", "HTTP 503 from the model", 1)  # untouched
+    assert store.job_status("job-old") == "partial"
+    db.dispose()

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from profiles_db.db import Database
 from profiles_db.models import OutputLock, Shard, ShardRecord, StageRun
+from profiles_db.stages import aware
 
 DEFAULT_OUTPUT_LEASE_S = 60.0  # V2S_OUTPUT_LEASE_S; the heartbeat renews it every third of that
 
@@ -153,7 +154,7 @@ class OutputLease:
         with self.db.transaction() as s:
             lock = s.scalar(select(OutputLock).where(OutputLock.out == self.out).with_for_update())
             if lock is not None and lock.holder != self.holder and not self._stale(lock, now):
-                left = (_aware(lock.expires_at) - now).total_seconds()
+                left = (aware(lock.expires_at) - now).total_seconds()
                 raise OutputBusy(
                     f"output {self.label} is being written by job {lock.job_id} ({lock.host}, pid {lock.pid}); "
                     f"one run per output: wait for it to finish, or `v2s cancel {lock.job_id}`"
@@ -179,7 +180,7 @@ class OutputLease:
             s.execute(delete(OutputLock).where(OutputLock.out == self.out, OutputLock.holder == self.holder))
 
     def _stale(self, lock: OutputLock, now: datetime) -> bool:
-        if _aware(lock.expires_at) <= now:
+        if aware(lock.expires_at) <= now:
             return True
         return lock.host == self.host and not _alive(lock.pid)
 
@@ -205,7 +206,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, someone else's
         return True
     return True
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

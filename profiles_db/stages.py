@@ -152,7 +152,7 @@ class StageStore:
             if run.status in FINAL:
                 return "finished", 0.0
             if run.status == "running" and run.lease_owner != owner and run.lease_expires:
-                left = (_aware(run.lease_expires) - now).total_seconds()
+                left = (aware(run.lease_expires) - now).total_seconds()
                 if left > 0:
                     return "leased", left
                 if (run.attempts or 0) >= self.max_attempts:
@@ -438,7 +438,8 @@ class StageStore:
             return {"input_tokens": int(i), "output_tokens": int(o), "cost_usd": float(c)}
 
 
-def _aware(value: datetime) -> datetime:
+def aware(value: datetime) -> datetime:
+    """A timestamp as UTC-aware (SQLite hands them back naive)."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from annotator.media import MediaError, probe, read_provenance
@@ -66,3 +68,26 @@ def test_probe_names_the_input_and_the_problem(tmp_path):
         probe(tmp_path / "missing.mp4")
     silent = color_film(tmp_path / "silent.mp4", [], 3.0, audio=False)
     assert probe(silent).has_audio is False
+
+
+def test_a_broken_proxy_is_cut_again_and_a_good_one_reused(tmp_path):
+    from workers.fetch import ensure_proxy
+
+    film = color_film(tmp_path / "film.mp4", [3.0], 6.0)
+    tag = Provenance(video_id="abc", source_uri=str(film), segment_index=1, start_s=0.0, end_s=3.0)
+    cuts: list[str] = []
+
+    def cut(target):
+        cuts.append(str(target))
+        return make_proxy(film, target, tag, height=90, fps=4)
+
+    out = str(tmp_path / "out")
+    uri = ensure_proxy(out, "abc", 1, cut)
+    probe_path = Path(uri)
+    assert len(cuts) == 1 and read_provenance(probe_path) == tag
+    assert ensure_proxy(out, "abc", 1, cut) == uri and len(cuts) == 1  # a whole proxy is reused
+    data = probe_path.read_bytes()
+    probe_path.write_bytes(data[: len(data) // 3])  # another run's half-written file, say
+    assert ensure_proxy(out, "abc", 1, cut) == uri and len(cuts) == 2  # probed, found broken, cut again
+    assert abs(probe(probe_path).duration_s - 3.0) < 0.4
+    assert not list(probe_path.parent.glob("*.partial*"))  # each cut wrote under its own temp name

@@ -162,7 +162,10 @@ class StageStore:
                     )
                     run.lease_owner, run.lease_expires = None, None
                     return "failed", 0.0
-            if run.status == "failed" and (run.attempts or 0) >= self.max_attempts:
+            # a deterministic block is not retried by a rerun: only a resume that asks for it resets it
+            if run.status == "failed" and (
+                (run.attempts or 0) >= self.max_attempts or run.outcome in DETERMINISTIC_OUTCOMES
+            ):
                 return "failed", 0.0
             if not (run.status == "running" and run.lease_owner == owner):
                 run.attempts = (run.attempts or 0) + 1

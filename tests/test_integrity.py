@@ -398,3 +398,30 @@ def test_two_runs_on_one_output_one_runs_the_other_is_refused_at_once(film, tmp_
     ids = [r["id"] for r in checks.records(out)]
     assert len(ids) == len(set(ids)) == SEGMENTS
     assert not list(out.rglob("*.partial*"))
+
+
+# -- deterministic blocks and giving up ------------------------------------------------------------------
+def test_a_blocked_plot_is_not_resent_by_resume_and_a_give_up_exports_with_the_gap(film, tmp_path):
+    path, screenplay = film
+    out = tmp_path / "out"
+    blocked = Scenario(rules=[FaultRule(kind="blocked", stage="plot", segment=2)])  # SAFETY, every time
+    spec = JobSpec(source=str(path), out=out, max_segment_s=60, num_cpus=2)
+    with SimulatorServer(screenplay, behaviours=blocked) as server, _environment(server):
+        job_id, first = run_job(spec)
+        assert first.records_written == 0 and first.blocked_chains
+        db = Database(spec.db_url())
+        store = StageStore(db)
+        (segment_id, status, outcome) = store.chain(next(iter(first.blocked_chains)))[1]
+        assert (status, outcome) == ("failed", "blocked")
+        plot_calls = server.request_count("plot_next") + server.request_count("plot_first")
+        _, again = resume_job(db, job_id)  # the default: a deterministic block is not sent again
+        assert server.request_count("plot_next") + server.request_count("plot_first") == plot_calls
+        assert again.records_written == 0 and again.blocked_chains
+        _, given_up = resume_job(db, job_id, give_up=[str(segment_id)])
+        assert given_up.records_written == SEGMENTS - 1 and given_up.blocked_chains == {}
+        assert store.job_status(job_id) == "done"  # every stage done or rejected (the given-up plot)
+        db.dispose()
+    found = checks.records(out)
+    assert sorted(r["video"]["segment_index"] for r in found) == [1, 3, 4]
+    gap = [{"video_id": found[0]["video"]["video_id"], "segment_index": 2}]
+    assert all(r["meta"]["memory_gaps"] == gap for r in found)

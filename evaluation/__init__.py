@@ -1,8 +1,9 @@
 """The V2S metrics (paper §4.1): temporally-aware hierarchical evaluation of video scripts.
 
 Stages: alignment (`evaluation.alignment`), character mapping (`evaluation.characters`), fields
-(`evaluation.fields`), temporal hit rate (`evaluation.temporal`), at event and scene level. Standalone: it imports
-nothing of the pipeline. See docs/evaluation.md.
+(`evaluation.fields`), temporal hit rate (`evaluation.temporal`), at event and scene level. A v2s addition, not in
+the paper: B-cubed character identity across a whole video (`evaluation.identity`). Standalone: it imports nothing
+of the pipeline. See docs/evaluation.md.
 """
 
 from evaluation import judges
@@ -14,6 +15,14 @@ from evaluation.core import (
     evaluate_dataset,
     segmented_reward,
 )
+from evaluation.identity import (
+    IdentityCluster,
+    IdentityItem,
+    IdentityResult,
+    identity_items,
+    pool_by_scope,
+    score_identity,
+)
 from evaluation.judges import Judge, JudgeError, LexicalJudge, LLMJudge, get_judge
 from evaluation.loader import load_scripts
 from evaluation.metrics import Counts, LevelResult
@@ -23,6 +32,9 @@ __all__ = [
     "Counts",
     "DatasetResult",
     "EvalSettings",
+    "IdentityCluster",
+    "IdentityItem",
+    "IdentityResult",
     "Judge",
     "JudgeError",
     "LLMJudge",
@@ -33,7 +45,10 @@ __all__ = [
     "evaluate",
     "evaluate_dataset",
     "get_judge",
+    "identity_items",
     "judges",
     "load_scripts",
+    "pool_by_scope",
+    "score_identity",
     "segmented_reward",
 ]

@@ -42,18 +42,31 @@ def eval_command(
     out: Annotated[
         Path | None, typer.Option("--out", help="Also write the full JSON report (per video) to this file.")
     ] = None,
+    identity_scope: Annotated[
+        str,
+        typer.Option(
+            "--identity-scope",
+            help="Identity metric (v2s addition): 'video' (identities never cross videos) or 'series' "
+            "(episodes of one series share identities, as the CPM keeps them).",
+        ),
+    ] = "video",
 ) -> None:
-    """Score scripts with the paper's temporally-aware hierarchical V2S metrics (§4.1)."""
+    """Score scripts with the paper's V2S metrics (§4.1), plus v2s's character identity figure."""
     if judge not in ("lexical", "llm"):
         raise typer.BadParameter("use 'lexical' or 'llm'", param_hint="--judge")
     if format not in ("table", "json"):
         raise typer.BadParameter("use 'table' or 'json'", param_hint="--format")
+    if identity_scope not in ("video", "series"):
+        raise typer.BadParameter("use 'video' or 'series'", param_hint="--identity-scope")
     for name, path in (("--gt", gt), ("--pred", pred)):
         if not path.exists():
             raise typer.BadParameter(f"{path} does not exist", param_hint=name)
     try:
         result = evaluate_dataset(
-            gt, pred, judge=get_judge(judge), settings=EvalSettings(group_size=group_size)
+            gt,
+            pred,
+            judge=get_judge(judge),
+            settings=EvalSettings(group_size=group_size, identity_scope=identity_scope),
         )
     except (JudgeError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

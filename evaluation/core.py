@@ -12,6 +12,15 @@ from pydantic import BaseModel
 from evaluation.alignment import Alignment, AlignSettings, align
 from evaluation.characters import ACCEPT_THRESHOLD, CharacterMapping, map_characters
 from evaluation.fields import score_fields
+from evaluation.identity import (
+    IdentityItem,
+    IdentityResult,
+    IdentityScope,
+    count_cast_events,
+    identity_items,
+    pool_by_scope,
+    score_identity,
+)
 from evaluation.judges import Judge, get_judge
 from evaluation.loader import load_scripts
 from evaluation.metrics import LevelResult
@@ -39,6 +48,12 @@ class EvalSettings:
     """length of the last scene when neither its end, a next scene nor the script duration is known"""
     thresholds: tuple[float, ...] = THRESHOLDS
     char_threshold: float = ACCEPT_THRESHOLD
+    identity_scope: IdentityScope = "video"
+    """identity metric (v2s addition): B-cubed per video, or per series (episodes share identities)"""
+
+    def __post_init__(self) -> None:
+        if self.identity_scope not in ("video", "series"):
+            raise ValueError("identity_scope must be 'video' or 'series'")
 
     def align_settings(self, level: str) -> AlignSettings:
         return AlignSettings(
@@ -59,6 +74,10 @@ class VideoResult:
     event_alignment: Alignment | None = None
     scene_alignment: Alignment | None = None
     characters: CharacterMapping = field(default_factory=CharacterMapping)
+    identity: IdentityResult = field(default_factory=IdentityResult)
+    """v2s addition, not in the paper: B-cubed character identity over this video's aligned events"""
+    identity_items: list[IdentityItem] = field(default_factory=list)
+    series: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +85,7 @@ class VideoResult:
             "events": self.events.to_dict(),
             "scenes": self.scenes.to_dict(),
             "character_mapping": dict(self.characters.mapping),
+            "v2s_additions": {"identity": self.identity.to_dict()},
         }
 
 
@@ -80,6 +100,9 @@ class DatasetResult:
     """GT ids with no prediction (scored against an empty script: all misses)"""
     unmatched_predictions: list[str] = field(default_factory=list)
     """predicted ids with no GT (not scored)"""
+    identity: IdentityResult = field(default_factory=IdentityResult)
+    """v2s addition, not in the paper: B-cubed identity, one scope per video (or series), items pooled"""
+    identity_scope: IdentityScope = "video"
 
     def to_dict(self, per_video: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -88,6 +111,7 @@ class DatasetResult:
             "scenes": self.scenes.to_dict(),
             "missing_predictions": self.missing_predictions,
             "unmatched_predictions": self.unmatched_predictions,
+            "v2s_additions": {"identity": {**self.identity.to_dict(), "scope": self.identity_scope}},
         }
         if per_video:
             out["per_video"] = [v.to_dict() for v in self.videos]
@@ -118,6 +142,15 @@ def evaluate(
         temporal=temporal_counts(ev_align.groups, gt_units.events, pred_units.events, settings.thresholds),
         groups=_group_kinds(ev_align),
     )
+    video_id = id or gt_script.id or pred_script.id
+    items = identity_items(
+        ev_align.groups,
+        gt_units.events,
+        pred_units.events,
+        video=video_id,
+        settings=settings.align_settings("event"),
+    )
+    identity = score_identity(items, scope=video_id, cast_events=count_cast_events(gt_units.events))
     sc_align = align(gt_units.scenes, pred_units.scenes, settings.align_settings("scene"))
     scenes = LevelResult(
         fields=score_fields(
@@ -127,12 +160,16 @@ def evaluate(
         groups=_group_kinds(sc_align),
     )
     return VideoResult(
-        id=id or gt_script.id or pred_script.id,
+        id=video_id,
         events=events,
         scenes=scenes,
         event_alignment=ev_align,
         scene_alignment=sc_align,
         characters=mapping,
+        identity=identity,
+        identity_items=items,
+        # the prediction's records carry the series (CPM scope); a GT screenplay may name it too
+        series=pred_script.series or gt_script.series,
     )
 
 
@@ -171,8 +208,11 @@ def evaluate_dataset(
     Pairs are matched by id; when each side holds exactly one script they are paired whatever their ids.
     A GT script without a prediction is scored against an empty one; a prediction without GT is reported and
     skipped. Dataset figures sum S_total, N_pred, N_gt (and hits, group counts) over videos before dividing.
+    The identity metric (a v2s addition) is B-cubed per video, or per series with
+    `EvalSettings(identity_scope="series")`, its sums pooled over the scopes (`evaluation.identity`).
     """
     judge = get_judge(judge)
+    settings = settings or EvalSettings()
     gts, preds = _as_collection(gt), _as_collection(pred)
     if len(gts) == 1 and len(preds) == 1:
         (gid, g), (_, p) = next(iter(gts.items())), next(iter(preds.items()))
@@ -188,7 +228,10 @@ def evaluate_dataset(
     for video in videos:
         events = events + video.events
         scenes = scenes + video.scenes
-    return DatasetResult(videos, events, scenes, missing, extra)
+    identity = pool_by_scope(
+        [(v.id, v.series, v.identity_items, v.identity.cast_events) for v in videos], settings.identity_scope
+    )
+    return DatasetResult(videos, events, scenes, missing, extra, identity, settings.identity_scope)
 
 
 REWARD_TIOU = 0.5

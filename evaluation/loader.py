@@ -8,7 +8,9 @@ Accepted inputs:
     "script": {... absolute seconds ...}, ...}` — lines are grouped by `video.uri`, sorted by `start_s`, and
     their scenes concatenated into one script per video; id: `Path(video.uri).stem`; the duration is the last
     segment's `end_s`, and the last scene of each segment without an `end_timestamp` ends at its segment's
-    `end_s` (a scene cut by a segment boundary is two scenes, as the engine writes it).
+    `end_s` (a scene cut by a segment boundary is two scenes, as the engine writes it). Each event keeps its
+    `character_id` (the canonical CPM code) beside `character`, and the script its `video.series`: both are
+    read only by the identity metric (`evaluation.identity`).
 A folder is searched recursively for *.json and *.jsonl files; a *.json there that is not a script (a manifest,
 say) is skipped with a warning. Records of one video may be spread over several shards.
 """
@@ -62,8 +64,10 @@ def _records_to_scripts(records: list[tuple[dict[str, Any], str]]) -> dict[str, 
         seen: set[tuple[Any, Any]] = set()
         end_s = None
         meta: dict[str, Any] = {}
+        series = None
         for record, where in items:
             video = record["video"]
+            series = series or video.get("series")
             mark = (video.get("segment_index"), video.get("start_s"))
             if mark in seen:
                 log.warning("%s: duplicate record for %s segment %s ignored", where, uri, mark[0])
@@ -88,7 +92,7 @@ def _records_to_scripts(records: list[tuple[dict[str, Any], str]]) -> dict[str, 
         if sid in out:
             raise ValueError(f"videos {owner[sid]} and {uri} both have the id {sid!r}")
         owner[sid] = uri
-        out[sid] = Script(id=sid, meta=meta, script=scenes, duration_s=end_s)
+        out[sid] = Script(id=sid, meta=meta, script=scenes, duration_s=end_s, series=series)
     return out
 
 

@@ -1,11 +1,14 @@
-"""Tables in the layout of the paper's Tables 1 (event level) and 2 (scene level), figures in percent."""
+"""Tables in the layout of the paper's Tables 1 (event level) and 2 (scene level), figures in percent; then the
+v2s additions (not in the paper) under a heading that says so."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from evaluation.core import DatasetResult
+from evaluation.identity import UNLABELLED, IdentityCluster, IdentityResult
 from evaluation.metrics import LevelResult
 from evaluation.schema import EVENT_FIELDS, SCENE_FIELDS
 
@@ -79,6 +82,65 @@ def _videos_table(result: DatasetResult) -> Table:
     return table
 
 
+IDENTITY_HEADING = "Character identity, B-cubed · v2s addition, not in the paper"
+
+
+def _identity_row(name: str, identity: IdentityResult) -> list[Text | str]:
+    return [
+        Text(name),
+        pct(identity.precision),
+        pct(identity.recall),
+        pct(identity.f1),
+        f"{identity.items}/{identity.cast_events}",
+        str(len(identity.worst_splits(None))),
+        str(len(identity.worst_mixes(None))),
+    ]
+
+
+def _identity_table(result: DatasetResult) -> Table:
+    table = Table(title=f"{IDENTITY_HEADING} (per {result.identity_scope})", title_justify="left")
+    table.add_column("")
+    for name in ("P", "R", "F1"):
+        table.add_column(name, justify="right", style="bold" if name == "F1" else None)
+    table.add_column("items/cast GT events", justify="right")
+    table.add_column("split characters", justify="right")
+    table.add_column("mixed ids", justify="right")
+    if len(result.videos) > 1:
+        for video in result.videos:
+            table.add_row(*_identity_row(video.id, video.identity))
+    table.add_row(*_identity_row("All (items pooled)", result.identity), style="bold")
+    return table
+
+
+def _offender(cluster: IdentityCluster, unit: str, with_scope: bool) -> Text:
+    """One offender, e.g. `Nora → 2 ids: char_001 ×6, char_004 ×2`, as plain text (names are never markup)."""
+    counts = sorted(cluster.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    parts = ", ".join(f"{label or '(unnamed)'} ×{n}" for label, n in counts)
+    head = f"{cluster.scope} · {cluster.label}" if with_scope else cluster.label
+    return Text(f"  {head} → {cluster.distinct} {unit}: {parts}")
+
+
+def _print_identity(result: DatasetResult, console: Console, top: int = 5) -> None:
+    identity = result.identity
+    console.print(_identity_table(result))
+    with_scope = len({c.scope for c in identity.splits}) > 1
+    splits, mixes = identity.worst_splits(top), identity.worst_mixes(top)
+    if splits:
+        console.print(Text("Worst splits (one true character, several predicted ids):", style="bold"))
+        for cluster in splits:
+            console.print(_offender(cluster, "ids", with_scope))
+    if mixes:
+        console.print(Text("Worst mixes (one predicted id, several true characters):", style="bold"))
+        for cluster in mixes:
+            console.print(_offender(cluster, "characters", with_scope))
+    if identity.items and not splits and not mixes:
+        console.print(Text("  no true character split, no predicted id mixed"))
+    if any(UNLABELLED in c.counts for c in identity.splits):
+        console.print(
+            Text("  (unnamed): predicted events with no character; each counts as an identity of its own")
+        )
+
+
 def print_tables(result: DatasetResult, console: Console | None = None, judge: str = "lexical") -> None:
     console = console or Console()
     g = result.events.groups
@@ -91,6 +153,7 @@ def print_tables(result: DatasetResult, console: Console | None = None, judge: s
     console.print(_temporal_table(result))
     if len(result.videos) > 1:
         console.print(_videos_table(result))
+    _print_identity(result, console)
     if result.missing_predictions:
         console.print(
             f"[yellow]no prediction for:[/yellow] {', '.join(result.missing_predictions)} (scored as misses)"

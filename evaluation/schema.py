@@ -68,9 +68,14 @@ def _text(value: object) -> str:
     return "" if text.lower() in {"null", "none", "n/a"} else text
 
 
+def _optional_text(value: object) -> str | None:
+    return _text(value) or None
+
+
 Seconds = Annotated[float, BeforeValidator(parse_seconds)]
 OptSeconds = Annotated[float | None, BeforeValidator(_optional_seconds)]
 Text = Annotated[str, BeforeValidator(_text)]
+OptText = Annotated[str | None, BeforeValidator(_optional_text)]
 
 
 class _Lenient(BaseModel):
@@ -81,6 +86,8 @@ class Event(_Lenient):
     timestamp: Seconds
     end_timestamp: OptSeconds = None
     character: Text = ""
+    character_id: Text = ""
+    """the canonical CPM code a record's event carries (set at export); only the identity metric reads it"""
     dialogue: Text = ""
     action: Text = ""
     expression: Text = ""
@@ -106,6 +113,9 @@ class Script(_Lenient):
     meta: dict[str, Any] = Field(default_factory=dict)
     script: list[Scene] = Field(default_factory=list)
     duration_s: OptSeconds = None
+    series: OptText = None
+    """the series (CPM scope) a video belongs to, from a record's `video.series`; used by the identity metric's
+    series scope, where one character keeps its identity across episodes"""
 
     def duration(self) -> float | None:
         if self.duration_s is not None:
@@ -126,6 +136,8 @@ class Unit:
     end: float
     character: str = ""
     texts: dict[str, str] = field(default_factory=dict)
+    character_id: str = ""
+    """events only: the predicted event's canonical CPM code, when the record has one"""
 
     def text(self, name: str) -> str:
         return self.texts.get(name, "")
@@ -148,8 +160,9 @@ def as_script(value: Script | dict[str, Any] | BaseModel) -> Script:
     if isinstance(value.get("script"), dict):  # screenplay: {"title", "duration_s", "cast", "script": {...}}
         inner = dict(value["script"])
         inner.setdefault("duration_s", value.get("duration_s"))
-        if "id" in value and "id" not in inner:
-            inner["id"] = value["id"]
+        for key in ("id", "series"):
+            if key in value and key not in inner:
+                inner[key] = value[key]
         value = inner
     return Script.model_validate(value)
 
@@ -199,6 +212,7 @@ def script_units(script: Script, default_tail_s: float = 5.0) -> Units:
                     start=event.timestamp,
                     end=max(end, event.timestamp),
                     character=event.character,
+                    character_id=event.character_id,
                     texts={
                         "dialogue": event.dialogue,
                         "action": event.action,

@@ -75,6 +75,7 @@ def build_record(
         return profile.display_name
 
     named_script = _with_names(script, resolve, used)
+    _resolve_text(named_script, name_of)
     absolute = named_script.shifted(video.start_s)
     thinking_text = replace_codes(thinking.as_text(), name_of)
     assistant = f"<think>\n{thinking_text}\n</think>\n{_clip_json(named_script)}"
@@ -87,7 +88,11 @@ def build_record(
         plot=RecordPlot(
             summary=replace_codes(thinking.plot_summary, name_of),
             narrative=replace_codes(plot.plot_summary.narrative, name_of),
-            continuity_note=plot.segment_info.continuity_note,
+            continuity_note=(
+                replace_codes(plot.segment_info.continuity_note, name_of)
+                if plot.segment_info.continuity_note
+                else None
+            ),
             main_events=[
                 e.model_copy(
                     update={
@@ -142,6 +147,28 @@ def _with_names(script: Script, resolve: Resolver, used: dict[str, CharacterProf
         meta_names.append(profile.display_name if profile else code)
     named.meta.characters = list(dict.fromkeys(meta_names))
     return named
+
+
+_CODE_FIELDS = frozenset({"character", "character_id"})  # resolved by _with_names, to the profile's id/name
+
+
+def _resolve_text(model: BaseModel, name_of: Callable[[str], str]) -> None:
+    """Every code inside free text (actions, subtext, scene notes, high points) becomes the character's current
+    name, so no code a model wrote, renamed or merged since, survives in a record."""
+    for field in type(model).model_fields:
+        if field in _CODE_FIELDS:
+            continue
+        value = getattr(model, field)
+        if isinstance(value, str):
+            setattr(model, field, replace_codes(value, name_of))
+        elif isinstance(value, BaseModel):
+            _resolve_text(value, name_of)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    _resolve_text(item, name_of)
+                elif isinstance(item, str):
+                    value[i] = replace_codes(item, name_of)
 
 
 def _clip_json(script: Script) -> str:

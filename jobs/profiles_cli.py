@@ -81,21 +81,58 @@ def list_profiles(db: DbOpt = None, scope: ScopeOpt = None, format: FormatOpt = 
 
 @app.command()
 def show(code: str, db: DbOpt = None, scope: ScopeOpt = None, format: FormatOpt = "table") -> None:
-    """One character: its profile and how its appearance changed."""
+    """One character: its profile, how its appearance changed, its name history and the identity proposals
+    about it (pending ones first: they wait for `v2s profiles merge` or nothing)."""
     from profiles_db.cpm import CharacterProfileManager
+    from profiles_db.history import identity_history
 
     database = _database(db)
-    profile = CharacterProfileManager(database).resolve(_scope_for(database, scope), code)
+    chosen = _scope_for(database, scope)
+    profile = CharacterProfileManager(database).resolve(chosen, code)
     if profile is None:
         console.print(f"[red]no character {escape(repr(code))} in that scope[/red]")
         raise typer.Exit(1)
+    history = identity_history(database, chosen, profile.id)
+    assert history is not None
     if format == "json":
-        console.print_json(profile.model_dump_json())
+        data = profile.model_dump(mode="json")
+        data |= history.model_dump(mode="json", include={"name_history", "proposals"})
+        console.print_json(json.dumps(data))
         return
     table = Table(title=escape(f"{profile.id} {profile.display_name}"), show_header=False)
     for key, value in profile.model_dump().items():
         table.add_row(key, escape("\n".join(value) if isinstance(value, list) else str(value)))
     console.print(table)
+    if history.name_history:
+        names = Table(title="name history")
+        for column in ("segment", "old", "new", "evidence"):
+            names.add_column(column, overflow="fold")
+        for h in history.name_history:
+            old = " ".join(x for x in (h.old_name, f"({h.old_code})") if x)
+            new = " ".join(x for x in (h.new_name, f"({h.new_code})" if h.new_code else "") if x)
+            names.add_row(str(h.segment or ""), escape(old), escape(new), escape(h.evidence))
+        console.print(names)
+    if history.proposals:
+        props = Table(title=f"identity proposals ({len(history.pending)} pending)")
+        for column in ("status", "segment", "proposal", "confidence", "evidence", "note"):
+            props.add_column(column, overflow="fold")
+        for p in history.proposals:
+            props.add_row(
+                p.status,
+                str(p.segment or ""),
+                escape(f"{p.from_code} = {p.into_code} ({p.source})"),
+                p.confidence,
+                escape(p.evidence),
+                escape(p.note),
+            )
+        console.print(props)
+        if history.pending:
+            first = history.pending[0]
+            console.print(
+                escape(
+                    f"accept a pending proposal with: v2s profiles merge {first.from_code} {first.into_code}"
+                )
+            )
 
 
 @app.command()

@@ -28,6 +28,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -39,9 +40,11 @@ from annotator.schemas import CharacterContext, CharacterProfile, PlotReasoning,
 from annotator.schemas.plot import NameUpdate, PlotCharacter
 from profiles_db.cpm_state import ScopeState, label_key
 from profiles_db.db import Database
+from profiles_db.identity import IdentityRules, better_form, forms_conflict, is_proper, name_info, same_norm
 from profiles_db.models import (
     Character,
     CharacterObservation,
+    IdentityProposal,
     NameEvent,
     Relationship,
     Segment,
@@ -81,7 +84,20 @@ class ApplyReport(BaseModel):
     matched: list[str] = Field(default_factory=list)
     named: list[str] = Field(default_factory=list)
     merged: list[tuple[str, str, str]] = Field(default_factory=list)  # (from_code, into_code, reason)
+    proposals: list[tuple[str, str, str]] = Field(default_factory=list)  # (from_code, into_code, status)
     warnings: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Proposal:
+    source: str  # same_as | matched_from
+    raw_from: str
+    raw_into: str
+    confidence: str
+    evidence: str
+    from_record: int | None = (
+        None  # the record the entry's own id named, when the entry followed matched_from
+    )
 
 
 class CharacterProfileManager:
@@ -180,7 +196,7 @@ class CharacterProfileManager:
                 raise ValueError(warnings[0] if warnings else f"{name!r} is not a usable name")
             namer = _Namer(s, st, segment_id, warnings)
             namer.name(cid, clean_name, evidence, force=True)
-            st.settle(segment_id, warnings, namer.hints)
+            namer.rules.settle(segment_id, warnings, namer.hints)
             _log(scope, f"rename {code}", warnings)
             return st.chars[st.canonical(cid)].code
 
@@ -197,7 +213,7 @@ class CharacterProfileManager:
                 raise ValueError(f"{from_code} and {into_code} are already the same character")
             warnings: list[str] = []
             st.merge(a, b, clean(reason) or "manual merge", None)
-            st.settle(None, warnings)  # the union may share a name with a third character
+            IdentityRules(st).settle(None, warnings)  # the union may share a name with a third character
             _log(scope, f"merge {from_code}", warnings)
             return st.chars[st.canonical(b)].code
 
@@ -229,7 +245,7 @@ class CharacterProfileManager:
                     )
                 )
             # what it had back may be the name or alias of a third character: the usual rule applies
-            st.settle(None, warnings)
+            IdentityRules(st).settle(None, warnings)
             _log(scope, f"unmerge {code}", warnings)
             return st.chars[st.canonical(rid)].code
 
@@ -264,61 +280,96 @@ class CharacterProfileManager:
 
 # -- apply -------------------------------------------------------------------------------------------
 class _Namer:
-    """Lazy naming: an unnamed character gets its name and a char_ code; the old code keeps resolving."""
+    """Naming as an upgrade path: an unnamed record or one known only by a descriptor takes a proper name
+    (and a char_ code), and a named one moves on to a more complete form of its name; every change is a name
+    event with its evidence line, every earlier name stays an alias, and the old code keeps resolving."""
 
     def __init__(self, s: Session, st: ScopeState, segment_id: int | None, warnings: list[str]) -> None:
         self.s, self.st, self.segment_id, self.warnings = s, st, segment_id, warnings
+        self.rules = IdentityRules(st)
         self.reserved: set[str] = set()
         self.named: list[int] = []
         self.merges: list[Any] = []
         self.hints: dict[int, str] = {}  # record → why its name changed, quoted in merge reasons
 
     def name(self, cid: int, name: str, evidence: str, *, force: bool = False) -> None:
-        st, c = self.st, self.st.chars[cid]
-        norm = normalize_name(name)
-        if c.status == "named" and c.name and normalize_name(c.name) == norm:
+        st, c, rules = self.st, self.st.chars[cid], self.rules
+        if same_norm(c.name, name) and (force or c.status == "named" or not is_proper(name)):
             return  # already so named (a re-apply, or the model repeating itself)
-        owners = [o for o in st.owners(norm, exclude=cid) if not st.exempt(o, cid)]
         evidence = check_text(evidence, f"naming {c.code}", self.warnings) or ""
-        earlier = [o for o in owners if st.chars[o].status == "named" and o < cid]
-        if c.status != "named" or not c.name:
-            old_code = c.code
-            self.hints[cid] = f"lazy naming: {old_code} is {name!r}"
+        if force:
+            self._rename(cid, name, evidence)
+            return
+        norm = normalize_name(name)
+        if not is_proper(name):  # a descriptor, relative term or group label is a name only for the nameless
+            if c.name:
+                self.learn_alias(cid, name)
+            else:
+                self._rename(cid, name, evidence)
+            return
+        owners = rules.owners(norm, exclude=cid)
+        mergeable = [o for o in owners if rules.block(o, cid, norm) is None]
+        if c.status != "named":  # provisional: an unknown_ code, or a record known by a descriptor
+            earlier = [o for o in mergeable if st.chars[o].status == "named" and o < cid]
             if earlier:  # named after an earlier character: it IS that one (code kept, the merge redirects)
                 into = earlier[0]
-                c.name, c.status = name, "named"
-                st.add_alias(cid, name, self.segment_id)
-                self.s.add(self._event(cid, old_code, None, None, name, evidence))
+                self.hints[cid] = f"lazy naming: {c.code} is {name!r}"
+                self._rename(cid, name, evidence, recode=False)
                 reason = f"{self.hints[cid]}, the name of {st.chars[into].code}"
                 self.merges.append(st.merge(cid, into, reason, self.segment_id))
-                self.named.append(cid)
                 return
-            # The earliest of its name: it gets a char_ code, and settle() later folds the later same-named
-            # records into it (the later record is merged into the earlier).
+            # The earliest of its name: settle() later folds later same-named records into it.
+            self._rename(cid, name, evidence)
+            return
+        if owners and not mergeable:
+            self.warnings.append(
+                f"{c.code} ({c.name!r}) reported as {name!r}, the name of {st.chars[owners[0]].code}, "
+                f"who {rules.block(owners[0], cid, norm)}: ignored (possible id mix-up)"
+            )
+            return
+        if better_form(c.name, name):
+            self._rename(cid, name, evidence)
+        elif c.name and forms_conflict(name_info(c.name), name_info(name)):
+            self.warnings.append(
+                f"{c.code} ({c.name!r}) reported as {name!r}, which contradicts its name: ignored "
+                "(possible id mix-up)"
+            )
+        else:
+            self.learn_alias(cid, name)
+
+    def learn_alias(self, cid: int, alias: str) -> bool:
+        """Add an alias, unless it is a proper form of someone this record cannot be (then it would be a
+        false merge key): "Tom" said to Tom Berg while Tom Hale has it already."""
+        st, norm = self.st, normalize_name(alias)
+        if is_proper(alias):
+            for other in self.rules.owners(norm, exclude=cid):
+                why = self.rules.block(other, cid, norm)
+                if why is not None:
+                    self.warnings.append(
+                        f"alias {alias!r} of {st.chars[cid].code} is {st.chars[other].code}'s too, but {why}; "
+                        "not stored"
+                    )
+                    return False
+        return st.add_alias(cid, alias, self.segment_id)
+
+    def _rename(self, cid: int, name: str, evidence: str, *, recode: bool = True) -> None:
+        st, c = self.st, self.st.chars[cid]
+        old_code, old_name, was_named = c.code, c.name, c.status == "named"
+        if old_name:
+            st.add_alias(cid, old_name, self.segment_id)  # every name it was known by stays findable
+        new_code = None
+        proper = is_proper(name)
+        if proper and recode and c.code.startswith("unknown_"):
             new_code = st.allocate("char", self.reserved)
             st.recode(cid, new_code)
-            c.name, c.status = name, "named"
-            st.add_alias(cid, name, self.segment_id)
-            self.s.add(self._event(cid, old_code, new_code, None, name, evidence))
-            self.named.append(cid)
-            return
-        if not force:  # a name update for someone already named: keep the name, maybe learn the alias
-            if owners:
-                self.warnings.append(
-                    f"name update for {c.code} ({c.name!r}) to {name!r}, the name of "
-                    f"{st.chars[owners[0]].code}: ignored (possible id mix-up)"
-                )
-                return
-            self.warnings.append(
-                f"name update for {c.code} ({c.name!r}) to {name!r}: already named; kept as an alias"
-            )
-            st.add_alias(cid, name, self.segment_id)
-            return
-        old_name = c.name
-        st.add_alias(cid, old_name, self.segment_id)  # every name it was known by stays findable
-        c.name = name
+        c.name, c.status = name, "named" if proper else "provisional"
         st.add_alias(cid, name, self.segment_id)
-        self.s.add(self._event(cid, c.code, None, old_name, name, evidence))
+        self.s.add(self._event(cid, old_code, new_code, old_name, name, evidence))
+        if proper and not was_named:
+            self.named.append(cid)
+            self.hints.setdefault(cid, f"lazy naming: {old_code} is {name!r}")
+        elif proper:
+            self.hints.setdefault(cid, f"{old_code} renamed {old_name!r} → {name!r}")
 
     def _event(self, cid, old_code, new_code, old_name, new_name, evidence) -> NameEvent:
         return NameEvent(
@@ -343,6 +394,13 @@ class _Apply:
         self.matched: list[int] = []
         self.namer = _Namer(s, st, segment_id, self.warnings)
         self.touched: set[int] = set()
+        self.proposals: list[_Proposal] = []  # identity proposals met in the entries (matched_from)
+        self.decided: list[tuple[str, str, str]] = []  # (from_code, into_code, merged|pending|rejected)
+        self.name_evidence = {  # id → name → the naming line a name update of this answer quotes
+            (parse_code(u.unknown_id) or clean(u.unknown_id), normalize_name(u.name)): u.evidence
+            for u in answer.name_updates
+            if u.evidence
+        }
 
     def run(self) -> ApplyReport:
         st, seg = self.st, self.segment
@@ -359,7 +417,8 @@ class _Apply:
         # relationships attach to the records the answer named, BEFORE same-name merges, so that an
         # unmerge hands them back to the right record
         self._relationships()
-        merges = [*self.namer.merges, *st.settle(seg.id, self.warnings, self.namer.hints)]
+        merges = [*self.namer.merges, *self._propose()]
+        merges += self.namer.rules.settle(seg.id, self.warnings, self.namer.hints)
         code_map = self._code_map()
         self._store_plot(code_map, prior_map)
         self.s.flush()
@@ -374,6 +433,7 @@ class _Apply:
             matched=codes(self.matched),
             named=codes(self.namer.named),
             merged=[(st.chars[m.from_id].code, st.chars[m.into_id].code, m.reason) for m in merges],
+            proposals=self.decided,
             warnings=self.warnings,
         )
 
@@ -405,22 +465,29 @@ class _Apply:
         if is_unnamed(matched_from) or matched_from.casefold() in {"null", "new"}:  # the model's "no match"
             matched_from = ""
         if target is None and matched_from:
-            target = st.lookup(matched_from)
-            if target is None:
-                by_id = st.lookup(e.id)
+            known = st.lookup(matched_from)
+            own = st.lookup(e.id)
+            confidence = e.match_confidence or "medium"
+            if known is None:
                 fallback = (
-                    f"matched by its id {st.chars[by_id].code} instead"
-                    if by_id is not None
+                    f"matched by its id {st.chars[own].code} instead"
+                    if own is not None
                     else "treated as a new character"
                 )
                 self.warnings.append(
                     f"{what}: matched_from {short(matched_from)} is not a known code; {fallback}"
                 )
-            elif st.lookup(e.id) not in (None, target):
-                self.warnings.append(
-                    f"{what}: id names another known character but matched_from {short(matched_from)} "
-                    f"says {st.chars[target].code}; following matched_from"
+            elif confidence == "low":
+                # too weak to act on: the entry stays what its own id says, the proposal waits for review
+                self.proposals.append(
+                    _Proposal("matched_from", e.id, matched_from, "low", clean(e.match_reason))
                 )
+            else:
+                target = known
+                if own not in (None, known):  # its id is another known record: the model says they are one
+                    self.proposals.append(
+                        _Proposal("matched_from", e.id, matched_from, confidence, clean(e.match_reason), own)
+                    )
         if target is None:
             target = st.lookup(e.id)
         if target is None:
@@ -437,12 +504,20 @@ class _Apply:
         for raw in aliases:
             alias = check_name(raw, f"{what} alias", self.warnings)
             if alias:
-                st.add_alias(target, alias, self.segment.id)
+                self.namer.learn_alias(target, alias)
         self._observe(target, e)
 
     def _create(self, e: PlotCharacter, name: str | None) -> int:
-        st, prefix = self.st, "char" if name else "unknown"
+        st = self.st
         proposed = parse_code(e.id)
+        # a proper name earns a char_ code and no name an unknown_ one; a record known only by a descriptor,
+        # a relative term or a group label keeps the kind the model chose (it is provisional either way)
+        if name is None:
+            prefix = "unknown"
+        elif is_proper(name):
+            prefix = "char"
+        else:
+            prefix = proposed.split("_")[0] if proposed else "unknown"
         if proposed and proposed.startswith(prefix + "_") and proposed not in st.used:
             code = proposed
         else:
@@ -460,7 +535,7 @@ class _Apply:
             scope=st.scope,
             code=code,
             name=name,
-            status="named" if name else "provisional",
+            status="named" if name and is_proper(name) else "provisional",
             first_seen_segment_id=self.segment.id,
             last_seen_segment_id=self.segment.id,
             role_type=role,
@@ -475,26 +550,23 @@ class _Apply:
         return character.id
 
     def _update_known(self, cid: int, e: PlotCharacter, name: str | None) -> None:
-        st, c = self.st, self.st.chars[cid]
+        c = self.st.chars[cid]
         if e.role_type.strip():
             c.role_type = check_text(e.role_type, f"{c.code} role_type", self.warnings, MAX_LABEL) or ""
-        if not name:
-            return
-        if c.status != "named" or not c.name:  # a provisional character now reported with its name
-            evidence = e.match_reason or f"reported as {name!r} in segment {self.position}"
-            self.namer.name(cid, name, evidence)
-            return
+        if name:
+            self.namer.name(cid, name, self._naming_line(e, name))
+
+    def _naming_line(self, e: PlotCharacter, name: str) -> str:
+        """The evidence of a name: the line the entry quotes, else the one a name update of this answer
+        quotes for it; never the match reason (that says why it is the same person, not what it is called)."""
+        if clean(e.name_evidence):
+            return clean(e.name_evidence)
         norm = normalize_name(name)
-        if norm in st.aliases.get(cid, {}):
-            return
-        others = st.owners(norm, exclude=cid)
-        if others:  # the name of someone else: far likelier a mixed-up id than two people being one
-            self.warnings.append(
-                f"{c.code} ({c.name!r}) reported as {name!r}, which is {st.chars[others[0]].code}'s name; "
-                "not added as an alias (possible id mix-up)"
-            )
-            return
-        st.add_alias(cid, name, self.segment.id)
+        for raw in (e.id, e.matched_from):
+            line = self.name_evidence.get((parse_code(raw) or clean(raw), norm)) if raw else None
+            if line:
+                return line
+        return f"reported as {name!r} in segment {self.position}"
 
     def _observe(self, cid: int, e: PlotCharacter) -> None:
         """One observation per character and segment answer: the history that is never overwritten."""
@@ -564,6 +636,71 @@ class _Apply:
         self.touched.add(target)
         evidence = update.evidence or f"name update in segment {self.position}"
         self.namer.name(target, name, evidence)
+
+    # -- identity proposals ---------------------------------------------------------------------------
+    def _propose(self) -> list[Any]:
+        """Act on the model's same-person proposals: a confident one merges (the later record into the
+        earlier, recorded and reversible), a weak one or one the names contradict waits for review, and one
+        a rule forbids (a group and an individual, a merge undone by hand) is rejected. Every one is kept."""
+        st, rules = self.st, self.namer.rules
+        items = [
+            _Proposal("same_as", p.id, p.same_as, p.confidence, clean(p.evidence))
+            for p in self.answer.same_as
+        ] + self.proposals
+        merges: list[Any] = []
+        existing = {
+            (p.from_id, p.into_id, p.source)
+            for p in self.s.scalars(
+                select(IdentityProposal).where(IdentityProposal.segment_id == self.segment.id)
+            )
+        }
+        for item in items:
+            what = f"{item.source} proposal {short(item.raw_from, 30)} = {short(item.raw_into, 30)}"
+            a = st.canonical(item.from_record) if item.from_record is not None else self._ref(item.raw_from)
+            b = self._ref(item.raw_into)
+            if a is None or b is None:
+                missing = item.raw_from if a is None else item.raw_into
+                self.warnings.append(f"{what} ignored: {short(missing)} is not a known character")
+                continue
+            if a == b:
+                continue  # one person already (a re-apply, or the names merged them)
+            into, frm = sorted((a, b), key=st.preference)
+            if (frm, into, item.source) in existing:
+                continue
+            existing.add((frm, into, item.source))
+            status, note, merge = "merged", "", None
+            why = rules.block(frm, into)
+            if why is not None:
+                forbidden = st.exempt(frm, into) or rules.kind(frm) != rules.kind(into)
+                status, note = ("rejected" if forbidden else "pending"), why
+            elif item.confidence == "low":
+                status, note = "pending", "low confidence: waiting for a reviewer"
+            else:
+                reason = f"{item.source} ({item.confidence}): {item.evidence or 'no evidence given'}"
+                merge = st.merge(frm, into, reason[:MAX_TEXT], self.segment.id)
+                merges.append(merge)
+            if status != "merged":
+                self.warnings.append(
+                    f"{what}: {status} ({note}); merge by hand with "
+                    f"`v2s profiles merge {st.chars[frm].code} {st.chars[into].code}` if it is right"
+                )
+            self.s.flush()
+            self.s.add(
+                IdentityProposal(
+                    scope=st.scope,
+                    segment_id=self.segment.id,
+                    from_id=frm,
+                    into_id=into,
+                    source=item.source,
+                    confidence=item.confidence,
+                    evidence=item.evidence[:MAX_TEXT],
+                    status=status,
+                    note=note,
+                    merge_id=merge.id if merge is not None else None,
+                )
+            )
+            self.decided.append((st.chars[frm].code, st.chars[into].code, status))
+        return merges
 
     # -- relationships and the plot ------------------------------------------------------------------
     def _ref(self, raw: str) -> int | None:

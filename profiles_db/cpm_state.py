@@ -11,6 +11,7 @@ Invariants this module keeps (tests/test_cpm_property.py checks them):
   cycle's lowest id (and `repair_cycles` breaks them on the next write);
 - a character's name is also one of its `character_aliases` rows, so "same person by name" is one lookup
   of the normalised form.
+Which records are the same person is decided in identity.py; this module only carries it out.
 """
 
 from __future__ import annotations
@@ -393,51 +394,6 @@ class ScopeState:
         s.flush()
         self.refresh_cache([record_id, target])
         return merge
-
-    def settle(
-        self, segment_id: int | None, warnings: list[str], hints: dict[int, str] | None = None
-    ) -> list[Merge]:
-        """Merge canonical characters that share a normalised name or alias (the later into the earlier).
-
-        `hints` (record → why its name just changed) are prefixed to the merge reason."""
-        hints = hints or {}
-        merges: list[Merge] = []
-        told: set[tuple[int, int]] = set()
-        for _ in range(len(self.chars) + 1):
-            merged = False
-            by_norm: dict[str, list[int]] = defaultdict(list)
-            for cid in self.canonical_ids():
-                for norm in self.aliases.get(cid, {}):
-                    by_norm[norm].append(cid)
-            for norm in sorted(by_norm):
-                group = sorted(by_norm[norm], key=self.preference)
-                if len(group) < 2:
-                    continue
-                # every non-exempt pair, the later into the earlier (a pair kept apart by hand does not stop
-                # a third character from joining one of them)
-                pairs = [(x, y) for i, x in enumerate(group) for y in group[i + 1 :]]
-                for survivor, other in pairs:
-                    if self.exempt(survivor, other):
-                        if (survivor, other) not in told:
-                            told.add((survivor, other))
-                            warnings.append(
-                                f"{self.chars[other].code} and {self.chars[survivor].code} share the name "
-                                f"{norm!r} but a merge between them was undone by hand; kept apart"
-                            )
-                        continue
-                    shown = self.aliases[other][norm].alias
-                    reason = f"same name or alias {shown!r} (normalised {norm!r})"
-                    hint = hints.get(other) or hints.get(survivor)
-                    if hint:
-                        reason = f"{hint}: {reason}"
-                    merges.append(self.merge(other, survivor, reason, segment_id))
-                    merged = True
-                    break
-                if merged:
-                    break
-            if not merged:
-                break
-        return merges
 
     # -- derived columns -------------------------------------------------------------------------
     def refresh_cache(self, char_ids: Iterable[int]) -> None:

@@ -189,6 +189,28 @@ class Merge(Base):
     undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class IdentityProposal(Base):
+    """The model's word that two records are one person (`same_as`, or `matched_from` on another known code).
+
+    Kept whatever became of it: `merged` (with the merge it caused), `pending` (too weak to act on, or it
+    contradicts the records' names: waiting for a reviewer), `rejected` (a rule forbids it: a group and an
+    individual, or a merge a human undid)."""
+
+    __tablename__ = "identity_proposals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(512), index=True)
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="SET NULL"))
+    from_id: Mapped[int] = mapped_column(ForeignKey("characters.id", ondelete="CASCADE"), index=True)
+    into_id: Mapped[int] = mapped_column(ForeignKey("characters.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # same_as | matched_from
+    confidence: Mapped[str] = mapped_column(String(8))  # high | medium | low
+    evidence: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|merged|rejected
+    note: Mapped[str] = mapped_column(Text, default="")  # why it was not merged
+    merge_id: Mapped[int | None] = mapped_column(ForeignKey("merges.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class SegmentPlot(Base):
     __tablename__ = "segment_plots"
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True)

@@ -135,6 +135,7 @@ def plot_answer(
     *,
     name_updates: Sequence[dict] = (),
     relationships: Sequence[dict] = (),
+    same_as: Sequence[dict] = (),
     narrative: str = "",
     events: Sequence[dict] = (),
     continuity_note: str | None = None,
@@ -146,6 +147,7 @@ def plot_answer(
             "characters": list(characters),
             "name_updates": list(name_updates),
             "relationships": list(relationships),
+            "same_as": list(same_as),
             "plot_summary": {"narrative": narrative, "main_events": list(events)},
         }
     )

@@ -3,8 +3,11 @@
 Each Hypothesis example works in a fresh scope of the test's database (scopes are isolated by design), so
 the examples share one database and stay cheap. Invariants checked after every step:
 - one canonical record per code, and `resolve` of every code ever issued ends at a canonical record (no cycles);
-- no normalised name/alias is shared by two canonical characters of a scope, except where a human undid a
-  merge between them; a named canonical character has a char_ code, an unnamed one an unknown_ code;
+- no proper name or alias is shared by two canonical characters of a scope, except where a human undid a merge
+  between them or the names say they are two people (different family or given names, or a short form such as
+  "Tom" that a third character's name fits too); relative terms and descriptors ("Mom", "Driver") may be
+  shared; a named canonical character has a char_ code and a proper name, an unknown_ one is provisional, a
+  provisional one has no proper name;
 - aliases, observations and relationships point at canonical records;
 - no observation is ever lost; right after an unmerge, everything its merge recorded as moved is back.
 """
@@ -20,6 +23,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from evaluation.names import analyse_name
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.db import Database
 from profiles_db.models import (
@@ -34,8 +38,22 @@ from profiles_db.normalize import normalize_name, parse_code
 from tests.db_fixtures import dialect, make_video, plot_answer
 
 IDS = ["char_001", "char_002", "char_003", "unknown_001", "unknown_002", "unknown_003", "Ghost"]
-NAMES = ["Unnamed", "Anna", "ÁNNA", "Bob", "bob.", "Carl", "Dora", ""]
-ALIASES = ["Annie", "Bobby", "the Doc", "ánnie", "Carl"]
+NAMES = [
+    "Unnamed",
+    "Anna",
+    "ÁNNA",
+    "Bob",
+    "bob.",
+    "Carl",
+    "Dora",
+    "",
+    "Tom Hale",
+    "Tom Berg",
+    "Mom",
+    "Driver",
+]
+ALIASES = ["Annie", "Bobby", "the Doc", "ánnie", "Carl", "Tom", "Mr. Hale", "Mom", "the guards"]
+CONFIDENCE = ["high", "medium", "low"]
 SEGMENTS = 6
 
 character = st.fixed_dictionaries(
@@ -45,7 +63,7 @@ character = st.fixed_dictionaries(
         "aliases": st.lists(st.sampled_from(ALIASES), max_size=2),
         "appearance": st.sampled_from(["", "red coat", "blue suit", "grey beard"]),
     },
-    optional={"matched_from": st.sampled_from(IDS)},
+    optional={"matched_from": st.sampled_from(IDS), "match_confidence": st.sampled_from(CONFIDENCE)},
 )
 apply_op = st.tuples(
     st.just("apply"),
@@ -55,6 +73,7 @@ apply_op = st.tuples(
         st.tuples(st.sampled_from(IDS), st.sampled_from(IDS), st.sampled_from(["friends", "Rivals"])),
         max_size=2,
     ),
+    st.lists(st.tuples(st.sampled_from(IDS), st.sampled_from(IDS), st.sampled_from(CONFIDENCE)), max_size=2),
 )
 rename_op = st.tuples(st.just("rename"), st.sampled_from(IDS), st.sampled_from(NAMES))
 merge_op = st.tuples(st.just("merge"), st.sampled_from(IDS), st.sampled_from(IDS))
@@ -126,12 +145,13 @@ def run_step(cpm: CharacterProfileManager, scope: str, segs: list[int], step: in
     kind = op[0]
     try:
         if kind == "apply":
-            _, chars, updates, rels = op
+            _, chars, updates, rels, *same = op
             answer = plot_answer(
                 step + 1,
                 chars,
                 name_updates=[{"unknown_id": u, "name": n} for u, n in updates],
                 relationships=[{"char1_id": a, "char2_id": b, "relationship": label} for a, b, label in rels],
+                same_as=[{"id": a, "same_as": b, "confidence": c} for a, b, c in (same[0] if same else [])],
             )
             cpm.apply(scope, segs[step % len(segs)], answer)  # wraps around: re-applies with a new answer
         elif kind == "rename":
@@ -171,7 +191,10 @@ def check_invariants(cpm: CharacterProfileManager, db: Database, scope: str, see
     assert sorted(p.id for p in cpm.profiles(scope)) == sorted(chars[r].code for r in roots)
     for r in roots:
         c = chars[r]
-        assert c.code.startswith("char_" if c.status == "named" else "unknown_"), (c.code, c.status)
+        proper = bool(c.name) and _proper(c.name)
+        assert (c.status == "named") == proper, (c.code, c.status, c.name)
+        assert c.status == "provisional" or c.code.startswith("char_"), (c.code, c.status)
+        assert not c.code.startswith("unknown_") or c.status == "provisional", (c.code, c.status)
         if c.name:
             assert any(a.character_id == r and a.normalized == normalize_name(c.name) for a in aliases)
     # every code ever issued resolves to the canonical record of the record that carried it
@@ -188,18 +211,51 @@ def check_invariants(cpm: CharacterProfileManager, db: Database, scope: str, see
     assert all(r.a_id in roots and r.b_id in roots and r.a_id != r.b_id for r in rels)
     undone = {(m.from_id, m.into_id) for m in merges if m.undone_at is not None}
     owners: dict[str, set[int]] = defaultdict(set)
+    forms: dict[int, list] = defaultdict(list)  # canonical → its proper names/aliases, analysed
     for a in aliases:
-        owners[a.normalized].add(a.character_id)
+        if _proper(a.alias):
+            owners[a.normalized].add(a.character_id)
+            forms[a.character_id].append(_info(a.alias))
     for norm, ids in owners.items():
         for x in ids:
             for y in ids - {x}:
                 tx = {i for i in chars if canon[i] == x}
                 ty = {i for i in chars if canon[i] == y}
-                assert any((f in tx and i in ty) or (f in ty and i in tx) for f, i in undone), (norm, x, y)
+                undone_between = any((f in tx and i in ty) or (f in ty and i in tx) for f, i in undone)
+                assert undone_between or _two_people(forms, x, y, norm), (norm, x, y)
     # no observation is ever lost
     ids_now = {o.id for o in obs}
     assert seen_obs <= ids_now
     seen_obs |= ids_now
+
+
+def _info(name: str):
+    return analyse_name(name.title() if name.islower() else name)
+
+
+def _proper(name: str) -> bool:
+    return _info(name).cls == "proper"
+
+
+def _two_people(forms: dict[int, list], x: int, y: int, norm: str) -> bool:
+    """The names themselves say x and y are different people, or the shared form fits a third one too."""
+    sx, sy = ({f.surname for f in forms[c] if f.surname} for c in (x, y))
+    if sx and sy and not sx & sy:
+        return True
+    gx, gy = ({f.words[0].casefold() for f in forms[c] if f.completeness == 3} for c in (x, y))
+    if gx and gy and not gx & gy:
+        return True
+    shared = next(f for f in forms[x] if normalize_name(f.name) == norm)
+    if shared.completeness == 3:
+        return False
+    for z, zforms in forms.items():
+        if z in (x, y):
+            continue
+        if shared.title and shared.surname in {f.surname for f in zforms}:
+            return True
+        if not shared.title and any(shared.words[0].casefold() in map(str.casefold, f.words) for f in zforms):
+            return True
+    return False
 
 
 def active_merge(db: Database, scope: str, code: str) -> tuple[int, int] | None:

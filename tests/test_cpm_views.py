@@ -51,6 +51,7 @@ def story(database):
                 {"id": "char_003", "name": "Tom", "aliases": ["TOMAS"]},
             ],
             name_updates=[{"unknown_id": "unknown_001", "name": "Tomas", "evidence": "'Thanks, Tomas'"}],
+            same_as=[{"id": "char_004", "same_as": "char_001", "confidence": "low", "evidence": "both tall"}],
         ),
     )
     assert report.merged[0][:2] == ("char_003", "char_004")
@@ -100,6 +101,15 @@ def test_views_answer_the_documented_questions(story):
     ]
     assert "TOMAS" in merges[0]["reason"]
     assert [n["new_name"] for n in run(story, "namings")] == ["Tomas"]
+    history = run(story, "name_history")
+    assert [(h["old_code"], h["new_code"], h["new_name"], h["segment_idx"]) for h in history] == [
+        ("unknown_001", "char_004", "Tomas", 2)
+    ]
+    assert history[0]["evidence"] == "'Thanks, Tomas'"
+    pending = run(story, "pending_proposals")
+    assert [(p["from_code"], p["into_code"], p["confidence"], p["segment_idx"]) for p in pending] == [
+        ("char_004", "char_001", "low", 2)
+    ]
     assert [a["appearance"] for a in run(story, "appearance")] == ["red coat", "blue gown"]
     progress = run(story, "progress")
     assert [(p["stage"], p["total"], p["done"], p["failed"]) for p in progress] == [("plot", 3, 2, 1)]

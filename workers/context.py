@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from annotator.gateway import Gateway
 from annotator.settings import ModelSettings
+from annotator.stages.plot import PROMPT_VERSION as PLOT_PROMPT_VERSION
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.db import Database
 from profiles_db.stages import StageStore
@@ -36,7 +37,7 @@ class RunContext(BaseModel):
     def pipeline_version(self, settings: ModelSettings) -> str:
         """Changes whenever prompts or models change, so records of a new pipeline get new ids."""
         parts = [
-            f"plot:{settings.plot_backend}/{settings.plot_model}/plot.v1",
+            f"plot:{settings.plot_backend}/{settings.plot_model}/plot.v{PLOT_PROMPT_VERSION}",
             f"script:{settings.script_backend}/{settings.script_model}/script.v1",
             f"distill:{settings.distill_backend}/{settings.distill_model}/distill.v1",
             f"seg:{self.max_segment_s}",

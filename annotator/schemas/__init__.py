@@ -8,6 +8,7 @@ from annotator.schemas.plot import (
     PlotCharacter,
     PlotReasoning,
     PlotRelationship,
+    SameAs,
     is_unnamed,
 )
 from annotator.schemas.record import Record
@@ -46,6 +47,7 @@ __all__ = [
     "PlotReasoning",
     "PlotRelationship",
     "Record",
+    "SameAs",
     "Scene",
     "Script",
     "ScriptEvent",

@@ -60,6 +60,9 @@ class PlotCharacter(_Answer):
     matched_from: str | None = Field(default=None, description="id of the known character this one is")
     match_confidence: Literal["high", "medium", "low"] | None = None
     match_reason: str | None = None
+    name_evidence: str | None = Field(
+        default=None, description="the line or on-screen text that gives this name, quoted with its time"
+    )
     new_info: NewInfo | None = None
 
     @field_validator("id")
@@ -80,6 +83,20 @@ class NameUpdate(_Answer):
     unknown_id: str
     name: str
     evidence: str = ""
+
+
+class SameAs(_Answer):
+    """The model's proposal that two ids of the answer or the memory are one person (e.g. under a new look)."""
+
+    id: str = Field(description="the id that should go (usually the newer one)")
+    same_as: str = Field(description="the known id it is the same person as")
+    confidence: Literal["high", "medium", "low"] = "medium"
+    evidence: str = ""
+
+    @field_validator("confidence", mode="before")
+    @classmethod
+    def _lower_confidence(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class MainEvent(_Answer):
@@ -129,6 +146,7 @@ class PlotReasoning(_Answer):
     segment_info: SegmentInfo
     characters: list[PlotCharacter] = Field(default_factory=list)
     name_updates: list[NameUpdate] = Field(default_factory=list)
+    same_as: list[SameAs] = Field(default_factory=list)
     plot_summary: PlotSummary = Field(default_factory=PlotSummary)
     relationships: list[PlotRelationship] = Field(default_factory=list)
     scene_transitions: list[SceneTransition] = Field(default_factory=list)

@@ -14,9 +14,13 @@ from annotator.schemas import (
 from annotator.schemas.context import PROMPT_FIELDS
 from annotator.stages.segment import SegmentInput, replace_codes
 
+PROMPT_VERSION = 2  # v2: name classes, name_evidence and same_as proposals (prompts/README.md)
+
 
 class PlotReasoner:
-    def __init__(self, gateway: Gateway, *, backend: str, model: str, prompt_version: int = 1) -> None:
+    def __init__(
+        self, gateway: Gateway, *, backend: str, model: str, prompt_version: int = PROMPT_VERSION
+    ) -> None:
         self.gateway, self.backend, self.model, self.version = gateway, backend, model, prompt_version
 
     def reason(

@@ -111,6 +111,7 @@ class Responder:
             info["continuity_note"] = f"{note}; now at {main.scene.location}."
             summary["connection_to_previous"] = info["continuity_note"]
             answer["name_updates"] = [vars(i.name_update) for i in identities if i.name_update is not None]
+            answer["same_as"] = [vars(entry) for i in identities for entry in i.same_as]
         answer["plot_summary"] = summary
         answer["relationships"] = self._relationships(window, identities, cold=known is None)
         answer["scene_transitions"] = [
@@ -139,17 +140,18 @@ class Responder:
 
     def _character(self, window: Window, identity: Identity, known: list[dict] | None) -> dict:
         member = identity.member
-        named = identity.name != "Unnamed"
         body: dict = {
             "id": identity.id,
             "name": identity.name,
-            "aliases": list(member.aliases) if named else [],
+            "aliases": list(identity.aliases),
             "first_appear": window.rel(window.first_time(member)),
             "role_type": member.role_type,
             "appearances_in_segment": [
                 {"timestamp": window.rel(e.timestamp), "action": _action(e)} for e in window.events_of(member)
             ],
         }
+        if identity.name_evidence:
+            body["name_evidence"] = identity.name_evidence
         if identity.is_new:
             body |= {"appearance": identity.look, "voice": member.voice, "personality": member.personality}
         else:
@@ -205,7 +207,7 @@ class Responder:
 
     # -- script (Fig. 11) -------------------------------------------------------------------------------------
     def script(self, window: Window, profiles: list[dict]) -> dict:
-        known = Profiles(profiles)
+        known = Profiles(profiles, self.screenplay)
         ids = {m.name: script_id(window, m, known) for m in window.members}
         scenes = []
         for number, span in enumerate(window.scenes, start=1):

@@ -7,7 +7,9 @@ annotator would write the ground truth.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -15,6 +17,15 @@ from annotator.schemas.script import ENVIRONMENT, Script
 from annotator.schemas.timecode import Seconds
 
 DEFAULT_SCREENPLAY = Path(__file__).parent / "data" / "sample_screenplay.json"
+IDENTITY_SCREENPLAY = Path(__file__).parent / "data" / "identity_screenplay.json"
+"""A story built to play the identity patterns real models produce (docs/screenplay.md, *Night Shift at Pier
+Nine*): a descriptor named later, name forms one at a time, two mothers called "Mom", a group and one of its
+members, a costume change with no name spoken, and mirrors that must stay apart."""
+
+
+def norm_name(text: str | None) -> str:
+    """The comparison form of a name for the simulator: lower case, spaces collapsed, dots dropped."""
+    return " ".join(re.sub(r"[.]", " ", (text or "").lower()).split())
 
 
 class Costume(BaseModel):
@@ -26,9 +37,26 @@ class Costume(BaseModel):
     )
 
 
+class NameForm(BaseModel):
+    name: str = Field(description="a form of the name, as said (e.g. 'Dr. Osei', 'Kate')")
+    said_at: Seconds = Field(description="absolute time the form is first said on screen")
+
+
 class CastMember(BaseModel):
     name: str
+    kind: Literal["individual", "group"] = Field(
+        default="individual", description="'group' for a collective ('the dock guards'), named by its label"
+    )
     aliases: list[str] = Field(default_factory=list)
+    descriptor: str = Field(
+        default="",
+        description="what the character is called before the name is said ('Driver'); the model reports it "
+        "as the name until `named_at` (or the first name form)",
+    )
+    name_forms: list[NameForm] = Field(
+        default_factory=list,
+        description="forms of the name said one at a time before the full `name` is said at `named_at`",
+    )
     appearance: str
     costumes: list[Costume] = Field(default_factory=list, description="later looks, in time order")
     voice: str = ""
@@ -61,8 +89,41 @@ class CastMember(BaseModel):
         costume = self.costume_at(t)
         return costume.color if costume and costume.color else self.color
 
+    @model_validator(mode="after")
+    def _naming_is_consistent(self) -> CastMember:
+        if self.kind == "group" and (self.named_at is not None or self.name_forms or self.descriptor):
+            raise ValueError(
+                f"{self.name}: a group is known by its label from the start "
+                "(no named_at, name_forms or descriptor)"
+            )
+        if self.name_forms:
+            if self.named_at is None:
+                raise ValueError(f"{self.name}: name_forms need named_at, the time the full name is said")
+            times = [form.said_at for form in self.name_forms]
+            if times != sorted(times) or times[-1] >= self.named_at:
+                raise ValueError(f"{self.name}: name_forms must be in time order and said before named_at")
+            if any(norm_name(form.name) == norm_name(self.name) for form in self.name_forms):
+                raise ValueError(f"{self.name}: the full name belongs in named_at, not in name_forms")
+        if self.descriptor and self.named_at is None:
+            raise ValueError(f"{self.name}: a descriptor is used until the name is said; set named_at")
+        return self
+
+    def spoken_names(self) -> list[tuple[str, float | None]]:
+        """Every form of the name with the time it is first said, in order, the full name last (None: known
+        from the start)."""
+        return [(form.name, form.said_at) for form in self.name_forms] + [(self.name, self.named_at)]
+
+    def first_named_at(self) -> float | None:
+        """When the first form of the name is said (None: known from the start)."""
+        return self.name_forms[0].said_at if self.name_forms else self.named_at
+
     def named_by(self, t: float) -> bool:
-        return self.named_at is None or self.named_at <= t
+        first = self.first_named_at()
+        return first is None or first <= t
+
+    def all_names(self) -> list[str]:
+        """The name, its aliases and its forms (not the descriptor): what others may call the character."""
+        return list(dict.fromkeys([self.name, *self.aliases, *(form.name for form in self.name_forms)]))
 
 
 class Screenplay(BaseModel):
@@ -81,6 +142,15 @@ class Screenplay(BaseModel):
 
     def member(self, name: str) -> CastMember | None:
         return next((c for c in self.cast if c.name == name), None)
+
+    def shared_names(self) -> set[str]:
+        """Names (normalised) that more than one cast member goes by, like "Mom" for two mothers or "Tom" for
+        two Toms: who they mean depends on who speaks, so the simulated model never identifies anyone by them."""
+        counts: dict[str, int] = {}
+        for member in self.cast:
+            for name in {norm_name(n) for n in member.all_names() if n.strip()}:
+                counts[name] = counts.get(name, 0) + 1
+        return {name for name, count in counts.items() if count > 1}
 
     def scene_spans(self) -> list[tuple[float, float]]:
         """(start, end) of every scene: contiguous from 0 to `duration_s`, each scene lasting until the next

@@ -12,7 +12,7 @@ from functools import cached_property
 
 from annotator.schemas.script import ENVIRONMENT, Scene, ScriptEvent
 from annotator.schemas.timecode import format_timestamp
-from annotator.simulator.screenplay import CastMember, Screenplay
+from annotator.simulator.screenplay import CastMember, Screenplay, norm_name
 
 
 @dataclass(frozen=True)
@@ -92,28 +92,66 @@ class Window:
 
     # -- names ---------------------------------------------------------------------------------------------
     def named(self, member: CastMember) -> bool:
-        """Has the film said this member's name by the end of the window?"""
-        return member.named_at is None or self.covers_until(member.named_at)
+        """Has the film said this member's name (any form of it) by the end of the window?"""
+        first = member.first_named_at()
+        return first is None or self.covers_until(first)
 
-    def mentions(self, member: CastMember) -> list[ScriptEvent]:
-        """Dialogue lines in the window that say the member's name or one of the aliases."""
-        words = [member.name, *member.aliases]
-        pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in words if w) + r")\b", re.I)
+    def heard_names(self, member: CastMember) -> list[tuple[str, float | None]]:
+        """The forms of the member's name said by the end of the window, in the order they are said (the full
+        name last once `named_at` is reached); empty while the member is unnamed."""
+        return [(name, at) for name, at in member.spoken_names() if at is None or self.covers_until(at)]
+
+    def reported_name(self, member: CastMember) -> str | None:
+        """The proper name a model reports at the end of the window: the form said last. None while unnamed."""
+        heard = self.heard_names(member)
+        return heard[-1][0] if heard else None
+
+    def known_names(self, member: CastMember) -> list[str]:
+        """Names the model can recognise the member by at the end of the window: the forms heard so far, and
+        the aliases once named (but no form not said yet), leaving out names another cast member shares."""
+        heard = [name for name, _ in self.heard_names(member)]
+        if not heard:
+            return []
+        unsaid = {norm_name(f.name) for f in member.name_forms} - {norm_name(n) for n in heard}
+        if member.named_at is not None and not self.covers_until(member.named_at):
+            unsaid.add(norm_name(member.name))
+        shared = self.screenplay.shared_names()
+        names = [*heard, *member.aliases]
+        return [n for n in dict.fromkeys(names) if norm_name(n) not in shared and norm_name(n) not in unsaid]
+
+    def mentions(self, member: CastMember, names: list[str] | None = None) -> list[ScriptEvent]:
+        """Dialogue lines in the window that say one of `names` (default: the member's name, aliases and name
+        forms that no other cast member shares)."""
+        if names is None:
+            shared = self.screenplay.shared_names()
+            names = [n for n in member.all_names() if norm_name(n) not in shared]
+        words = [w for w in names if w.strip()]
+        if not words:
+            return []
+        pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)", re.I)
         return [event for _, event in self.events if event.dialogue and pattern.search(event.dialogue)]
 
     def name_spoken(self, member: CastMember) -> bool:
         """Is the member's name said (or first revealed) inside this window?"""
-        revealed = member.named_at is not None and self.contains(member.named_at)
+        revealed = any(at is not None and self.contains(at) for _, at in member.spoken_names())
         return revealed or bool(self.mentions(member))
 
     def naming_evidence(self, member: CastMember) -> str:
         """The dialogue line that says the name, closest to `named_at`, quoted with its clip time."""
-        lines = self.mentions(member)
-        if lines:
-            target = member.named_at if member.named_at is not None else self.start_s
-            line = min(lines, key=lambda e: abs(e.timestamp - target))
-            return f'"{line.dialogue}" ({self.rel(line.timestamp)})'
-        return f"known as {member.name} from an earlier clip"
+        return self.name_evidence(member) or f"known as {member.name} from an earlier clip"
+
+    def name_evidence(self, member: CastMember, form: str | None = None) -> str | None:
+        """The line in the window that says `form` (default: the full name), closest to when that form is
+        first said, quoted with its clip time; failing that, the line saying any of the member's names; None
+        when the window has no such line."""
+        form = form or member.name
+        target = dict(member.spoken_names()).get(form)
+        lines = self.mentions(member, [form]) or self.mentions(member)
+        if not lines:
+            return None
+        target = target if target is not None else self.start_s
+        line = min(lines, key=lambda e: abs(e.timestamp - target))
+        return f'"{line.dialogue}" ({self.rel(line.timestamp)})'
 
     def looks_until_end(self, member: CastMember) -> list[str]:
         """Every appearance text the member has had up to the end of the window, newest first."""

@@ -138,13 +138,35 @@ def show(code: str, db: DbOpt = None, scope: ScopeOpt = None, format: FormatOpt 
 @app.command()
 def relationships(db: DbOpt = None, scope: ScopeOpt = None, format: FormatOpt = "table") -> None:
     """Who relates to whom, with evidence and the segments it spans."""
-    rows = _rows(_database(db), "v_relationships", scope, "scope, a_code, b_code")
+    database = _database(db)
+    rows = _rows(database, "v_relationships", scope, "scope, a_code, b_code")
+    _current_codes(database, rows, "evidence")
     _emit(
         rows,
         ["scope", "a_code", "a_name", "b_code", "b_name", "label", "first_idx", "last_idx"],
         format,
         "relationships",
     )
+
+
+def _current_codes(database, rows: list[dict], field: str) -> None:
+    """Codes quoted in stored notes (a model wrote `unknown_001` before it was named) read as today's codes."""
+    from profiles_db.cpm import CharacterProfileManager
+    from profiles_db.normalize import CODE_IN_TEXT
+
+    manager = CharacterProfileManager(database)
+    resolvers = {scope: manager.resolver(scope) for scope in {r["scope"] for r in rows}}
+
+    def fix(scope: str):
+        def current(match) -> str:
+            profile = resolvers[scope](match.group(0))
+            return profile.id if profile is not None else match.group(0)
+
+        return current
+
+    for row in rows:
+        if row.get(field):
+            row[field] = CODE_IN_TEXT.sub(fix(row["scope"]), row[field])
 
 
 @app.command()

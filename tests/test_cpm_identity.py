@@ -428,3 +428,32 @@ def test_profiles_show_lists_the_name_history_and_the_pending_proposals(cpm, seg
     assert table.exit_code == 0, table.output
     assert "name history" in table.stdout and "identity proposals (1 pending)" in table.stdout
     assert "v2s profiles merge unknown_001 char_001" in table.stdout
+
+
+def test_stored_notes_read_with_the_current_codes_after_a_rename(cpm, segs, database):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    apply(
+        cpm,
+        segs,
+        1,
+        [{"id": "char_001", "name": "Anna"}, {"id": "unknown_001", "appearance": "grey beard"}],
+        relationships=[
+            {
+                "char1_id": "char_001",
+                "char2_id": "unknown_001",
+                "relationship": "strangers",
+                "evidence": "unknown_001 hands Anna the key",
+            }
+        ],
+    )
+    apply(cpm, segs, 2, name_updates=[{"unknown_id": "unknown_001", "name": "Tomas", "evidence": '"Tomas!"'}])
+    url = database.engine.url.render_as_string(hide_password=False)
+    shown = CliRunner().invoke(
+        app, ["profiles", "relationships", "--db", url, "--scope", SCOPE, "--format", "json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    (rel,) = json.loads(shown.stdout)
+    assert rel["evidence"] == "char_002 hands Anna the key" and rel["b_name"] == "Tomas"

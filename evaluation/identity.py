@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from evaluation.alignment import AlignSettings, Group, text_score
+from evaluation.metrics import f1
 from evaluation.schema import Unit
 from evaluation.text import normalise
 
@@ -128,10 +129,7 @@ class IdentityResult:
 
     @property
     def f1(self) -> float | None:
-        p, r = self.precision, self.recall
-        if p is None or r is None:
-            return None
-        return 2 * p * r / (p + r) if p + r > 0 else 0.0
+        return f1(self.precision, self.recall)
 
     def worst_splits(self, n: int | None = 5) -> list[IdentityCluster]:
         """True characters given more than one predicted identity, most identities first."""

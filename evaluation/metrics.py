@@ -39,10 +39,7 @@ class Counts:
 
     @property
     def f1(self) -> float | None:
-        p, r = self.precision, self.recall
-        if p is None or r is None:
-            return None
-        return 2 * p * r / (p + r) if p + r > 0 else 0.0
+        return f1(self.precision, self.recall)
 
     def to_dict(self) -> dict[str, float | int | None]:
         return {
@@ -53,6 +50,13 @@ class Counts:
             "n_pred": self.n_pred,
             "n_gt": self.n_gt,
         }
+
+
+def f1(p: float | None, r: float | None) -> float | None:
+    """Harmonic mean of precision and recall; undefined when either is, 0 when both are 0."""
+    if p is None or r is None:
+        return None
+    return 2 * p * r / (p + r) if p + r > 0 else 0.0
 
 
 def _mean(values: list[float | None]) -> float | None:

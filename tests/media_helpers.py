@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 from annotator.media import ffmpeg_exe
+from annotator.simulator.screenplay import Screenplay
 
 COLORS = ["red", "blue", "green", "yellow", "purple", "orange", "white", "navy"]
 
@@ -49,3 +50,15 @@ def cut_off(source: Path, target: Path, fraction: float) -> Path:
     data = source.read_bytes()
     target.write_bytes(data[: int(len(data) * fraction)])
     return target
+
+
+def scene_segments(screenplay: Screenplay, max_segment_s: float = 60.0) -> list[tuple[float, float]]:
+    """Scenes packed greedily into segments of at most `max_segment_s`, cut only at scene boundaries (as the
+    splitter does on the rendered film)."""
+    spans, segments, start = screenplay.scene_spans(), [], 0.0
+    for scene_start, scene_end in spans:
+        if scene_end - start > max_segment_s and scene_start > start:
+            segments.append((start, scene_start))
+            start = scene_start
+    segments.append((start, spans[-1][1]))
+    return segments

@@ -274,45 +274,21 @@ def test_matched_from_on_another_known_code_is_a_merge_proposal(cpm, segs):
 
 def test_a_low_confidence_proposal_waits_for_review(cpm, segs, database):
     _nora_reintroduced(cpm, segs)
-    report = apply(
-        cpm,
-        segs,
-        3,
-        [
-            {
-                "id": "unknown_002",
-                "matched_from": "char_001",
-                "match_confidence": "low",
-                "match_reason": "maybe",
-            }
-        ],
-        same_as=[
-            {"id": "unknown_002", "same_as": "char_001", "confidence": "low", "evidence": "similar height"}
-        ],
-    )
+    weak = {
+        "id": "unknown_002",
+        "matched_from": "char_001",
+        "match_confidence": "low",
+        "match_reason": "maybe",
+    }
+    hint = {"id": "unknown_002", "same_as": "char_001", "confidence": "low", "evidence": "similar height"}
+    report = apply(cpm, segs, 3, [weak], same_as=[hint])
     assert report.merged == [] and report.code_map["unknown_002"] == "unknown_002"
     assert sorted(p.id for p in cpm.profiles(SCOPE)) == ["char_001", "unknown_002"]
     rows = proposals(database)
     assert {(r[0], r[1], r[4]) for r in rows} == {("unknown_002", "char_001", "pending")}
     assert {r[2] for r in rows} == {"same_as", "matched_from"}
     assert any("v2s profiles merge unknown_002 char_001" in w for w in report.warnings)
-    # applying the same answer again records nothing twice
-    apply(
-        cpm,
-        segs,
-        3,
-        [
-            {
-                "id": "unknown_002",
-                "matched_from": "char_001",
-                "match_confidence": "low",
-                "match_reason": "maybe",
-            }
-        ],
-        same_as=[
-            {"id": "unknown_002", "same_as": "char_001", "confidence": "low", "evidence": "similar height"}
-        ],
-    )
+    apply(cpm, segs, 3, [weak], same_as=[hint])  # applying the same answer again records nothing twice
     assert len(proposals(database)) == len(rows)
 
 

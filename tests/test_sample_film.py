@@ -16,6 +16,7 @@ from annotator.media import probe
 from annotator.schemas.script import ENVIRONMENT
 from annotator.simulator.film import OFF_SCREEN, render_sample, render_silent_film, sound_spans
 from annotator.simulator.screenplay import DEFAULT_SCREENPLAY, CastMember, Screenplay
+from tests.media_helpers import scene_segments
 
 MAX_SEGMENT_S = 60.0
 
@@ -52,14 +53,7 @@ def _rms(audio: tuple[np.ndarray, int], start: float, end: float) -> float:
 
 
 def _segments(screenplay: Screenplay) -> list[tuple[float, float]]:
-    """Scenes packed greedily into segments of at most a minute, cut only at scene boundaries (as the splitter)."""
-    spans, segments, start = screenplay.scene_spans(), [], 0.0
-    for scene_start, scene_end in spans:
-        if scene_end - start > MAX_SEGMENT_S and scene_start > start:
-            segments.append((start, scene_start))
-            start = scene_start
-    segments.append((start, spans[-1][1]))
-    return segments
+    return scene_segments(screenplay, MAX_SEGMENT_S)
 
 
 def _said(screenplay: Screenplay, member: CastMember, start: float, end: float) -> list[float]:

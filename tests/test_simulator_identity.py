@@ -26,6 +26,7 @@ from annotator.simulator.prompt_reader import Stage
 from annotator.simulator.responder import Clip, Responder
 from annotator.simulator.screenplay import IDENTITY_SCREENPLAY, Screenplay
 from annotator.simulator.window import Window
+from tests.media_helpers import scene_segments
 
 MAX_SEGMENT_S = 60.0
 SEGMENTS = [(0.0, 56.0), (56.0, 112.0), (112.0, 168.0), (168.0, 224.0), (224.0, 280.0), (280.0, 336.0)]
@@ -120,14 +121,8 @@ def chain(responder: Responder) -> list[tuple[object, Memory]]:
 
 
 # ── the screenplay is what it claims ─────────────────────────────────────────────────────────────────────
-def _segments(play: Screenplay) -> list[tuple[float, float]]:
-    spans, segments, start = play.scene_spans(), [], 0.0
-    for scene_start, scene_end in spans:
-        if scene_end - start > MAX_SEGMENT_S and scene_start > start:
-            segments.append((start, scene_start))
-            start = scene_start
-    segments.append((start, spans[-1][1]))
-    return segments
+def _segments(screenplay: Screenplay) -> list[tuple[float, float]]:
+    return scene_segments(screenplay, MAX_SEGMENT_S)
 
 
 def _lines(play: Screenplay, text: str, start: float = 0.0, end: float = 1e9) -> list:

@@ -15,7 +15,9 @@ from annotator.schemas.timecode import format_timestamp, parse_timestamp
 
 
 def _rng(event: dict) -> random.Random:
-    key = f"{event.get('timestamp')}|{event.get('character')}|{event.get('dialogue')}|{event.get('action')}"
+    # keyed by what happens, not by the character's id: the id a script answer uses depends on how far the
+    # memory has got when the script is asked (before or after a naming), which must not change the noise
+    key = f"{event.get('timestamp')}|{event.get('dialogue')}|{event.get('action')}|{event.get('expression')}"
     return random.Random(int(hashlib.sha256(key.encode()).hexdigest()[:12], 16))
 
 

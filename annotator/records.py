@@ -17,7 +17,7 @@ from annotator.schemas import (
     Script,
     format_timestamp,
 )
-from annotator.schemas.plot import CODE_PATTERN
+from annotator.schemas.plot import CODE_PATTERN, replace_codes
 from annotator.schemas.record import (
     MemoryGap,
     Message,
@@ -26,7 +26,6 @@ from annotator.schemas.record import (
     RecordPlot,
     RecordVideo,
 )
-from annotator.stages.segment import replace_codes
 
 INSTRUCTION = (
     "<video>\nWatch this clip and write its script: scenes (location, interior/exterior, setting, time, mood) and, "

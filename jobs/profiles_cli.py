@@ -151,22 +151,22 @@ def relationships(db: DbOpt = None, scope: ScopeOpt = None, format: FormatOpt = 
 
 def _current_codes(database, rows: list[dict], field: str) -> None:
     """Codes quoted in stored notes (a model wrote `unknown_001` before it was named) read as today's codes."""
+    from annotator.schemas.plot import replace_codes
     from profiles_db.cpm import CharacterProfileManager
-    from profiles_db.normalize import CODE_IN_TEXT
 
     manager = CharacterProfileManager(database)
     resolvers = {scope: manager.resolver(scope) for scope in {r["scope"] for r in rows}}
 
     def fix(scope: str):
-        def current(match) -> str:
-            profile = resolvers[scope](match.group(0))
-            return profile.id if profile is not None else match.group(0)
+        def current(code: str) -> str:
+            profile = resolvers[scope](code)
+            return profile.id if profile is not None else code
 
         return current
 
     for row in rows:
         if row.get(field):
-            row[field] = CODE_IN_TEXT.sub(fix(row["scope"]), row[field])
+            row[field] = replace_codes(row[field], fix(row["scope"]))
 
 
 @app.command()

@@ -37,7 +37,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from annotator.schemas import CharacterContext, CharacterProfile, PlotReasoning, is_unnamed
-from annotator.schemas.plot import NameUpdate, PlotCharacter
+from annotator.schemas.plot import NameUpdate, PlotCharacter, replace_codes
 from profiles_db.cpm_state import ScopeState, label_key
 from profiles_db.db import Database
 from profiles_db.identity import IdentityRules, better_form, forms_conflict, is_proper, name_info, same_norm
@@ -52,7 +52,6 @@ from profiles_db.models import (
     StageRun,
 )
 from profiles_db.normalize import (
-    CODE_IN_TEXT,
     MAX_LABEL,
     MAX_TEXT,
     check_name,
@@ -871,7 +870,7 @@ def _previous_summary(s: Session, st: ScopeState, position: int) -> str | None:
         cid = st.lookup(code)
         return st.chars[cid].code if cid is not None else code
 
-    return _replace_codes(latest.summary, current)
+    return replace_codes(latest.summary, current)
 
 
 def _fit(ctx: CharacterContext, ordered: list[CharacterProfile], budget: int) -> CharacterContext:
@@ -969,7 +968,7 @@ def _summary(answer: PlotReasoning, canon: Callable[[str], str]) -> str:
         cut = text_[:SUMMARY_CHARS]
         end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
         text_ = cut[: end + 1] if end > SUMMARY_CHARS // 2 else cut.rstrip() + "…"
-    return _replace_codes(text_, canon)
+    return replace_codes(text_, canon)
 
 
 def _union(data: dict[str, Any], extra: dict[str, Any]) -> None:
@@ -981,10 +980,6 @@ def _union(data: dict[str, Any], extra: dict[str, Any]) -> None:
             _union(data[key], value)
         elif not data.get(key) or (key == "name" and is_unnamed(data[key])):
             data[key] = value
-
-
-def _replace_codes(text_: str, fn: Callable[[str], str]) -> str:
-    return CODE_IN_TEXT.sub(lambda m: fn(m.group(0)), text_)
 
 
 def _distinct_runs(values: list[str]) -> list[str]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pydantic import BaseModel
 from sqlalchemy import or_, select
 
+from annotator.schemas.plot import replace_codes
 from profiles_db.cpm_state import ScopeState
 from profiles_db.db import Database
 from profiles_db.models import IdentityProposal, NameEvent, Segment
-from profiles_db.normalize import CODE_IN_TEXT
 
 
 class NameChange(BaseModel):
@@ -57,11 +57,11 @@ def identity_history(db: Database, scope: str, code: str) -> IdentityHistory | N
         tree = st.tree(cid)
 
         def current(text: str) -> str:
-            def fix(match) -> str:
-                found = st.lookup(match.group(0))
-                return st.chars[found].code if found is not None else match.group(0)
+            def fix(found_code: str) -> str:
+                found = st.lookup(found_code)
+                return st.chars[found].code if found is not None else found_code
 
-            return CODE_IN_TEXT.sub(fix, text or "")
+            return replace_codes(text or "", fix)
 
         videos = dict(
             s.execute(select(Segment.id, Segment.video_id).where(Segment.id.in_(list(st.positions)))).all()

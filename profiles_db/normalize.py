@@ -17,7 +17,6 @@ MAX_TEXT = 4000  # appearance/voice/personality/evidence notes
 MAX_LABEL = 200  # relationship labels (column is String(512))
 
 _CODE = re.compile(r"^(char|unknown)_(\d{1,6})$", re.IGNORECASE)
-CODE_IN_TEXT = re.compile(r"\b(?:char|unknown)_\d{1,6}\b", re.IGNORECASE)
 _APOSTROPHES = str.maketrans("", "", "'’‘`´")
 _SPACES = re.compile(r"\s+")
 _PLACEHOLDERS = {"unnamed", "unknown", "anonymous", "unidentified"}

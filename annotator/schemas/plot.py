@@ -7,6 +7,7 @@ are sloppy (missing optional lists, "Unnamed" names), strict where the CPM depen
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -14,7 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from annotator.schemas.timecode import Seconds
 
 CODE_PATTERN = re.compile(r"^(char|unknown)_(\d{1,6})$")
+CODE_IN_TEXT = re.compile(r"\b(?:char|unknown)_\d{1,6}\b", re.IGNORECASE)  # models write CHAR_001 too
 UNNAMED = "Unnamed"
+
+
+def replace_codes(text: str, rename: Callable[[str], str]) -> str:
+    """Rewrite every character code in free text (narratives, evidence, thinking) with `rename(code)`; the one
+    rule for the annotator (prompts, records) and the CPM (summaries, stored notes)."""
+    return CODE_IN_TEXT.sub(lambda m: rename(m.group(0)), text)
 
 
 def is_unnamed(name: str | None) -> bool:

@@ -12,7 +12,8 @@ from annotator.schemas import (
     format_timestamp,
 )
 from annotator.schemas.context import PROMPT_FIELDS
-from annotator.stages.segment import SegmentInput, replace_codes
+from annotator.schemas.plot import replace_codes
+from annotator.stages.segment import SegmentInput
 
 PROMPT_VERSION = 2  # v2: name classes, name_evidence and same_as proposals (prompts/README.md)
 

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-
 from pydantic import BaseModel
 
 from annotator.gateway.base import Media
 from annotator.schemas.timecode import format_timestamp
-
-CODE_IN_TEXT = re.compile(r"\b(?:char|unknown)_\d{1,6}\b")
 
 
 class SegmentInput(BaseModel):
@@ -26,8 +21,3 @@ class SegmentInput(BaseModel):
     @property
     def duration_label(self) -> str:
         return format_timestamp(self.duration_s)
-
-
-def replace_codes(text: str, rename: Callable[[str], str]) -> str:
-    """Rewrite every character code in free text (narratives, thinking) with `rename(code)`."""
-    return CODE_IN_TEXT.sub(lambda m: rename(m.group(0)), text)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from annotator.gateway.cache import CachedAnswer, CacheKey
+from annotator.schemas.cache import CachedAnswer, CacheKey
 from profiles_db.db import Database
 from profiles_db.models import ResponseCacheEntry
 

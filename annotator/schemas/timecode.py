@@ -7,37 +7,17 @@ exported record (where the value is absolute seconds in the source video).
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-_CLOCK = re.compile(r"^\s*(?:(\d+):)?(\d{1,3}):(\d{1,2}(?:[.,]\d+)?)\s*$")
+from evaluation.timecode import parse_seconds
 
 
 def parse_timestamp(value: object) -> float:
-    """Seconds from "MM:SS", "HH:MM:SS", "MM:SS.ms", "75", "75.5" or a number; ValueError names the bad value."""
-    if isinstance(value, bool):
-        raise ValueError(f"timestamp {value!r} is not a time")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        match = _CLOCK.match(text)
-        if match:
-            hours, minutes, secs = match.groups()
-            seconds = int(hours or 0) * 3600 + int(minutes) * 60 + float(secs.replace(",", "."))
-        else:
-            try:
-                seconds = float(text)
-            except ValueError:
-                raise ValueError(f"timestamp {value!r} is not MM:SS, HH:MM:SS or seconds") from None
-    else:
-        raise ValueError(f"timestamp {value!r} is not a time")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"timestamp {value!r} is negative or not finite")
-    return seconds
+    """Seconds from "MM:SS", "HH:MM:SS", "MM:SS.ms", "75", "75.5" or a number; ValueError names the bad value
+    (one rule for the answers and the metrics: evaluation/timecode.py)."""
+    return parse_seconds(value)
 
 
 def format_timestamp(seconds: float) -> str:

@@ -26,6 +26,7 @@ from annotator.schemas.record import (
     RecordPlot,
     RecordVideo,
 )
+from annotator.schemas.usage import StageUsage
 
 INSTRUCTION = (
     "<video>\nWatch this clip and write its script: scenes (location, interior/exterior, setting, time, mood) and, "
@@ -34,14 +35,6 @@ INSTRUCTION = (
 )
 
 Resolver = Callable[[str], CharacterProfile | None]
-
-
-class StageInfo(BaseModel):
-    model: str | None = None
-    prompt_version: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
 
 
 def record_id(video_id: str, start_s: float, end_s: float, pipeline_version: str) -> str:
@@ -60,7 +53,7 @@ def build_record(
     script: Script,
     thinking: DistilledThinking,
     reasoning_content: str | None,
-    stages: dict[str, StageInfo],
+    stages: dict[str, StageUsage],
     resolve: Resolver,
     memory_gaps: list[MemoryGap] = (),
 ) -> Record:

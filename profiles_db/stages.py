@@ -6,11 +6,11 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from annotator.schemas.usage import StageUsage
 from profiles_db.cpm_state import scope_positions
 from profiles_db.db import Database
 from profiles_db.models import Job, Segment, StageRun, Video
@@ -26,14 +26,6 @@ DETERMINISTIC_OUTCOMES = frozenset({"blocked"})
 GIVEN_UP = "given_up"  # outcome of a plot stage given up by the user: the chain goes on without it
 
 ClaimState = Literal["claimed", "finished", "failed", "leased"]
-
-
-class StageUsage(BaseModel):
-    model: str | None = None
-    prompt_version: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
 
 
 class StageStore:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from annotator.gateway.base import Media
 from annotator.media import MediaError, probe
-from annotator.records import StageInfo, build_record
+from annotator.records import build_record
 from annotator.schemas import DistilledThinking, NextSegmentPlot, Script
 from annotator.schemas.provenance import Provenance
 from annotator.schemas.record import MemoryGap, RecordVideo
@@ -305,17 +305,7 @@ def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
             script=Script.model_validate(stages["script"].result["script"]),
             thinking=DistilledThinking.model_validate(stages["distill"].result["thinking"]),
             reasoning_content=stages["distill"].result.get("reasoning_content"),
-            stages={
-                k: StageInfo(
-                    model=r.model,
-                    prompt_version=r.prompt_version,
-                    input_tokens=r.input_tokens,
-                    output_tokens=r.output_tokens,
-                    cost_usd=r.cost_usd,
-                )
-                for k, r in stages.items()
-                if k != "export"
-            },
+            stages={k: StageUsage.model_validate(r) for k, r in stages.items() if k != "export"},
             resolve=resolve,
             memory_gaps=gaps,
         )

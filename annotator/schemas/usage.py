@@ -1,0 +1,19 @@
+"""What one stage of one segment cost: the model, the prompt version, tokens and dollars.
+
+One model for the stage store (profiles_db writes it into `stage_runs`), the workers (which fill it from a model
+call) and the record's `meta` (which sums it), so the three never convert one copy into another by hand.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class StageUsage(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read straight from a `stage_runs` row
+
+    model: str | None = None
+    prompt_version: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0

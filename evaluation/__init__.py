@@ -7,6 +7,7 @@ of the pipeline. See docs/evaluation.md.
 """
 
 from evaluation import judges
+from evaluation.alignment import AlignSettings
 from evaluation.core import (
     DatasetResult,
     EvalSettings,
@@ -29,6 +30,7 @@ from evaluation.metrics import Counts, LevelResult
 from evaluation.schema import Script
 
 __all__ = [
+    "AlignSettings",
     "Counts",
     "DatasetResult",
     "EvalSettings",

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from evaluation.alignment import AlignSettings
 from evaluation.core import EvalSettings, evaluate_dataset
 from evaluation.judges import JudgeError, get_judge
 from evaluation.report import print_tables
@@ -66,7 +67,7 @@ def eval_command(
             gt,
             pred,
             judge=get_judge(judge),
-            settings=EvalSettings(group_size=group_size, identity_scope=identity_scope),
+            settings=EvalSettings(align=AlignSettings(group_size=group_size), identity_scope=identity_scope),
         )
     except (JudgeError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

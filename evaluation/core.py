@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +34,10 @@ ScriptLike = Script | Mapping[str, Any] | Any
 class EvalSettings:
     """Knobs of the metrics; the defaults are the paper's."""
 
-    group_size: int = 3
-    """largest run on the N side of a 1-to-N / N-to-1 group"""
-    window_s: float = 30.0
-    """event pairs must start less than this apart"""
+    align: AlignSettings = field(default_factory=AlignSettings)
+    """the alignment's knobs (group size, window, time bonus, text weights), as evaluation.alignment defines them"""
     scene_window_s: float = 30.0
-    """the same for scenes (the paper gives no scene value; the event value is kept)"""
-    decay_s: float = 15.0
-    bonus_max: float = 0.1
-    w_dialogue: float = 5.0
-    w_action: float = 3.0
+    """the alignment window for scenes (the paper gives no scene value; the event value is kept)"""
     default_tail_s: float = 5.0
     """length of the last scene when neither its end, a next scene nor the script duration is known"""
     thresholds: tuple[float, ...] = THRESHOLDS
@@ -56,14 +50,7 @@ class EvalSettings:
             raise ValueError("identity_scope must be 'video' or 'series'")
 
     def align_settings(self, level: str) -> AlignSettings:
-        return AlignSettings(
-            group_size=self.group_size,
-            window_s=self.window_s if level == "event" else self.scene_window_s,
-            decay_s=self.decay_s,
-            bonus_max=self.bonus_max,
-            w_dialogue=self.w_dialogue,
-            w_action=self.w_action,
-        )
+        return self.align if level == "event" else replace(self.align, window_s=self.scene_window_s)
 
 
 @dataclass
@@ -252,7 +239,7 @@ def segmented_reward(
     """
     settings = settings or EvalSettings()
     if REWARD_TIOU not in settings.thresholds:
-        settings = EvalSettings(**{**settings.__dict__, "thresholds": (*settings.thresholds, REWARD_TIOU)})
+        settings = replace(settings, thresholds=(*settings.thresholds, REWARD_TIOU))
     result = evaluate(gt, pred, judge=judge, settings=settings)
     parts = [result.events.overall()["f1"], result.events.tiou(REWARD_TIOU)]
     defined = [p for p in parts if p is not None]

@@ -26,14 +26,6 @@ def pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def headline(level: LevelResult, labels: dict[str, str], t: float = 0.1) -> dict[str, float | None]:
-    """One row of the paper's table: field F1s, Overall and tIoU@t (fractions, not percent)."""
-    row: dict[str, float | None] = {labels[f]: level.fields[f].f1 for f in labels if f in level.fields}
-    row["Overall"] = level.overall()["f1"]
-    row[f"tIoU@{t:g}"] = level.tiou(t)
-    return row
-
-
 def _field_table(title: str, level: LevelResult, labels: dict[str, str], names: tuple[str, ...]) -> Table:
     table = Table(title=title, title_justify="left")
     table.add_column("")

@@ -246,12 +246,3 @@ def check_model_access(settings: ModelSettings) -> None:
             if exc.outcome == "auth":
                 raise
             logging.getLogger(__name__).warning("could not check access to %s: %s", backend, exc)
-
-
-def model_summary() -> dict[str, str]:
-    s = ModelSettings()
-    return {
-        "plot": f"{s.plot_backend}:{s.plot_model}",
-        "script": f"{s.script_backend}:{s.script_model}",
-        "distill": f"{s.distill_backend}:{s.distill_model}",
-    }

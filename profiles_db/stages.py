@@ -380,11 +380,6 @@ class StageStore:
         with self.db.sessions() as s:
             return s.scalars(select(Job).order_by(Job.created_at.desc())).first()
 
-    def update_job_config(self, job_id: str, **fields: Any) -> None:
-        with self.db.transaction() as s:
-            job = s.get(Job, job_id)
-            job.config = {**(job.config or {}), **fields}  # a new dict: JSON columns track assignment only
-
     def job_status(self, job_id: str) -> str | None:
         job = self.job(job_id)
         return None if job is None else job.status

@@ -9,11 +9,6 @@ import pytest
 pytest_plugins = ["tests.db_fixtures"]
 
 
-def pytest_collection_modifyitems(config, items):
-    """PostgreSQL tests skip only when it is unreachable AND not required (CI requires it)."""
-    del config, items
-
-
 @pytest.fixture(autouse=True)
 def _no_real_keys(monkeypatch):
     """Tests never see the developer's real model keys."""

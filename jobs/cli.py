@@ -18,6 +18,9 @@ app = typer.Typer(
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
 
+# demo, sample film and simulator: for trying and testing the engine, never part of a production run
+DEV_PANEL = "Developer tools"
+
 
 def _register_profiles() -> None:
     from jobs.profiles_cli import app as profiles_app
@@ -89,7 +92,7 @@ def run(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(rich_help_panel=DEV_PANEL)
 def demo(
     out: Annotated[Path, typer.Option(help="where the demo writes everything")] = Path("v2s-demo"),
     max_segment_s: Annotated[float, typer.Option(help="segment length for the demo film")] = 60.0,
@@ -103,7 +106,7 @@ def demo(
     raise typer.Exit(run_demo(out, max_segment_s, console, imperfection))
 
 
-@app.command("sample-film")
+@app.command("sample-film", rich_help_panel=DEV_PANEL)
 def sample_film(
     out: Annotated[Path, typer.Option(help="folder for the film and its screenplay")],
     screenplay: Annotated[
@@ -117,7 +120,7 @@ def sample_film(
     console.print(f"film: {film}\nscreenplay: {play}")
 
 
-@app.command("sim-server")
+@app.command("sim-server", rich_help_panel=DEV_PANEL)
 def sim_server(
     screenplay: Annotated[
         Path | None, typer.Option(help="screenplay JSON (default: the bundled one)")

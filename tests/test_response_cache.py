@@ -121,19 +121,19 @@ def test_key_is_not_in_the_cache(database, server, proxy):
 # --- a whole job: a rerun whose stage bookkeeping was lost asks the model nothing ---------------------------
 
 
-def _tasks_pass_the_database() -> bool:
-    """The workers hand their job database to `gateway(db_url)`; until they do, the cache is off in jobs."""
-    import inspect
+def test_the_workers_gateway_caches_in_the_job_database(tmp_path):
+    """What the workers call (`workers.context.gateway(db_url)`) stores answers in that job's database."""
+    from profiles_db.db import sqlite_url
+    from workers.context import gateway
 
-    import workers.tasks
-
-    return "gateway(ctx.db_url)" in inspect.getsource(workers.tasks)
+    url = sqlite_url(tmp_path / "v2s.sqlite")
+    cached = gateway(url)
+    assert isinstance(cached.cache, DatabaseResponseCache)
+    assert cached.cache.db.engine.url.database == str(tmp_path / "v2s.sqlite")
+    assert gateway(None).cache is None  # no job database, nothing to cache in
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not _tasks_pass_the_database(), reason="workers/tasks.py does not call gateway(ctx.db_url)"
-)
 def test_a_rerun_after_wiping_stage_runs_makes_no_model_call(tmp_path):
     from sqlalchemy import delete
 

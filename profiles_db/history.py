@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import or_, select
 
 from annotator.schemas.plot import replace_codes
-from profiles_db.cpm_state import ScopeState
+from profiles_db.cpm.state import ScopeState
 from profiles_db.db import Database
 from profiles_db.models import IdentityProposal, NameEvent, Segment
 

@@ -1,6 +1,6 @@
 """Text hygiene for the CPM: name normalisation, code parsing and sanitising of model output before storage.
 
-Kept apart from cpm.py because the rules are the contract for "same person" (docs/sql.md documents the
+Kept apart from the CPM package because the rules are the contract for "same person" (docs/sql.md documents the
 `character_aliases.normalized` column) and the tests exercise them directly.
 """
 

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from annotator.schemas.usage import StageUsage
-from profiles_db.cpm_state import scope_positions
+from profiles_db.cpm.state import scope_positions
 from profiles_db.db import Database
 from profiles_db.models import Job, Segment, StageRun, Video
 
@@ -361,7 +361,7 @@ class StageStore:
         return select(Segment.id).join(Video, Video.id == Segment.video_id).where(Video.job_id == job_id)
 
     def scope_segments(self, scope: str, video_ids: list[str]) -> list[int]:
-        """The segments of these videos in the scope's plot order — the CPM's own rule (cpm_state)."""
+        """The segments of these videos in the scope's plot order — the CPM's own rule (profiles_db/cpm/state.py)."""
         with self.db.sessions() as s:
             positions = scope_positions(s, scope)
             wanted = (

@@ -1,6 +1,6 @@
 """One scope's characters inside one transaction: redirects, codes, aliases, and the merge/unmerge mechanics.
 
-The CPM (cpm.py) loads a `ScopeState` at the start of every transaction (the scope is small: tens to
+The CPM (profiles_db/cpm/) loads a `ScopeState` at the start of every transaction (the scope is small: tens to
 hundreds of characters) and does all identity reasoning in memory, writing through the ORM session.
 
 Invariants this module keeps (tests/test_cpm_property.py checks them):

@@ -18,7 +18,7 @@ from dataclasses import replace
 from functools import lru_cache
 
 from annotator.schemas.names import NameInfo, analyse_name
-from profiles_db.cpm_state import ScopeState
+from profiles_db.cpm.state import ScopeState
 from profiles_db.models import Merge
 from profiles_db.normalize import normalize_name
 

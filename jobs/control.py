@@ -16,7 +16,7 @@ from rich.console import Console
 
 from jobs.runner import JobSpec, RunSummary, run_job
 from profiles_db.db import Database
-from profiles_db.stages import StageStore
+from profiles_db.stages import JobStatus, StageStore
 
 # Forwarded to the cluster by NAME through runtime_env env_vars when they are set in the caller's environment.
 # Their values go into the job's runtime_env, never into the log or the printed command.
@@ -195,7 +195,7 @@ def cancel_job(job_id: str, db: Database | None, address: str | None) -> list[st
     if db is not None:
         store = StageStore(db)
         if store.job(job_id) is not None:
-            store.finish_job(job_id, "cancelled")
+            store.finish_job(job_id, JobStatus.CANCELLED)
             done.append("marked cancelled in the database")
     if address:
         client = job_client(address)

@@ -6,12 +6,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import func, select, true
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from profiles_db.db import Database
-from profiles_db.models import Character, Video
-from profiles_db.stages import StageStore
+from profiles_db.models import Character
+from profiles_db.stages import RunStatus, Stage, StageStore, VideoStatus
 from workers.driver import RunSummary
 
 # Every value from the database, a model or a file name reaches rich escaped (or as a Text), never as markup;
@@ -27,16 +27,14 @@ def print_summary(console: Console, job_id: str, summary: RunSummary, db: Databa
         characters = s.scalar(
             select(func.count()).select_from(Character).where(Character.merged_into.is_(None))
         )
-        failed = s.execute(
-            select(Video.uri, Video.error).where(Video.status == "failed", Video.job_id == job_id)
-        ).all()
+    failed = [(uri, error) for uri, status, error in store.videos(job_id) if status == VideoStatus.FAILED]
     table = Table(title=f"v2s job {escape(job_id)}", show_header=False)
     table.add_row(
         "videos",
         f"{summary.videos} ({summary.videos - len(summary.failed_videos)} ok, {len(summary.failed_videos)} failed)",
     )
     table.add_row("segments", str(summary.segments))
-    for stage in ("plot", "script", "distill", "export"):
+    for stage in Stage:
         counts = progress.get(stage, {})
         table.add_row(f"  {stage}", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-")
     table.add_row("records written", str(summary.records_written))
@@ -49,10 +47,9 @@ def print_summary(console: Console, job_id: str, summary: RunSummary, db: Databa
     for uri, error in failed:
         console.print(f"[red]failed input[/red] {escape(uri)}: {escape(str(error))}", emoji=False)
     for failure in summary.stage_failures:
-        reason = failure.get("error") or "; ".join(failure.get("problems", [])) or failure.get("reason", "")
         console.print(
-            f"[yellow]segment {escape(str(failure.get('segment_id')))}[/yellow] "
-            f"{escape(str(failure.get('status')))}: {escape(str(reason))}",
+            f"[yellow]segment {failure.segment_id}[/yellow] "
+            f"{escape(failure.status)}: {escape(failure.why())}",
             emoji=False,
         )
     for scope, block in summary.blocked_chains.items():
@@ -78,7 +75,7 @@ def print_summary(console: Console, job_id: str, summary: RunSummary, db: Databa
     )
 
 
-STATUS_COLUMNS = ("pending", "running", "done", "failed", "rejected")
+STATUS_COLUMNS = tuple(RunStatus)
 MAX_WARNINGS = 20  # CPM warnings `v2s status` lists; the rest are counted ("… and N more")
 
 
@@ -100,44 +97,18 @@ def status_view(db: Database, job_id: str | None):
     """What `v2s status` shows (a rich renderable, so --watch can refresh it in a Live)."""
     from rich.console import Group
 
-    from profiles_db.models import Job, Segment, StageRun
-    from profiles_db.stages import usage_breakdown
+    from profiles_db.models import Job
 
     store = StageStore(db)
     parts: list = []
     with db.sessions() as s:
         jobs = s.scalars(select(Job).order_by(Job.created_at)).all()
-        if job_id:
-            jobs = [j for j in jobs if j.id == job_id]
-        video_query = select(Video.uri, Video.status, Video.error)
-        failure_query = (
-            select(Video.uri, Segment.idx, StageRun.stage, StageRun.status, StageRun.outcome, StageRun.error)
-            .join(Segment, Segment.id == StageRun.segment_id)
-            .join(Video, Video.id == Segment.video_id)
-            .where(StageRun.status.in_(["failed", "rejected"]))
-            .order_by(Video.uri, Segment.idx, StageRun.stage)
-        )
-        # only the "warnings" member of the plot results (each also holds the whole plot answer)
-        warning_query = (
-            select(Video.uri, Segment.idx, StageRun.result["warnings"])
-            .join(Segment, Segment.id == StageRun.segment_id)
-            .join(Video, Video.id == Segment.video_id)
-            .where(StageRun.stage == "plot", StageRun.result.is_not(None))
-            .order_by(Video.uri, Segment.idx)
-        )
-        if job_id:
-            video_query = video_query.where(Video.job_id == job_id)
-            failure_query = failure_query.where(Video.job_id == job_id)
-            warning_query = warning_query.where(Video.job_id == job_id)
-        videos = s.execute(video_query).all()
-        failures = s.execute(failure_query).all()
-        warnings = [(uri, idx, w) for uri, idx, w in s.execute(warning_query) if isinstance(w, list) and w]
-        segments = s.scalar(
-            select(func.count())
-            .select_from(Segment)
-            .join(Video)
-            .where(Video.job_id == job_id if job_id else true())
-        )
+    if job_id:
+        jobs = [j for j in jobs if j.id == job_id]
+    videos = store.videos(job_id)
+    failures = store.failures(job_id)
+    warnings = store.plot_warnings(job_id)
+    segments = store.segment_count(job_id)
     jobs_table = Table(title="jobs")
     for column in ("job", "status", "source", "out"):
         jobs_table.add_column(column)
@@ -154,14 +125,14 @@ def status_view(db: Database, job_id: str | None):
             f"segments {segments}"
         )
     )
-    usage = usage_breakdown(db, job_id)
+    usage = store.usage_breakdown(job_id)
     progress = store.progress(job_id)
     stages = Table(title=f"stages of {escape(job_id) if job_id else 'all jobs'}")
     for column in ("stage", *STATUS_COLUMNS, "tokens in", "tokens out", "cost USD"):
         stages.add_column(column, justify="right" if column != "stage" else "left")
-    for stage in ("plot", "script", "distill", "export"):
+    for stage in Stage:
         counts = dict(progress.get(stage, {}))
-        counts["pending"] = counts.get("pending", 0) + max(0, segments - sum(counts.values()))
+        counts[RunStatus.PENDING] = counts.get(RunStatus.PENDING, 0) + max(0, segments - sum(counts.values()))
         u = usage["stage"].get(stage, {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0})
         stages.add_row(
             stage,
@@ -197,53 +168,34 @@ def status_view(db: Database, job_id: str | None):
         else:
             parts.append(Text(f"shards written to {j.out}: none yet"))
     for uri, status, error in videos:
-        if status == "failed":
+        if status == VideoStatus.FAILED:
             parts.append(
                 Text.from_markup(f"[red]input failed[/red] {escape(uri)}: {escape(error or '')}", emoji=False)
             )
-    for uri, idx, stage, status, outcome, error in failures:
+    for f in failures:
         parts.append(
             Text.from_markup(
-                f"[yellow]{escape(status)}[/yellow] {escape(uri)} segment {idx} {escape(stage)}: "
-                f"{escape(error or '')} [dim]({escape(str(outcome))})[/dim]",
+                f"[yellow]{escape(f.status)}[/yellow] {escape(f.uri)} segment {f.segment_index} "
+                f"{escape(f.stage)}: {escape(f.error or '')} [dim]({escape(str(f.outcome))})[/dim]",
                 emoji=False,
             )
         )
-    parts.extend(_chain_lines(store, db, job_id))
+    parts.extend(_chain_lines(store, job_id))
     parts.extend(_warning_lines(warnings))
     return Group(*parts)
 
 
-def _chain_lines(store: StageStore, db: Database, job_id: str | None) -> list[Text]:
+def _chain_lines(store: StageStore, job_id: str | None) -> list[Text]:
     """Scopes whose memory chain waits at a failed plot: nothing after it is reasoned or exported until
     `v2s resume` continues it (or `--give-up` steps over it)."""
-    from profiles_db.models import Segment, StageRun
-
-    with db.sessions() as s:
-        query = (
-            select(Video.scope)
-            .join(Segment, Segment.video_id == Video.id)
-            .join(StageRun, StageRun.segment_id == Segment.id)
-            .where(StageRun.stage == "plot", StageRun.status == "failed")
-            .distinct()
-        )
-        if job_id:
-            query = query.where(Video.job_id == job_id)
-        scopes = sorted(s.scalars(query))
     lines = []
-    for scope in scopes:
-        chain = store.chain(scope)
-        stop = next(n for n, (_, status, _) in enumerate(chain) if status == "failed")
-        segment_id, _, outcome = chain[stop]
-        with db.sessions() as s:
-            uri, idx = s.execute(
-                select(Video.uri, Segment.idx).join(Segment).where(Segment.id == segment_id)
-            ).one()
+    for scope, segment_id, outcome, later in store.blocked_chains(job_id):
+        uri, idx = store.segment_place(segment_id)
         resume = f"v2s resume {escape(job_id)}" if job_id else "v2s resume JOB"
         lines.append(
             Text.from_markup(
                 f"[red]memory chain waits[/red] {escape(scope)} at {escape(uri)} segment {idx} "
-                f"(id {segment_id}, {escape(str(outcome))}): {len(chain) - stop - 1} later plots and the "
+                f"(id {segment_id}, {escape(str(outcome))}): {later} later plots and the "
                 f"scope's export wait; {resume} continues it, --give-up {segment_id} steps over it",
                 emoji=False,
             )

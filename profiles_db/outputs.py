@@ -22,10 +22,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from profiles_db.db import Database
-from profiles_db.models import OutputLock, Shard, ShardRecord, StageRun
-from profiles_db.stages import aware
+from profiles_db.models import OutputLock, Shard, ShardRecord
+from profiles_db.stages.states import aware
 
-DEFAULT_OUTPUT_LEASE_S = 60.0  # V2S_OUTPUT_LEASE_S; the heartbeat renews it every third of that
+DEFAULT_OUTPUT_LEASE_S = 60.0  # the job passes V2S_OUTPUT_LEASE_S (jobs.settings); renewed every third
 
 
 SELF = "."  # the key of an output whose database is its own OUT/v2s.sqlite
@@ -108,17 +108,14 @@ class ShardCatalog:
     def exported_elsewhere(self) -> dict[str, int]:
         """Shards named by export rows of segments whose lines this catalog does not hold (count per shard)
         — outputs written before the catalog existed, or by another output sharing the database."""
+        from profiles_db.stages import StageStore
+
         with self.db.sessions() as s:
-            runs = s.execute(
-                select(StageRun.segment_id, StageRun.result).where(
-                    StageRun.stage == "export", StageRun.status == "done"
-                )
-            ).all()
             held = set(s.scalars(select(ShardRecord.segment_id).where(ShardRecord.out == self.out)))
         missing: dict[str, int] = {}
-        for segment_id, result in runs:
+        for segment_id, shard, _ in StageStore(self.db).exported():
             if segment_id not in held:
-                name = (result or {}).get("shard", "?")
+                name = shard or "?"
                 missing[name] = missing.get(name, 0) + 1
         return missing
 
@@ -139,7 +136,7 @@ class OutputLease:
     ) -> None:
         self.db, self.out, self.job_id = db, out, job_id  # out: the output's key (output_key)
         self.label = label or out
-        self.lease_s = lease_s or float(os.environ.get("V2S_OUTPUT_LEASE_S", DEFAULT_OUTPUT_LEASE_S))
+        self.lease_s = lease_s or DEFAULT_OUTPUT_LEASE_S
         self.host, self.pid = socket.gethostname(), os.getpid()
         self.holder = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
 

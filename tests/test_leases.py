@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import threading
-import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from profiles_db.models import StageRun
-from profiles_db.stages import StageStore
+from profiles_db.stages import StageStore, utcnow
 from tests.db_fixtures import make_video
+
+
+class Clock:
+    """A clock the test moves on: leases expire without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
 
 def _run(db, segment_id: int, stage: str = "plot") -> StageRun:
@@ -20,13 +33,17 @@ def _run(db, segment_id: int, stage: str = "plot") -> StageRun:
 
 def test_live_lease_blocks_others_and_expired_lease_is_taken_over(database):
     (seg,) = make_video(database, scope="s", segments=1, job_id="job-a")
-    store = StageStore(database, lease_s=0.5, max_attempts=3)
+    clock = Clock()
+    store = StageStore(database, lease_s=30, max_attempts=3, clock=clock)
     assert store.try_claim(seg, "plot", "worker-1", "job-a") == ("claimed", 0.0)
+    clock.advance(10)
     state, left = store.try_claim(seg, "plot", "worker-2", "job-a")
-    assert state == "leased" and 0 < left <= 0.5
+    assert state == "leased" and left == pytest.approx(20, abs=0.01)
     assert store.claim(seg, "plot", "worker-1")  # a retried task (same owner) takes its own lease back
     assert _run(database, seg).attempts == 1
-    time.sleep(0.6)  # worker-1 "died": its lease runs out
+    clock.advance(29.9)
+    assert store.try_claim(seg, "plot", "worker-2", "job-a")[0] == "leased"  # renewed at 10 s: still live
+    clock.advance(0.2)  # worker-1 "died": its lease runs out
     assert store.claim(seg, "plot", "worker-2", "job-a")
     run = _run(database, seg)
     assert (run.status, run.lease_owner, run.attempts) == ("running", "worker-2", 2)
@@ -36,11 +53,12 @@ def test_live_lease_blocks_others_and_expired_lease_is_taken_over(database):
 
 def test_a_stage_lost_max_attempts_times_fails_with_its_reason(database):
     (seg,) = make_video(database, scope="s", segments=1, job_id="job-a")
-    store = StageStore(database, lease_s=0.05, max_attempts=2)
+    clock = Clock()
+    store = StageStore(database, lease_s=60, max_attempts=2, clock=clock)
     assert store.claim(seg, "script", "w1")
-    time.sleep(0.1)
+    clock.advance(61)
     assert store.claim(seg, "script", "w2")
-    time.sleep(0.1)
+    clock.advance(61)
     assert store.try_claim(seg, "script", "w3")[0] == "failed"
     run = _run(database, seg, "script")
     assert run.status == "failed" and run.outcome == "lost" and "lease of w2 expired" in run.error

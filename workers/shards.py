@@ -21,12 +21,9 @@ import json
 import os
 from pathlib import Path
 
-from sqlalchemy import select
-
 from profiles_db.db import Database
-from profiles_db.models import StageRun
 from profiles_db.outputs import ShardCatalog, ShardEntry, output_key
-from profiles_db.stages import StageStore
+from profiles_db.stages import RunStatus, Stage, StageStore
 from workers.storage import filesystem, is_remote, join, local_workdir, normalise
 
 
@@ -173,8 +170,8 @@ class ShardWriter:
     # -- writing -----------------------------------------------------------------------------------
     def write(self, segment_id: int, record_json: str) -> bool:
         """Append one record unless its segment was already exported; returns whether it was written."""
-        status, _ = self.store.result(segment_id, "export")
-        if status == "done" or any(seg == segment_id for seg, _ in self._pending):
+        status, _ = self.store.result(segment_id, Stage.EXPORT)
+        if status == RunStatus.DONE or any(seg == segment_id for seg, _ in self._pending):
             return False
         if self._handle is None:
             self._open()
@@ -200,15 +197,7 @@ class ShardWriter:
         entry = ShardEntry(name, len(lines), len(data), hashlib.sha256(data).hexdigest())
         self.shards.stage(name)
         with self.db.transaction() as s:
-            for segment_id, rid in pending:
-                run = s.scalar(
-                    select(StageRun).where(StageRun.segment_id == segment_id, StageRun.stage == "export")
-                )
-                if run is None:
-                    run = StageRun(segment_id=segment_id, stage="export", attempts=1)
-                    s.add(run)
-                run.status, run.outcome, run.error = "done", "done", None
-                run.result = {"shard": name, "record_id": rid}
+            self.store.mark_exported(s, [(segment_id, name, rid) for segment_id, rid in pending])
             self.catalog.close(
                 s,
                 entry,

@@ -18,9 +18,6 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
-from profiles_db.models import StageRun
 from profiles_db.outputs import ShardEntry
 
 
@@ -144,13 +141,7 @@ def _adopt_legacy(writer, present: dict[str, int], recorded: dict[str, ShardEntr
                 "output sharing this database, or before v2s kept shard catalogs)"
             )
             continue
-        with writer.db.sessions() as s:
-            rows = s.execute(
-                select(StageRun.segment_id, StageRun.result).where(
-                    StageRun.stage == "export", StageRun.status == "done"
-                )
-            ).all()
-        expected = {(r or {}).get("record_id"): sid for sid, r in rows if (r or {}).get("shard") == name}
+        expected = {rid: sid for sid, shard, rid in writer.store.exported() if shard == name}
         with writer.shards.open(name) as handle:
             data = handle.read()
         lines = data.splitlines(keepends=True)

@@ -7,10 +7,8 @@ from sqlalchemy.orm import Session
 
 from profiles_db.cpm.results import ChainOrderError
 from profiles_db.cpm.state import ScopeState
-from profiles_db.models import (
-    SegmentPlot,
-    StageRun,
-)
+from profiles_db.models import SegmentPlot
+from profiles_db.stages.chains import given_up_plots
 
 
 def _position(st: ScopeState, segment_id: int) -> int:
@@ -29,15 +27,7 @@ def _check_chain_order(s: Session, st: ScopeState, segment_id: int) -> None:
     )
     if segment_id in applied:
         return  # a re-apply (a retried task): additive and idempotent
-    given_up = set(
-        s.scalars(
-            select(StageRun.segment_id).where(
-                StageRun.segment_id.in_(list(st.positions)),
-                StageRun.stage == "plot",
-                StageRun.status == "rejected",
-            )
-        )
-    )
+    given_up = given_up_plots(s, st.positions)
     holes = [sid for sid, p in st.positions.items() if p < position and sid not in applied | given_up]
     later = [sid for sid, p in st.positions.items() if p > position and sid in applied]
     if holes:

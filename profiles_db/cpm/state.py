@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from profiles_db.models import (
@@ -30,30 +30,12 @@ from profiles_db.models import (
     Merge,
     NameEvent,
     Relationship,
-    Segment,
-    Video,
     utcnow,
 )
 from profiles_db.normalize import code_number, format_code, normalize_name, parse_code
+from profiles_db.scope_order import scope_positions
 
 _CHUNK = 500  # ids per IN (...) list
-
-
-def scope_positions(session: Session, scope: str) -> dict[int, int]:
-    """segment id → 1-based position in the scope: episode (NULL first), video creation, video id, idx."""
-    query = (
-        select(Segment.id)
-        .join(Video, Video.id == Segment.video_id)
-        .where(Video.scope == scope)
-        .order_by(
-            case((Video.episode.is_(None), 0), else_=1),
-            Video.episode,
-            Video.created_at,
-            Video.id,
-            Segment.idx,
-        )
-    )
-    return {sid: pos for pos, sid in enumerate(session.scalars(query), start=1)}
 
 
 def label_key(label: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from jobs.settings import EngineSettings
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="v2s: long-form video to script data engine."
@@ -175,7 +176,7 @@ def db_upgrade(
     """Apply all Alembic migrations."""
     from profiles_db.db import upgrade
 
-    target = url or os.environ.get("V2S_DATABASE_URL")
+    target = url or EngineSettings().database_url
     if not target:
         console.print("[red]give --url or set V2S_DATABASE_URL[/red]")
         raise typer.Exit(2)
@@ -198,7 +199,7 @@ def _db_for(out: str | None, database_url: str | None):
     from jobs.runner import JobSpec
     from workers.storage import is_remote, local_workdir
 
-    explicit = database_url or os.environ.get("V2S_DATABASE_URL")
+    explicit = database_url or EngineSettings().database_url
     if out is None and not explicit:
         console.print("[red]give --out or --database-url (or set V2S_DATABASE_URL)[/red]")
         raise typer.Exit(2)
@@ -420,7 +421,7 @@ def cancel(
     from jobs.control import ControlError, cancel_job
 
     db = None
-    if out is not None or database_url or os.environ.get("V2S_DATABASE_URL"):
+    if out is not None or database_url or EngineSettings().database_url:
         db = _db_for(out, database_url)
     try:
         for line in cancel_job(job, db, address):

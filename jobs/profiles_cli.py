@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import text
+
+from jobs.settings import EngineSettings
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and correct character profiles (the CPM).")
 # Names, aliases, labels and notes come from a model: every value is escaped, and no ":name:" becomes an emoji.
@@ -25,7 +26,7 @@ FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
 def _database(db: str | None):
     from profiles_db.db import Database, sqlite_url
 
-    url = db or os.environ.get("V2S_DATABASE_URL")
+    url = db or EngineSettings().database_url
     if not url:
         console.print("[red]give --db (a URL or a v2s.sqlite path) or set V2S_DATABASE_URL[/red]")
         raise typer.Exit(2)

@@ -15,10 +15,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from annotator.settings import ModelSettings
+from jobs.settings import EngineSettings
 from jobs.sources import list_sources
 from profiles_db.db import Database, sqlite_url
 from profiles_db.outputs import OutputLease, output_key
-from profiles_db.stages import StageStore
+from profiles_db.stages import JobStatus, StageStore
 from workers.context import RunContext
 from workers.driver import RunSummary, run_pipeline
 from workers.storage import is_remote, local_workdir, normalise
@@ -42,7 +43,7 @@ class JobSpec(BaseModel):
     def db_url(self) -> str:
         # A bucket output keeps its default SQLite in a local folder of its own (workers.storage.local_workdir).
         folder = local_workdir(self.out) if is_remote(self.out) else self.out
-        return self.database_url or os.environ.get("V2S_DATABASE_URL") or sqlite_url(folder / "v2s.sqlite")
+        return self.database_url or EngineSettings().database_url or sqlite_url(folder / "v2s.sqlite")
 
 
 def ray_address(spec: JobSpec) -> str:
@@ -76,7 +77,8 @@ def run_job(
     db = open_database(db_url)
     job_id = job_id or new_job_id()
     out_dir = spec.out if is_remote(spec.out) else str(spec.out.resolve())
-    lease = OutputLease(db, output_key(out_dir, db_url), job_id, label=out_dir)
+    config = EngineSettings()
+    lease = OutputLease(db, output_key(out_dir, db_url), job_id, lease_s=config.output_lease_s, label=out_dir)
     try:
         lease.acquire()  # one run per output, across machines: a second one is refused here (OutputBusy)
         started_here = not ray.is_initialized()
@@ -84,7 +86,7 @@ def run_job(
             _start_ray(spec, console)
         heartbeat = _Heartbeat(lease)
         try:
-            store = StageStore(db)
+            store = StageStore(db, config.stages)
             if before_work is not None:
                 before_work(store)
             store.ensure_job(
@@ -97,14 +99,15 @@ def run_job(
                 max_segment_s=spec.max_segment_s,
                 context_token_budget=spec.context_token_budget,
                 shard_max_records=spec.shard_max_records,
+                stages=config.stages,
             )
             try:
                 summary = _run_with_progress(ctx, videos, console, cancel_check(store, job_id))
             except BaseException:
                 # never left "running" by a run that is gone (a cancel that stopped it stays "cancelled")
-                store.finish_job(job_id, "failed", only_if="running")
+                store.finish_job(job_id, JobStatus.FAILED, only_if=JobStatus.RUNNING)
                 raise
-            store.finish_job(job_id, "cancelled" if summary.cancelled else store.job_outcome(job_id))
+            store.finish_job(job_id, JobStatus.CANCELLED if summary.cancelled else store.job_outcome(job_id))
             return job_id, summary
         finally:
             heartbeat.stop()
@@ -217,7 +220,7 @@ def cancel_check(store: StageStore, job_id: str, every_s: float = 2.0):
 
     def cancelled() -> bool:
         if not last[1] and time.monotonic() - last[0] >= every_s:
-            last[0], last[1] = time.monotonic(), store.job_status(job_id) == "cancelled"
+            last[0], last[1] = time.monotonic(), store.job_status(job_id) == JobStatus.CANCELLED
         return bool(last[1])
 
     return cancelled

@@ -16,6 +16,7 @@ from profiles_db.cpm import CharacterProfileManager
 from profiles_db.stages import StageStore, StageUsage
 from tests.db_fixtures import plot_answer
 from workers.driver import RunSummary
+from workers.results import SegmentOutcome
 
 NAME = "Sal [/] Moreno [bold]x"
 SHOWN = "Sal [/] Moreno"
@@ -118,7 +119,7 @@ def test_run_summary_prints_file_names_and_errors_as_written(hostile):
     summary = RunSummary(
         videos=1,
         segments=2,
-        stage_failures=[{"segment_id": 2, "status": "failed", "error": "model said [/] and [bold]"}],
+        stage_failures=[SegmentOutcome(segment_id=2, status="failed", error="model said [/] and [bold]")],
     )
     print_summary(Console(file=out, width=400), JOB, summary, hostile, "/out/[red]")
     printed = out.getvalue()

@@ -268,7 +268,7 @@ def test_a_job_whose_one_segment_always_fails_finishes_and_says_why(tmp_path, mo
 
     assert summary.failed_videos == {}
     assert summary.segments >= 2
-    assert [(f["stage"], f["status"]) for f in summary.stage_failures] == [("script", "failed")]
+    assert [(f.stage, f.status) for f in summary.stage_failures] == [("script", "failed")]
     records = [line for p in (out / "shards").glob("part-*.jsonl") for line in p.read_text().splitlines()]
     assert len(records) == summary.segments - 1 == summary.records_written
 

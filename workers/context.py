@@ -12,7 +12,7 @@ from annotator.settings import ModelSettings
 from annotator.stages.plot import PROMPT_VERSION as PLOT_PROMPT_VERSION
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.db import Database
-from profiles_db.stages import StageStore
+from profiles_db.stages import StageSettings, StageStore
 
 
 class VideoSource(BaseModel):
@@ -33,6 +33,7 @@ class RunContext(BaseModel):
     context_token_budget: int = 4000
     max_in_flight: int = 8
     shard_max_records: int = 1000
+    stages: StageSettings = StageSettings()  # leases and attempts: the job read them once (jobs.settings)
 
     def pipeline_version(self, settings: ModelSettings) -> str:
         """Changes whenever prompts or models change, so records of a new pipeline get new ids."""
@@ -70,7 +71,7 @@ def gateway(db_url: str | None = None) -> Gateway:
 
 
 def store(ctx: RunContext) -> StageStore:
-    return StageStore(database(ctx.db_url))
+    return StageStore(database(ctx.db_url), ctx.stages)
 
 
 def cpm(ctx: RunContext) -> CharacterProfileManager:

@@ -7,7 +7,6 @@ import os
 import socket
 
 import ray
-from sqlalchemy import select
 
 from annotator.gateway.base import Media
 from annotator.media import MediaError, probe
@@ -24,11 +23,12 @@ from annotator.stages import (
     synopsis,
 )
 from profiles_db.cpm import ChainOrderError
-from profiles_db.models import Segment, StageRun, Video
-from profiles_db.stages import StageUsage
-from workers.context import RunContext, VideoSource, cpm, database, gateway, store
+from profiles_db.models import Segment, Video
+from profiles_db.stages import MODEL_STAGES, RunStatus, Stage, StageUsage, VideoStatus
+from workers.context import RunContext, VideoSource, cpm, gateway, store
 from workers.fetch import ensure_proxy, local_copy, local_proxy, proxy_present, release_copy
 from workers.metrics import record_stage, record_video
+from workers.results import PreparedVideo, SegmentOutcome
 from workers.splitter import detect_shots, detect_silences, file_sha256, make_proxy, plan_segments
 from workers.storage import join, write_text
 
@@ -55,17 +55,17 @@ def _usage(result) -> StageUsage:
     )
 
 
-def _failed(st, segment_id: int, stage: str, result) -> dict:
+def _failed(st, segment_id: int, stage: Stage, result) -> SegmentOutcome:
     """Store a stage's failure with its specific outcome and reason; the run goes on with other segments."""
     st.fail(
         segment_id, stage, result.error or f"{stage} failed", outcome=result.outcome, usage=_usage(result)
     )
-    record_stage(stage, "failed", _usage(result))
-    return {"segment_id": segment_id, "status": "failed", "stage": stage, "error": result.error}
+    record_stage(stage, RunStatus.FAILED, _usage(result))
+    return SegmentOutcome(segment_id=segment_id, status="failed", stage=stage, error=result.error)
 
 
 @ray.remote(num_cpus=1, max_retries=2)
-def prepare_video(ctx: RunContext, video: VideoSource) -> dict:
+def prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
     """Probe, split at shots (preferring silences) and cut proxies. A bad input fails only itself.
 
     A video split before keeps its segments (record ids stay stable, no detection runs again); only its missing
@@ -75,8 +75,8 @@ def prepare_video(ctx: RunContext, video: VideoSource) -> dict:
         video.video_id, video.uri, video.scope or video.video_id, video.episode, ctx.job_id
     )
     stored = st.segment_spans(video.video_id)
-    if status == "done" and all(proxy_present(uri) for _, uri in stored):
-        return {"video_id": video.video_id, "ok": True, "skipped": True}
+    if status == VideoStatus.DONE and all(proxy_present(uri) for _, uri in stored):
+        return PreparedVideo(video_id=video.video_id, ok=True, skipped=True)
     path = None
     try:
         path = local_copy(video)  # a bucket object is downloaded to the local cache first
@@ -114,19 +114,19 @@ def prepare_video(ctx: RunContext, video: VideoSource) -> dict:
                 ),
             )
             proxies.append((start_s, end_s, proxy_uri))
-        if status == "done":  # its proxies are back; nothing else to do
-            return {"video_id": video.video_id, "ok": True, "skipped": True}
+        if status == VideoStatus.DONE:  # its proxies are back; nothing else to do
+            return PreparedVideo(video_id=video.video_id, ok=True, skipped=True)
         segment_ids = st.save_segments(video.video_id, proxies)
-        st.set_video(video.video_id, status="split")
-        record_video("split")
-        return {"video_id": video.video_id, "ok": True, "segments": segment_ids}
+        st.set_video(video.video_id, status=VideoStatus.SPLIT)
+        record_video(VideoStatus.SPLIT)
+        return PreparedVideo(video_id=video.video_id, ok=True, segments=segment_ids)
     except MediaError as exc:
-        if status == "done":  # its records are written; a source gone since then does not undo that
+        if status == VideoStatus.DONE:  # its records are written; a source gone since then does not undo that
             log.warning("%s: proxies missing and cannot be cut again: %s", video.uri, exc)
-            return {"video_id": video.video_id, "ok": True, "skipped": True, "warning": str(exc)}
-        st.set_video(video.video_id, status="failed", error=str(exc))
-        record_video("failed")
-        return {"video_id": video.video_id, "ok": False, "error": str(exc)}
+            return PreparedVideo(video_id=video.video_id, ok=True, skipped=True, warning=str(exc))
+        st.set_video(video.video_id, status=VideoStatus.FAILED, error=str(exc))
+        record_video(VideoStatus.FAILED)
+        return PreparedVideo(video_id=video.video_id, ok=False, error=str(exc))
     finally:
         release_copy(video, path)
 
@@ -141,36 +141,31 @@ def _segment_input(segment: Segment, index: int) -> SegmentInput:
     )
 
 
-def _load(ctx: RunContext, segment_id: int) -> tuple[Segment, Video]:
-    with database(ctx.db_url).sessions() as s:
-        segment = s.get(Segment, segment_id)
-        return segment, s.get(Video, segment.video_id)
-
-
 @ray.remote(num_cpus=0.25, max_retries=2)
-def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> dict:
+def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> SegmentOutcome:
     """Plot reasoning of one segment; the driver calls these strictly in order within a scope."""
     st, manager = store(ctx), cpm(ctx)
-    segment, video = _load(ctx, segment_id)
+    segment, video = st.segment(segment_id)
     # wait out a dead worker's lease: the next segment's plot must not run before this one's
-    if st.claim_waiting(segment_id, "plot", _owner(), ctx.job_id) != "claimed":
-        return {"segment_id": segment_id, "status": st.result(segment_id, "plot")[0]}
+    if st.claim_waiting(segment_id, Stage.PLOT, _owner(), ctx.job_id) != "claimed":
+        status, _ = st.result(segment_id, Stage.PLOT)
+        return SegmentOutcome(segment_id=segment_id, status=status, stage=Stage.PLOT)
     settings = gateway(ctx.db_url).settings
     reasoner = PlotReasoner(gateway(ctx.db_url), backend=settings.plot_backend, model=settings.plot_model)
     context = manager.context(video.scope, segment_id, token_budget=ctx.context_token_budget)
     result = reasoner.reason(_segment_input(segment, chain_index), context)
     if not result.ok:
-        return _failed(st, segment_id, "plot", result)
+        return _failed(st, segment_id, Stage.PLOT, result)
     try:
         report = manager.apply(video.scope, segment_id, result.value)
     except ChainOrderError as exc:  # the answer stays in the response cache: a resume in order pays nothing
-        st.fail(segment_id, "plot", str(exc), outcome="out_of_order", usage=_usage(result))
-        return {"segment_id": segment_id, "status": "failed", "stage": "plot", "error": str(exc)}
+        st.fail(segment_id, Stage.PLOT, str(exc), outcome="out_of_order", usage=_usage(result))
+        return SegmentOutcome(segment_id=segment_id, status="failed", stage=Stage.PLOT, error=str(exc))
     for warning in report.warnings:
         log.warning("segment %s: %s", segment_id, warning)
     st.complete(
         segment_id,
-        "plot",
+        Stage.PLOT,
         {
             "answer": result.value.model_dump(mode="json"),
             "code_map": report.code_map,
@@ -178,69 +173,88 @@ def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> dict:
         },
         _usage(result),
     )
-    record_stage("plot", "done", _usage(result))
-    return {"segment_id": segment_id, "status": "done"}
+    record_stage(Stage.PLOT, RunStatus.DONE, _usage(result))
+    return SegmentOutcome(segment_id=segment_id, status="done")
 
 
 @ray.remote(num_cpus=0.25, max_retries=2)
-def annotate_segment(ctx: RunContext, segment_id: int) -> dict:
+def annotate_segment(ctx: RunContext, segment_id: int) -> SegmentOutcome:
     """Script generation + quality gates + thinking distillation for a segment whose plot is done."""
-    st, manager, gw = store(ctx), cpm(ctx), gateway(ctx.db_url)
-    settings = gw.settings
-    plot_status, plot_result = st.result(segment_id, "plot")
-    if plot_status != "done":
-        return {"segment_id": segment_id, "status": "skipped", "reason": f"plot is {plot_status}"}
-    segment, video = _load(ctx, segment_id)
+    st = store(ctx)
+    plot_status, plot_result = st.result(segment_id, Stage.PLOT)
+    if plot_status != RunStatus.DONE:
+        return SegmentOutcome(segment_id=segment_id, status="skipped", reason=f"plot is {plot_status}")
     plot = NextSegmentPlot.model_validate(plot_result["answer"])
     code_map: dict[str, str] = plot_result.get("code_map", {})
+    status, script_result = st.result(segment_id, Stage.SCRIPT)
+    if status not in (RunStatus.DONE, RunStatus.REJECTED) and st.claim(
+        segment_id, Stage.SCRIPT, _owner(), ctx.job_id
+    ):
+        outcome, script_result = _write_script(ctx, segment_id, plot, code_map)
+        if outcome is not None:
+            return outcome
+        status = RunStatus.DONE
+    if status != RunStatus.DONE:
+        return SegmentOutcome(segment_id=segment_id, status=status)
+    distill_status, _ = st.result(segment_id, Stage.DISTILL)
+    if distill_status != RunStatus.DONE and st.claim(segment_id, Stage.DISTILL, _owner(), ctx.job_id):
+        script = Script.model_validate(script_result["script"])
+        return _distill(ctx, segment_id, plot, script)
+    return SegmentOutcome(segment_id=segment_id, status="done")
 
-    status, script_result = st.result(segment_id, "script")
-    if status not in ("done", "rejected") and st.claim(segment_id, "script", _owner(), ctx.job_id):
-        resolve = manager.resolver(video.scope)
-        profiles = [p for p in (resolve(c) for c in dict.fromkeys(code_map.values())) if p]
-        writer = ScriptWriter(gw, backend=settings.script_backend, model=settings.script_model)
-        result = writer.write(_segment_input(segment, segment.idx), profiles, synopsis(plot, code_map))
-        if not result.ok:
-            return _failed(st, segment_id, "script", result)
-        problems = QualityGates().check(
-            result.value,
-            segment.end_s - segment.start_s,
-            lambda c: resolve(c) is not None,
-        )
-        payload = {"script": result.value.model_dump(mode="json")}
-        if problems:
-            st.fail(
-                segment_id,
-                "script",
-                "; ".join(problems),
-                outcome="rejected",
-                rejected=True,
-                usage=_usage(result),
-                result=payload,
-            )
-            _write_reject(ctx, video, segment, problems)
-            record_stage("script", "rejected", _usage(result))
-            return {"segment_id": segment_id, "status": "rejected", "problems": problems}
-        st.complete(segment_id, "script", payload, _usage(result))
-        record_stage("script", "done", _usage(result))
-        status, script_result = "done", payload
-    if status != "done":
-        return {"segment_id": segment_id, "status": status}
 
-    distill_status, _ = st.result(segment_id, "distill")
-    if distill_status != "done" and st.claim(segment_id, "distill", _owner(), ctx.job_id):
-        distiller = ThinkingDistiller(gw, backend=settings.distill_backend, model=settings.distill_model)
-        result = distiller.distill(plot, Script.model_validate(script_result["script"]))
-        if not result.ok:
-            return _failed(st, segment_id, "distill", result)
-        st.complete(
+def _write_script(
+    ctx: RunContext, segment_id: int, plot: NextSegmentPlot, code_map: dict[str, str]
+) -> tuple[SegmentOutcome | None, dict | None]:
+    """The claimed script stage: (an outcome that ends the segment's work here, or None; the stored result)."""
+    st, gw = store(ctx), gateway(ctx.db_url)
+    segment, video = st.segment(segment_id)
+    resolve = cpm(ctx).resolver(video.scope)
+    profiles = [p for p in (resolve(c) for c in dict.fromkeys(code_map.values())) if p]
+    writer = ScriptWriter(gw, backend=gw.settings.script_backend, model=gw.settings.script_model)
+    result = writer.write(_segment_input(segment, segment.idx), profiles, synopsis(plot, code_map))
+    if not result.ok:
+        return _failed(st, segment_id, Stage.SCRIPT, result), None
+    problems = QualityGates().check(
+        result.value, segment.end_s - segment.start_s, lambda c: resolve(c) is not None
+    )
+    payload = {"script": result.value.model_dump(mode="json")}
+    if problems:
+        st.fail(
             segment_id,
-            "distill",
-            {"thinking": result.value.model_dump(mode="json"), "reasoning_content": result.reasoning_content},
-            _usage(result),
+            Stage.SCRIPT,
+            "; ".join(problems),
+            outcome="rejected",
+            rejected=True,
+            usage=_usage(result),
+            result=payload,
         )
-        record_stage("distill", "done", _usage(result))
-    return {"segment_id": segment_id, "status": "done"}
+        _write_reject(ctx, video, segment, problems)
+        record_stage(Stage.SCRIPT, RunStatus.REJECTED, _usage(result))
+        rejected = SegmentOutcome(
+            segment_id=segment_id, status="rejected", stage=Stage.SCRIPT, problems=problems
+        )
+        return rejected, payload
+    st.complete(segment_id, Stage.SCRIPT, payload, _usage(result))
+    record_stage(Stage.SCRIPT, RunStatus.DONE, _usage(result))
+    return None, payload
+
+
+def _distill(ctx: RunContext, segment_id: int, plot: NextSegmentPlot, script: Script) -> SegmentOutcome:
+    """The claimed distill stage."""
+    st, gw = store(ctx), gateway(ctx.db_url)
+    distiller = ThinkingDistiller(gw, backend=gw.settings.distill_backend, model=gw.settings.distill_model)
+    result = distiller.distill(plot, script)
+    if not result.ok:
+        return _failed(st, segment_id, Stage.DISTILL, result)
+    st.complete(
+        segment_id,
+        Stage.DISTILL,
+        {"thinking": result.value.model_dump(mode="json"), "reasoning_content": result.reasoning_content},
+        _usage(result),
+    )
+    record_stage(Stage.DISTILL, RunStatus.DONE, _usage(result))
+    return SegmentOutcome(segment_id=segment_id, status="done")
 
 
 def _write_reject(ctx: RunContext, video: Video, segment: Segment, problems: list[str]) -> None:
@@ -264,29 +278,16 @@ def _write_reject(ctx: RunContext, video: Video, segment: Segment, problems: lis
 def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
     """Records of every finished, not yet exported segment of a video, with names resolved now."""
     manager, st = cpm(ctx), store(ctx)
-    settings = gateway(ctx.db_url).settings
-    version = ctx.pipeline_version(settings)
-    out = []
-    with database(ctx.db_url).sessions() as s:
-        video = s.get(Video, video_id)
+    version = ctx.pipeline_version(gateway(ctx.db_url).settings)
+    video = st.video(video_id)
     if not st.chain_complete(video.scope):  # names are not final yet: the driver asks again when they are
         log.warning("video %s: its scope's memory chain is not complete; no records yet", video_id)
-        return out
+        return []
     gaps = [MemoryGap(video_id=v, segment_index=i) for v, i in st.memory_gaps(video.scope)]
-    with database(ctx.db_url).sessions() as s:
-        segments = s.scalars(select(Segment).where(Segment.video_id == video_id).order_by(Segment.idx)).all()
-        runs = s.scalars(select(StageRun).where(StageRun.segment_id.in_([seg.id for seg in segments]))).all()
-    by_segment: dict[int, dict[str, StageRun]] = {}
-    for run in runs:
-        by_segment.setdefault(run.segment_id, {})[run.stage] = run
     resolve = manager.resolver(video.scope)  # one snapshot of the memory, with this video's names final
-    for segment in segments:
-        stages = by_segment.get(segment.id, {})
-        if any(stages.get(k) is None or stages[k].status != "done" for k in ("plot", "script", "distill")):
-            continue
-        if stages.get("export") is not None and stages["export"].status == "done":
-            continue
-        plot = NextSegmentPlot.model_validate(stages["plot"].result["answer"])
+    out = []
+    for segment, runs in st.exportable(video_id):
+        plot, script, distill = (runs[stage].result for stage in MODEL_STAGES)
         record = build_record(
             job_id=ctx.job_id,
             pipeline_version=version,
@@ -300,12 +301,12 @@ def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
                 episode=video.episode,
                 segment_index=segment.idx,
             ),
-            plot=plot,
-            code_map=stages["plot"].result.get("code_map", {}),
-            script=Script.model_validate(stages["script"].result["script"]),
-            thinking=DistilledThinking.model_validate(stages["distill"].result["thinking"]),
-            reasoning_content=stages["distill"].result.get("reasoning_content"),
-            stages={k: StageUsage.model_validate(r) for k, r in stages.items() if k != "export"},
+            plot=NextSegmentPlot.model_validate(plot["answer"]),
+            code_map=plot.get("code_map", {}),
+            script=Script.model_validate(script["script"]),
+            thinking=DistilledThinking.model_validate(distill["thinking"]),
+            reasoning_content=distill.get("reasoning_content"),
+            stages={stage.value: runs[stage].usage for stage in MODEL_STAGES},
             resolve=resolve,
             memory_gaps=gaps,
         )

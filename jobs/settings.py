@@ -1,0 +1,31 @@
+"""The engine's settings, read from the environment (prefix V2S_) or a .env file once, at the top.
+
+Every part owns the shape of its settings; this is the one place that reads them, and from here they are
+passed in explicitly: the stage store's leases and attempts travel to every Ray worker inside the run context,
+the output lease to the runner, the database URL to the CLI. Two kinds are read where they are used, on
+purpose: model settings and keys (`annotator.settings.ModelSettings`), because secrets must not travel in
+task arguments, and bucket endpoints (`workers.storage.StorageSettings`), which each process needs for
+every URI it opens. A submitted job's workers get the same environment through its runtime_env.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from profiles_db.stages import StageSettings
+
+_STAGE_DEFAULTS = StageSettings()
+
+
+class EngineSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="V2S_", env_file=".env", extra="ignore")
+
+    database_url: str | None = None  # V2S_DATABASE_URL: the job database when no --database-url is given
+    lease_s: float = Field(_STAGE_DEFAULTS.lease_s, gt=0)  # V2S_LEASE_S
+    stage_attempts: int = Field(_STAGE_DEFAULTS.stage_attempts, ge=1)  # V2S_STAGE_ATTEMPTS
+    output_lease_s: float = Field(60.0, gt=0)  # V2S_OUTPUT_LEASE_S; its heartbeat renews it every third
+
+    @property
+    def stages(self) -> StageSettings:
+        return StageSettings(lease_s=self.lease_s, stage_attempts=self.stage_attempts)

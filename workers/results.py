@@ -1,0 +1,34 @@
+"""What the Ray tasks of a run hand back to the driver: small typed values, never media or records."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from profiles_db.stages import Stage
+
+
+class PreparedVideo(BaseModel):
+    """The outcome of splitting one video."""
+
+    video_id: str
+    ok: bool
+    skipped: bool = False  # done before (its proxies checked): no work for this run
+    segments: list[int] = []  # the ids of its segments, in time order
+    error: str | None = None  # why the input failed (ok is False)
+    warning: str | None = None
+
+
+class SegmentOutcome(BaseModel):
+    """The outcome of a segment's plot, or of its script and distillation."""
+
+    segment_id: int
+    status: Literal["pending", "running", "done", "failed", "rejected", "skipped"]
+    stage: Stage | None = None  # the stage that failed or was rejected
+    error: str | None = None
+    problems: list[str] = []  # quality-gate findings of a rejected script
+    reason: str | None = None  # why nothing ran (a skipped segment)
+
+    def why(self) -> str:
+        return self.error or "; ".join(self.problems) or self.reason or ""

@@ -1,0 +1,199 @@
+"""What runs next: the run's policy, kept apart from Ray (the driver submits what this says and reports back).
+
+- Videos are prepared first in, first out; a scope's plot chain is planned as soon as ALL of that scope's
+  videos are prepared (its memory order is only known then), not when every video of the job is.
+- A scope's plots run strictly one after another (segment n+1's plot reads the memory segment n wrote); the
+  next plot of a chain goes to the front of the queue. Chains of different scopes, and the script/distill of
+  segments whose plot is done, run side by side. A failed plot stops its chain (reported as blocked; other
+  scopes go on, resume continues it); a plot given up on purpose is stepped over.
+- A scope's videos are exported only once its whole chain is done or given up, so every name is final when
+  its records are built (a name learned in the last segment reaches the first segment's record).
+- Back-pressure: at most `max_in_flight` tasks at a time; work under way (which frees memory and finishes
+  videos) goes before new videos. A cancel stops new work; what runs finishes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from workers.context import VideoSource
+from workers.results import PreparedVideo, SegmentOutcome
+
+
+class TaskKind(StrEnum):
+    PREPARE = "prepared"  # the names are the events the driver reports, as the CLI's progress bars know them
+    PLOT = "plot"
+    ANNOTATE = "annotate"
+    RECORDS = "records"
+
+
+@dataclass(frozen=True)
+class Task:
+    kind: TaskKind
+    video_id: str
+    segment_id: int | None = None  # plot and annotate
+    chain_index: int | None = None  # plot: 1-based position in the scope's chain
+
+
+@dataclass
+class RunSummary:
+    videos: int = 0
+    failed_videos: dict[str, str] = field(default_factory=dict)  # uri → why
+    segments: int = 0
+    stage_failures: list[SegmentOutcome] = field(default_factory=list)
+    records_written: int = 0
+    cancelled: bool = False
+    # scope → the segment its memory chain waits at, and why (a failed plot: resume continues from there)
+    blocked_chains: dict[str, dict] = field(default_factory=dict)
+    repairs: list[str] = field(default_factory=list)  # what the output verification found and mended
+
+
+@dataclass
+class _Chain:
+    """One scope's plot chain: its segments in the CPM's order, and how far it has got."""
+
+    segments: list[tuple[str, int]]  # (video_id, segment_id)
+    video_ids: list[str]
+    position: int = 0
+    complete: bool = False  # every plot done or given up: names are final, videos may be exported
+
+
+Order = Callable[[str, list[str]], list[int]]  # (scope, its prepared video ids) → segment ids in memory order
+Emit = Callable[[str, dict], None]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        videos: Iterable[VideoSource],
+        *,
+        max_in_flight: int,
+        order: Order,
+        emit: Emit | None = None,
+    ) -> None:
+        self.videos = {v.video_id: v for v in videos}
+        self.limit = max(1, max_in_flight)
+        self.order, self.emit = order, emit or (lambda kind, data: None)
+        self.summary = RunSummary(videos=len(self.videos))
+        self.scope_of = {v.video_id: v.scope or v.video_id for v in self.videos.values()}
+        self.unprepared: dict[str, int] = defaultdict(int)  # scope → its videos not yet prepared
+        for scope in self.scope_of.values():
+            self.unprepared[scope] += 1
+        self.ready: dict[str, list[str]] = defaultdict(list)  # scope → prepared video ids with work
+        self.segments_of: dict[str, list[int]] = {}  # video id → its segment ids
+        self.remaining: dict[str, int] = defaultdict(int)  # video id → segments not yet annotated
+        self.chains: dict[str, _Chain] = {}
+        self.touched: list[str] = []  # videos this run worked on (settled at the end)
+        self.to_prepare = deque(self.videos)
+        self.queue: deque[Task] = deque()
+        self.in_flight = 0
+
+    # -- what runs next ------------------------------------------------------------------------------
+    def next_tasks(self) -> list[Task]:
+        """The tasks to submit now (each counts against max_in_flight until `finished` is told of it)."""
+        out: list[Task] = []
+        while self.in_flight < self.limit and not self.summary.cancelled and (self.queue or self.to_prepare):
+            out.append(
+                self.queue.popleft() if self.queue else Task(TaskKind.PREPARE, self.to_prepare.popleft())
+            )
+            self.in_flight += 1
+        return out
+
+    def cancel(self) -> None:
+        """No new work from now on; what is running finishes and is kept."""
+        if not self.summary.cancelled:
+            self.summary.cancelled = True
+            self.queue.clear()
+            self.to_prepare.clear()
+
+    @property
+    def idle(self) -> bool:
+        return self.in_flight == 0 and (self.summary.cancelled or not (self.queue or self.to_prepare))
+
+    # -- what came back ------------------------------------------------------------------------------
+    def finished(self, task: Task, result: PreparedVideo | SegmentOutcome | None = None) -> None:
+        self.in_flight -= 1
+        if task.kind == TaskKind.RECORDS:
+            self.emit(task.kind, {"video_id": task.video_id})
+            return
+        self.emit(task.kind, result.model_dump(mode="json"))
+        if task.kind == TaskKind.PREPARE:
+            self._prepared(task.video_id, result)
+        elif task.kind == TaskKind.PLOT:
+            self._plotted(task, result)
+        else:
+            if result.status != "done":
+                self.summary.stage_failures.append(result)
+            self.remaining[task.video_id] -= 1
+            self._export_when_ready(task.video_id)
+
+    def _prepared(self, video_id: str, result: PreparedVideo) -> None:
+        scope = self.scope_of[video_id]
+        if not result.ok:
+            self.summary.failed_videos[self.videos[video_id].uri] = result.error or "failed"
+        elif not result.skipped:
+            self.segments_of[video_id] = result.segments
+            self.ready[scope].append(video_id)
+            self.remaining[video_id] += len(result.segments)
+            self.summary.segments += len(result.segments)
+            self.touched.append(video_id)
+        self.unprepared[scope] -= 1
+        if self.unprepared[scope] == 0:
+            self._plan_chain(scope)
+
+    def _plan_chain(self, scope: str) -> None:
+        video_ids = self.ready.pop(scope, [])
+        if not video_ids:
+            return
+        owner = {sid: vid for vid in video_ids for sid in self.segments_of[vid]}
+        ordered = self.order(scope, video_ids)
+        chain = _Chain(segments=[(owner[sid], sid) for sid in ordered], video_ids=video_ids)
+        self.chains[scope] = chain
+        self.emit("chain", {"scope": scope, "segments": len(chain.segments)})
+        if chain.segments:
+            self.queue.append(self._next_plot(scope))
+        else:
+            chain.complete = True
+
+    def _next_plot(self, scope: str) -> Task:
+        chain = self.chains[scope]
+        video_id, segment_id = chain.segments[chain.position]
+        chain.position += 1
+        return Task(TaskKind.PLOT, video_id, segment_id, chain_index=chain.position)
+
+    def _plotted(self, task: Task, result: SegmentOutcome) -> None:
+        scope = self.scope_of[task.video_id]
+        if result.status == "done":
+            self.queue.append(Task(TaskKind.ANNOTATE, task.video_id, task.segment_id))
+            self._advance(scope)
+        elif result.status == "rejected":  # given up on purpose: no record, the chain goes on
+            self.remaining[task.video_id] -= 1
+            self._advance(scope)
+        else:  # the chain stops here; later segments would be reasoned over a memory with a hole
+            chain = self.chains[scope]
+            self.summary.stage_failures.append(result)
+            self.summary.blocked_chains[scope] = {
+                "segment_id": result.segment_id,
+                "error": result.error or f"plot is {result.status}",
+                "waiting": len(chain.segments) - chain.position,
+            }
+            self.emit("blocked", {"scope": scope, **self.summary.blocked_chains[scope]})
+
+    def _advance(self, scope: str) -> None:
+        chain = self.chains[scope]
+        if chain.position < len(chain.segments):  # the next plot reads the memory this one wrote
+            if not self.summary.cancelled:
+                self.queue.appendleft(self._next_plot(scope))
+            return
+        chain.complete = True
+        for video_id in chain.video_ids:
+            self._export_when_ready(video_id)
+
+    def _export_when_ready(self, video_id: str) -> None:
+        """Records of a video once its scope's chain is complete and all its annotations returned."""
+        chain = self.chains[self.scope_of[video_id]]
+        if chain.complete and self.remaining[video_id] == 0 and not self.summary.cancelled:
+            self.queue.append(Task(TaskKind.RECORDS, video_id))

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from jobs.cli_common import (
+    DatabaseUrlOpt,
+    ForwardSecretsOpt,
+    JobOutOpt,
+    ShipCodeOpt,
+    console,
+    db_for,
+    escape,
+    refusals,
+)
 from jobs.settings import EngineSettings
 
 app = typer.Typer(
@@ -18,9 +25,6 @@ app = typer.Typer(
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
-
-# demo, sample film and simulator: for trying and testing the engine, never part of a production run
-DEV_PANEL = "Developer tools"
 
 
 def _register_profiles() -> None:
@@ -30,22 +34,6 @@ def _register_profiles() -> None:
 
 
 _register_profiles()
-console = Console()
-
-
-def _refusals() -> tuple[type[BaseException], ...]:
-    """What the CLI edge turns into one clear line and exit status 2 instead of a traceback."""
-    from jobs.runner import JobRefused
-    from profiles_db.outputs import OutputBusy
-    from workers.verify import OutputDamaged
-
-    return (JobRefused, OutputBusy, OutputDamaged)
-
-
-def escape(text: str) -> str:
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(text)
 
 
 @app.command()
@@ -84,74 +72,13 @@ def run(
     except ModelCallError as exc:  # missing or refused credentials: one line naming the variable to set
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    except _refusals() as exc:  # busy or damaged output, unusable database, Ray that will not start
+    except refusals() as exc:  # busy or damaged output, unusable database, Ray that will not start
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     db = Database(spec.db_url())
     print_summary(console, job_id, summary, db, str(spec.out))
     if summary.failed_videos or summary.stage_failures:
         raise typer.Exit(1)
-
-
-@app.command(rich_help_panel=DEV_PANEL)
-def demo(
-    out: Annotated[Path, typer.Option(help="where the demo writes everything")] = Path("v2s-demo"),
-    max_segment_s: Annotated[float, typer.Option(help="segment length for the demo film")] = 60.0,
-    imperfection: Annotated[
-        float, typer.Option(help="how far the simulated models drift from the truth")
-    ] = 0.3,
-) -> None:
-    """Render the sample film, start the simulator, run the pipeline against it and score the result."""
-    from jobs.demo import run_demo
-
-    raise typer.Exit(run_demo(out, max_segment_s, console, imperfection))
-
-
-@app.command("sample-film", rich_help_panel=DEV_PANEL)
-def sample_film(
-    out: Annotated[Path, typer.Option(help="folder for the film and its screenplay")],
-    screenplay: Annotated[
-        Path | None, typer.Option(help="screenplay JSON (default: the bundled one)")
-    ] = None,
-) -> None:
-    """Render a screenplay into an MP4 with ffmpeg (the ground truth for the simulator and `v2s eval`)."""
-    from annotator.simulator.film import render_sample
-
-    film, play = render_sample(out, screenplay)
-    console.print(f"film: {film}\nscreenplay: {play}")
-
-
-@app.command("sim-server", rich_help_panel=DEV_PANEL)
-def sim_server(
-    screenplay: Annotated[
-        Path | None, typer.Option(help="screenplay JSON (default: the bundled one)")
-    ] = None,
-    host: Annotated[str, typer.Option(help="bind address (loopback)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 8765,
-    imperfection: Annotated[
-        float, typer.Option(help="0 = exact answers; 0.3 = drifts like a real model")
-    ] = 0.0,
-    faults: Annotated[
-        Path | None, typer.Option(help="scenario JSON file of fault rules (docs/simulator.md)")
-    ] = None,
-    fault: Annotated[
-        list[str] | None,
-        typer.Option(help="a fault rule KIND[@STAGE][:TIMES], e.g. rate_limit@script:2 (repeatable)"),
-    ] = None,
-) -> None:
-    """Serve the Gemini and OpenAI APIs from a screenplay, for tests and demos (never for production)."""
-    from pydantic import ValidationError
-
-    from annotator.simulator.scenarios import Scenario
-    from annotator.simulator.server import serve
-
-    try:
-        scenario = Scenario.load(faults) if faults else Scenario()
-        scenario = scenario.plus(Scenario.from_flags(fault or []))
-    except (OSError, ValueError, ValidationError) as exc:
-        console.print(f"[red]bad fault scenario:[/red] {exc}")
-        raise typer.Exit(2) from None
-    serve(screenplay, host, port, imperfection, scenario if scenario.rules else None)
 
 
 @app.command()
@@ -195,44 +122,11 @@ def _register_eval() -> None:
 _register_eval()
 
 
-def _db_for(out: str | None, database_url: str | None):
-    from jobs.runner import JobSpec
-    from workers.storage import is_remote, local_workdir
-
-    explicit = database_url or EngineSettings().database_url
-    if out is None and not explicit:
-        console.print("[red]give --out or --database-url (or set V2S_DATABASE_URL)[/red]")
-        raise typer.Exit(2)
-    spec = JobSpec(source="", out=out or Path("."), database_url=database_url)
-    if not explicit and is_remote(spec.out):
-        # A bucket holds no database: a job writing to one keeps its default SQLite in a local folder of the
-        # machine that ran it. Found here only when that was this machine; opening it elsewhere would create
-        # an empty database and report "no such job".
-        database = local_workdir(spec.out) / "v2s.sqlite"
-        if not database.is_file():
-            console.print(
-                f"[red]error:[/red] --out {spec.out} is a bucket URI: its job's default database is kept on "
-                f"the machine that ran it ({database} there), and there is none here; pass --database-url "
-                "with the database the job used (or set V2S_DATABASE_URL)",
-                soft_wrap=True,
-            )
-            raise typer.Exit(2)
-    from jobs.runner import JobRefused, open_database
-
-    try:
-        return open_database(spec.db_url())
-    except JobRefused as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
 @app.command()
 def status(
     job: Annotated[str | None, typer.Argument(help="job id (default: all jobs)")] = None,
-    out: Annotated[
-        str | None, typer.Option(help="the job's output folder or bucket URI (finds its default database)")
-    ] = None,
-    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL")] = None,
+    out: JobOutOpt = None,
+    database_url: DatabaseUrlOpt = None,
     watch: Annotated[bool, typer.Option("--watch", help="refresh until interrupted")] = False,
     every: Annotated[float, typer.Option(help="seconds between refreshes with --watch")] = 2.0,
 ) -> None:
@@ -243,7 +137,7 @@ def status(
 
     from jobs.report import status_view
 
-    db = _db_for(out, database_url)
+    db = db_for(out, database_url)
     if not watch:
         console.print(status_view(db, job))
         return
@@ -259,10 +153,8 @@ def status(
 @app.command()
 def resume(
     job: Annotated[str, typer.Argument(help="job id")],
-    out: Annotated[
-        str | None, typer.Option(help="the job's output folder or bucket URI (finds its default database)")
-    ] = None,
-    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL")] = None,
+    out: JobOutOpt = None,
+    database_url: DatabaseUrlOpt = None,
     only_reason: Annotated[
         list[str] | None,
         typer.Option(
@@ -281,17 +173,15 @@ def resume(
     address: Annotated[
         str | None, typer.Option(help="Ray dashboard URL: resume as a new Ray job on that cluster")
     ] = None,
-    ship_code: Annotated[bool, typer.Option(help="with --address: upload this project (working_dir)")] = True,
-    forward_secrets: Annotated[
-        bool,
-        typer.Option(help="also send model/cloud keys in the runtime_env (Ray logs its values on the nodes)"),
-    ] = False,
+    ship_code: ShipCodeOpt = True,
+    forward_secrets: ForwardSecretsOpt = False,
 ) -> None:
     """Re-run the failed and unfinished stages of JOB (done stages are not redone and call no model)."""
+    from jobs.cli_cluster import print_follow
     from jobs.control import ControlError, load_spec, resume_job, submit_job
     from jobs.report import print_summary
 
-    db = _db_for(out, database_url)
+    db = db_for(out, database_url)
     reasons = set(only_reason or []) or None
     try:
         if address:
@@ -305,13 +195,13 @@ def resume(
                 only_reasons=reasons,
                 give_up=give_up or [],
             )
-            _print_follow(job, submission, address, db.url)
+            print_follow(job, submission, address, db.url)
             return
         job_id, summary = resume_job(db, job, console, only_reasons=reasons, give_up=give_up or [])
     except ControlError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
-    except _refusals() as exc:
+    except refusals() as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     spec = load_spec(db, job)
@@ -335,7 +225,7 @@ def verify(
     from workers.shards import ShardWriter
     from workers.storage import normalise
 
-    db = _db_for(out, database_url)
+    db = db_for(out, database_url)
     writer = ShardWriter(normalise(out), db, recover=False)
     from workers.verify import verify_output
 
@@ -357,79 +247,15 @@ def verify(
         raise typer.Exit(1)
 
 
-@app.command()
-def submit(
-    source: Annotated[str, typer.Argument(help="as for `v2s run`, as seen from the cluster")],
-    out: Annotated[str, typer.Option(help="output folder or bucket URI, as seen from the cluster")],
-    address: Annotated[str, typer.Option(help="Ray dashboard URL, e.g. http://HEAD:8265")],
-    database_url: Annotated[
-        str | None, typer.Option(help="SQLAlchemy URL reachable from the cluster (PostgreSQL)")
-    ] = None,
-    max_segment_s: Annotated[float, typer.Option(help="longest segment, seconds")] = 300.0,
-    ship_code: Annotated[
-        bool,
-        typer.Option(
-            help="upload this project as the job's working_dir (off: v2s is installed on the nodes)"
-        ),
-    ] = True,
-    forward_secrets: Annotated[
-        bool,
-        typer.Option(help="also send model/cloud keys in the runtime_env (Ray logs its values on the nodes)"),
-    ] = False,
-) -> None:
-    """Submit a job to a Ray cluster (Ray Jobs API); prints the job id and how to follow it."""
-    from jobs.control import submit_job
-    from jobs.runner import JobSpec, new_job_id
+def _register_more() -> None:
+    # the cluster commands (submit, cancel) and the developer tools, each in a module of its own
+    from jobs import cli_cluster, cli_dev
 
-    spec = JobSpec(source=source, out=out, database_url=database_url, max_segment_s=max_segment_s)
-    job_id = new_job_id()
-    try:
-        submission = submit_job(spec, address, job_id, ship_code=ship_code, forward_secrets=forward_secrets)
-    except Exception as exc:  # connection refused, 401/403 from token auth: one line, never the token
-        console.print(f"[red]submit failed:[/red] {exc}")
-        raise typer.Exit(2) from None
-    _print_follow(job_id, submission, address, database_url, out)
+    cli_cluster.register(app)
+    cli_dev.register(app)
 
 
-def _print_follow(
-    job_id: str, submission: str, address: str, database_url: str | None, out: str | None = None
-) -> None:
-    from workers.storage import is_remote
-
-    # the URL itself is not printed: it may carry a password. A bucket output's default SQLite stays on the
-    # machine that runs the driver, so from elsewhere only a shared database finds the job.
-    if database_url or out is None or is_remote(out):
-        db_hint = "--database-url URL"
-    else:
-        db_hint = f"--out {shlex.quote(out)}"
-    typer.echo(f"job {job_id} submitted (Ray job {submission})")
-    typer.echo(f"  follow:  v2s status {job_id} {db_hint} --watch")
-    typer.echo(f"  logs:    ray job logs --address {address} {submission} --follow")
-    typer.echo(f"  cancel:  v2s cancel {job_id} --address {address} {db_hint}")
-
-
-@app.command()
-def cancel(
-    job: Annotated[str, typer.Argument(help="job id")],
-    out: Annotated[
-        str | None, typer.Option(help="the job's output folder or bucket URI (finds its default database)")
-    ] = None,
-    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray dashboard URL (stops the Ray job)")] = None,
-) -> None:
-    """Stop a job: mark it cancelled (its driver submits no new work) and stop its Ray job when submitted."""
-    from jobs.control import ControlError, cancel_job
-
-    db = None
-    if out is not None or database_url or EngineSettings().database_url:
-        db = _db_for(out, database_url)
-    try:
-        for line in cancel_job(job, db, address):
-            typer.echo(line)
-    except ControlError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-
+_register_more()
 
 if __name__ == "__main__":
     app()

@@ -97,92 +97,87 @@ def status_view(db: Database, job_id: str | None):
     """What `v2s status` shows (a rich renderable, so --watch can refresh it in a Live)."""
     from rich.console import Group
 
-    from profiles_db.models import Job
-
     store = StageStore(db)
-    parts: list = []
-    with db.sessions() as s:
-        jobs = s.scalars(select(Job).order_by(Job.created_at)).all()
-    if job_id:
-        jobs = [j for j in jobs if j.id == job_id]
+    jobs = store.jobs(job_id)
     videos = store.videos(job_id)
-    failures = store.failures(job_id)
-    warnings = store.plot_warnings(job_id)
     segments = store.segment_count(job_id)
-    jobs_table = Table(title="jobs")
-    for column in ("job", "status", "source", "out"):
-        jobs_table.add_column(column)
-    for j in jobs:
-        jobs_table.add_row(*(escape(str(value)) for value in (j.id, j.status, j.source, j.out)))
-    parts.append(jobs_table)
-
     video_counts: dict[str, int] = {}
     for _, status, _ in videos:
         video_counts[status] = video_counts.get(status, 0) + 1
-    parts.append(
-        Text(
-            f"videos {len(videos)} ({', '.join(f'{k} {v}' for k, v in sorted(video_counts.items())) or '-'}), "
-            f"segments {segments}"
-        )
-    )
+    counted = ", ".join(f"{k} {v}" for k, v in sorted(video_counts.items())) or "-"
+    parts: list = [_jobs_table(jobs), Text(f"videos {len(videos)} ({counted}), segments {segments}")]
+    parts.extend(_usage_tables(store, job_id, segments))
+    parts.extend(_shard_lines(jobs))
+    parts.extend(_failure_lines(videos, store.failures(job_id)))
+    parts.extend(_chain_lines(store, job_id))
+    parts.extend(_warning_lines(store.plot_warnings(job_id)))
+    return Group(*parts)
+
+
+def _jobs_table(jobs) -> Table:
+    table = Table(title="jobs")
+    for column in ("job", "status", "source", "out"):
+        table.add_column(column)
+    for j in jobs:
+        table.add_row(*(escape(str(value)) for value in (j.id, j.status, j.source, j.out)))
+    return table
+
+
+def _tokens(u: dict[str, float]) -> tuple[str, str, str]:
+    return f"{u['input_tokens']:,}", f"{u['output_tokens']:,}", f"{u['cost_usd']:.4f}"
+
+
+def _usage_tables(store: StageStore, job_id: str | None, segments: int) -> list[Table]:
+    """Per stage: how many segments are in each status, with tokens and cost; then the cost per video."""
     usage = store.usage_breakdown(job_id)
     progress = store.progress(job_id)
     stages = Table(title=f"stages of {escape(job_id) if job_id else 'all jobs'}")
     for column in ("stage", *STATUS_COLUMNS, "tokens in", "tokens out", "cost USD"):
         stages.add_column(column, justify="right" if column != "stage" else "left")
+    none = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
     for stage in Stage:
         counts = dict(progress.get(stage, {}))
         counts[RunStatus.PENDING] = counts.get(RunStatus.PENDING, 0) + max(0, segments - sum(counts.values()))
-        u = usage["stage"].get(stage, {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0})
-        stages.add_row(
-            stage,
-            *(str(counts.get(k, 0)) for k in STATUS_COLUMNS),
-            f"{u['input_tokens']:,}",
-            f"{u['output_tokens']:,}",
-            f"{u['cost_usd']:.4f}",
-        )
-    total = store.usage(job_id)
-    stages.add_row(
-        "job",
-        *("" for _ in STATUS_COLUMNS),
-        f"{total['input_tokens']:,}",
-        f"{total['output_tokens']:,}",
-        f"{total['cost_usd']:.4f}",
-    )
-    parts.append(stages)
-    if usage["video"]:
-        per_video = Table(title="per video")
-        for column in ("video", "tokens in", "tokens out", "cost USD"):
-            per_video.add_column(column)
-        for uri, u in usage["video"].items():
-            per_video.add_row(
-                escape(uri), f"{u['input_tokens']:,}", f"{u['output_tokens']:,}", f"{u['cost_usd']:.4f}"
-            )
-        parts.append(per_video)
+        statuses = (str(counts.get(k, 0)) for k in STATUS_COLUMNS)
+        stages.add_row(stage, *statuses, *_tokens(usage["stage"].get(stage, none)))
+    stages.add_row("job", *("" for _ in STATUS_COLUMNS), *_tokens(store.usage(job_id)))
+    if not usage["video"]:
+        return [stages]
+    per_video = Table(title="per video")
+    for column in ("video", "tokens in", "tokens out", "cost USD"):
+        per_video.add_column(column)
+    for uri, u in usage["video"].items():
+        per_video.add_row(escape(uri), *_tokens(u))
+    return [stages, per_video]
+
+
+def _shard_lines(jobs) -> list[Text]:
+    lines = []
     for j in jobs:
         manifest = read_manifest(j.out)
-        if manifest is not None:
-            parts.append(
-                Text(f"shards written to {j.out}: {len(manifest['shards'])} ({manifest['records']} records)")
-            )
+        if manifest is None:
+            lines.append(Text(f"shards written to {j.out}: none yet"))
         else:
-            parts.append(Text(f"shards written to {j.out}: none yet"))
-    for uri, status, error in videos:
-        if status == VideoStatus.FAILED:
-            parts.append(
-                Text.from_markup(f"[red]input failed[/red] {escape(uri)}: {escape(error or '')}", emoji=False)
-            )
+            written = f"{len(manifest['shards'])} ({manifest['records']} records)"
+            lines.append(Text(f"shards written to {j.out}: {written}"))
+    return lines
+
+
+def _failure_lines(videos, failures) -> list[Text]:
+    lines = [
+        Text.from_markup(f"[red]input failed[/red] {escape(uri)}: {escape(error or '')}", emoji=False)
+        for uri, status, error in videos
+        if status == VideoStatus.FAILED
+    ]
     for f in failures:
-        parts.append(
+        lines.append(
             Text.from_markup(
                 f"[yellow]{escape(f.status)}[/yellow] {escape(f.uri)} segment {f.segment_index} "
                 f"{escape(f.stage)}: {escape(f.error or '')} [dim]({escape(str(f.outcome))})[/dim]",
                 emoji=False,
             )
         )
-    parts.extend(_chain_lines(store, job_id))
-    parts.extend(_warning_lines(warnings))
-    return Group(*parts)
+    return lines
 
 
 def _chain_lines(store: StageStore, job_id: str | None) -> list[Text]:

@@ -127,7 +127,7 @@ def test_a_local_out_still_locates_its_database(tmp_path, monkeypatch):
 
 
 def test_the_follow_hint_of_a_submitted_job_is_a_command_that_finds_its_database(capsys):
-    from jobs.cli import _print_follow
+    from jobs.cli_cluster import print_follow as _print_follow
 
     _print_follow("job-1", "job-1", "http://head:8265", None, "/data/out dir")
     assert "v2s status job-1 --out '/data/out dir' --watch" in capsys.readouterr().out

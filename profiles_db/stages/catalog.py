@@ -33,6 +33,14 @@ class CatalogMixin:
         with self.db.sessions() as s:
             return s.get(Job, job_id)
 
+    def jobs(self, job_id: str | None = None) -> list[Job]:
+        """Every job in the order they were created, or just that one."""
+        query = select(Job).order_by(Job.created_at)
+        if job_id:
+            query = query.where(Job.id == job_id)
+        with self.db.sessions() as s:
+            return list(s.scalars(query))
+
     def latest_job(self) -> Job | None:
         with self.db.sessions() as s:
             return s.scalars(select(Job).order_by(Job.created_at.desc())).first()

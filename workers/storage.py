@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import fsspec
 from fsspec import AbstractFileSystem
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_PROTOCOLS = {"", "file", "local"}
 # `pathlib.Path("s3://b/k")` collapses "//" into "s3:/b/k"; a typed `Path` option does that to a bucket URI.
@@ -56,11 +58,26 @@ def normalise(uri: str | os.PathLike) -> str | Path:
     return Path(text.removeprefix("file://"))
 
 
+class StorageSettings(BaseSettings):
+    """Where buckets and the local cache are: read from the environment each time a URI is opened, in this one
+    class, because every process (driver and Ray workers alike) opens URIs and a submitted job's workers get the
+    same environment through its runtime_env. Credentials stay with the cloud libraries' own chains."""
+
+    model_config = SettingsConfigDict(env_prefix="V2S_", extra="ignore", populate_by_name=True)
+
+    s3_endpoint_url: str | None = None  # an S3-compatible store (MinIO, moto, R2)
+    gcs_endpoint_url: str | None = None  # a GCS emulator or GCS-compatible store
+    gcs_token: str | None = None  # a gcsfs token method or a service-account key file
+    cache_dir: str | None = None  # local scratch for bucket jobs
+    storage_emulator_host: str | None = Field(None, validation_alias="STORAGE_EMULATOR_HOST")
+    xdg_cache_home: str | None = Field(None, validation_alias="XDG_CACHE_HOME")
+
+
 def storage_options(proto: str) -> dict:
     """Per-protocol options from the environment (only what the libraries would not pick up themselves)."""
     options: dict = {}
     if proto in {"s3", "s3a"}:
-        endpoint = os.environ.get("V2S_S3_ENDPOINT_URL")
+        endpoint = StorageSettings().s3_endpoint_url
         if endpoint:
             options["endpoint_url"] = endpoint
     if proto in GCS_PROTOCOLS:
@@ -95,7 +112,7 @@ def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:
 
 def gcs_endpoint() -> str | None:
     """`V2S_GCS_ENDPOINT_URL`, checked: gcsfs appends `/storage/v1/…` to it, so it must be a bare origin."""
-    endpoint = os.environ.get("V2S_GCS_ENDPOINT_URL", "").strip()
+    endpoint = (StorageSettings().gcs_endpoint_url or "").strip()
     if not endpoint:
         return None
     parts = urlsplit(endpoint)
@@ -109,7 +126,7 @@ def gcs_endpoint() -> str | None:
 def gcs_token() -> str | None:
     """`V2S_GCS_TOKEN`: one of gcsfs's named methods or a service-account key file. A raw access token is refused
     (and never echoed): V2S_ settings travel in a cluster job's runtime_env, which Ray logs on the nodes."""
-    token = os.environ.get("V2S_GCS_TOKEN", "").strip()
+    token = (StorageSettings().gcs_token or "").strip()
     if not token:
         return None
     if token in GCS_TOKEN_METHODS:
@@ -125,7 +142,7 @@ def gcs_token() -> str | None:
 
 def _gcs_endpoint_is_custom(options: dict) -> bool:
     conf = {**fsspec.config.conf.get("gcs", {}), **fsspec.config.conf.get("gs", {})}
-    emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    emulator = StorageSettings().storage_emulator_host or ""
     return bool(options.get("endpoint_url") or conf.get("endpoint_url") or emulator not in {"", "default"})
 
 
@@ -160,11 +177,10 @@ def unsafe_key_reason(uri: str) -> str | None:
 
 def cache_root() -> Path:
     """Local scratch for bucket jobs: $V2S_CACHE_DIR, else $XDG_CACHE_HOME/v2s, else ~/.cache/v2s."""
-    explicit = os.environ.get("V2S_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "v2s"
+    settings = StorageSettings()
+    if settings.cache_dir:
+        return Path(settings.cache_dir)
+    return Path(settings.xdg_cache_home or Path.home() / ".cache") / "v2s"
 
 
 def local_workdir(out: str) -> Path:

@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from annotator.schemas.timecode import Seconds
 
 CODE_PATTERN = re.compile(r"^(char|unknown)_(\d{1,6})$")
 CODE_IN_TEXT = re.compile(r"\b(?:char|unknown)_\d{1,6}\b", re.IGNORECASE)  # models write CHAR_001 too
 UNNAMED = "Unnamed"
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+# models write "High", " medium" as well: one rule for every confidence of an answer
+Confidence = Annotated[Literal["high", "medium", "low"], BeforeValidator(_lower)]
 
 
 def replace_codes(text: str, rename: Callable[[str], str]) -> str:
@@ -66,7 +74,7 @@ class PlotCharacter(_Answer):
     role_type: str = ""
     appearances_in_segment: list[SegmentAppearance] = Field(default_factory=list)
     matched_from: str | None = Field(default=None, description="id of the known character this one is")
-    match_confidence: Literal["high", "medium", "low"] | None = None
+    match_confidence: Confidence | None = None
     match_reason: str | None = None
     name_evidence: str | None = Field(
         default=None, description="the line or on-screen text that gives this name, quoted with its time"
@@ -81,11 +89,6 @@ class PlotCharacter(_Answer):
             raise ValueError("character id is empty")
         return value
 
-    @field_validator("match_confidence", mode="before")
-    @classmethod
-    def _lower_confidence(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
 
 class NameUpdate(_Answer):
     unknown_id: str
@@ -98,13 +101,8 @@ class SameAs(_Answer):
 
     id: str = Field(description="the id that should go (usually the newer one)")
     same_as: str = Field(description="the known id it is the same person as")
-    confidence: Literal["high", "medium", "low"] = "medium"
+    confidence: Confidence = "medium"
     evidence: str = ""
-
-    @field_validator("confidence", mode="before")
-    @classmethod
-    def _lower_confidence(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
 
 
 class MainEvent(_Answer):

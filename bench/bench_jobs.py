@@ -5,8 +5,8 @@ the driver's peak memory, at several sizes, and extrapolates by a least-squares 
 
     python bench/bench_jobs.py --sizes 100,300,1000 --latency-s 0.2 --num-cpus 2
 
-Videos are copies (hard links) of one short clip rendered once and cached in a temp folder; each link has its
-own path, so its own video id, scope and segment. Every size runs in a fresh child process, so the child's
+Videos are stream copies of one short clip rendered once and cached in a temp folder, each with its own title
+(so its own file, video id, scope and segment). Every size runs in a fresh child process, so the child's
 peak RSS is the driver's own (the simulator runs in this parent process). Figures, not assertions.
 """
 
@@ -42,14 +42,16 @@ def _clip(seconds: float) -> Path:
 
 
 def _videos(clip: Path, n: int, folder: Path) -> Path:
+    """n distinct files of the clip: a stream copy with its own title, because the engine takes two paths to
+    one file (a hard link, a symlink) for one video, processed once."""
+    from annotator.media import ffmpeg_exe
+
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        link = folder / f"video_{i:05d}.mp4"
-        if not link.exists():
-            try:
-                os.link(clip, link)
-            except OSError:  # another filesystem: a copy does too
-                link.write_bytes(clip.read_bytes())
+        video = folder / f"video_{i:05d}.mp4"
+        if not video.exists():
+            copy = ["-c", "copy", "-metadata", f"title=v{i}", str(video)]
+            subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(clip), *copy], check=True)
     return folder
 
 

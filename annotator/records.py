@@ -71,57 +71,73 @@ def build_record(
     absolute = named_script.shifted(video.start_s)
     thinking_text = replace_codes(thinking.as_text(), name_of)
     assistant = f"<think>\n{thinking_text}\n</think>\n{_clip_json(named_script)}"
+    record_plot = _record_plot(plot, thinking, video.start_s, name_of)  # before `used` is read: it adds to it
     return Record(
         id=record_id(video.video_id, video.start_s, video.end_s, pipeline_version),
         video=video,
         messages=[Message(role="user", content=INSTRUCTION), Message(role="assistant", content=assistant)],
         script=absolute,
         thinking=thinking_text,
-        plot=RecordPlot(
-            summary=replace_codes(thinking.plot_summary, name_of),
-            narrative=replace_codes(plot.plot_summary.narrative, name_of),
-            continuity_note=(
-                replace_codes(plot.segment_info.continuity_note, name_of)
-                if plot.segment_info.continuity_note
-                else None
-            ),
-            main_events=[
-                e.model_copy(
-                    update={
-                        "timestamp": e.timestamp + video.start_s,
-                        "description": replace_codes(e.description, name_of),
-                        "involved_characters": [name_of(c) for c in e.involved_characters],
-                    }
-                )
-                for e in plot.plot_summary.main_events
-            ],
+        plot=record_plot,
+        characters=[_record_character(p) for p in sorted(used.values(), key=lambda p: p.id)],
+        meta=_record_meta(job_id, pipeline_version, stages, reasoning_content, memory_gaps),
+    )
+
+
+def _record_plot(
+    plot: PlotReasoning, thinking: DistilledThinking, start_s: float, name_of: Callable[[str], str]
+) -> RecordPlot:
+    """The plot side of the record: summaries in current names, main events on the video's clock."""
+    return RecordPlot(
+        summary=replace_codes(thinking.plot_summary, name_of),
+        narrative=replace_codes(plot.plot_summary.narrative, name_of),
+        continuity_note=(
+            replace_codes(plot.segment_info.continuity_note, name_of)
+            if plot.segment_info.continuity_note
+            else None
         ),
-        characters=[
-            RecordCharacter(
-                code=p.id,
-                name=p.name,
-                status=p.status,
-                aliases=p.aliases,
-                former_codes=p.former_codes,
-                appearance=p.appearance,
-                role_type=p.role_type,
+        main_events=[
+            e.model_copy(
+                update={
+                    "timestamp": e.timestamp + start_s,
+                    "description": replace_codes(e.description, name_of),
+                    "involved_characters": [name_of(c) for c in e.involved_characters],
+                }
             )
-            for p in sorted(used.values(), key=lambda p: p.id)
+            for e in plot.plot_summary.main_events
         ],
-        meta=RecordMeta(
-            job=job_id,
-            pipeline_version=pipeline_version,
-            engine_version=ENGINE_VERSION,
-            models={k: v.model for k, v in stages.items() if v.model},
-            prompt_versions={k: v.prompt_version for k, v in stages.items() if v.prompt_version},
-            tokens={
-                "input": sum(v.input_tokens for v in stages.values()),
-                "output": sum(v.output_tokens for v in stages.values()),
-            },
-            cost_usd=round(sum(v.cost_usd for v in stages.values()), 6),
-            reasoning_content=reasoning_content,
-            memory_gaps=list(memory_gaps),
-        ),
+    )
+
+
+def _record_character(p: CharacterProfile) -> RecordCharacter:
+    """The profile as a record shows it: its id as `code`, and every other field a record character has."""
+    return RecordCharacter(code=p.id, **p.model_dump(include=_RECORD_CHARACTER_FIELDS))
+
+
+_RECORD_CHARACTER_FIELDS = frozenset(RecordCharacter.model_fields) - {"code"}
+
+
+def _record_meta(
+    job_id: str,
+    pipeline_version: str,
+    stages: dict[str, StageUsage],
+    reasoning_content: str | None,
+    memory_gaps: list[MemoryGap],
+) -> RecordMeta:
+    """Provenance of the record: job, versions, the models and prompts of every stage, their tokens and cost."""
+    return RecordMeta(
+        job=job_id,
+        pipeline_version=pipeline_version,
+        engine_version=ENGINE_VERSION,
+        models={k: v.model for k, v in stages.items() if v.model},
+        prompt_versions={k: v.prompt_version for k, v in stages.items() if v.prompt_version},
+        tokens={
+            "input": sum(v.input_tokens for v in stages.values()),
+            "output": sum(v.output_tokens for v in stages.values()),
+        },
+        cost_usd=round(sum(v.cost_usd for v in stages.values()), 6),
+        reasoning_content=reasoning_content,
+        memory_gaps=list(memory_gaps),
     )
 
 

@@ -13,52 +13,64 @@ from evaluation.core import EvalSettings, evaluate_dataset
 from evaluation.judges import JudgeError, get_judge
 from evaluation.report import print_tables
 
+# The options as types, so the command's signature reads as a list of what it takes.
+GtOption = Annotated[
+    Path,
+    typer.Option(
+        "--gt",
+        help="Ground truth: a script/screenplay JSON, a JSONL of output records, or a folder of those.",
+    ),
+]
+PredOption = Annotated[
+    Path, typer.Option("--pred", help="Predictions, in the same forms; matched to the ground truth by id.")
+]
+JudgeOption = Annotated[
+    str,
+    typer.Option(
+        "--judge",
+        help="lexical (offline, deterministic) or llm (OpenAI-compatible model from V2S_JUDGE_BASE_URL, "
+        "V2S_JUDGE_API_KEY or OPENAI_API_KEY, V2S_JUDGE_MODEL; answers cached on disk).",
+    ),
+]
+FormatOption = Annotated[
+    str, typer.Option("--format", help="table (like the paper's Tables 1 and 2) or json.")
+]
+GroupSizeOption = Annotated[
+    int, typer.Option("--group-size", min=1, help="Largest N of the 1-to-N / N-to-1 alignment groups.")
+]
+OutOption = Annotated[
+    Path | None, typer.Option("--out", help="Also write the full JSON report (per video) to this file.")
+]
+IdentityScopeOption = Annotated[
+    str,
+    typer.Option(
+        "--identity-scope",
+        help="Identity metric (v2s addition): 'video' (identities never cross videos) or 'series' "
+        "(episodes of one series share identities, as the CPM keeps them).",
+    ),
+]
+
+_CHOICES = {
+    "--judge": ("lexical", "llm"),
+    "--format": ("table", "json"),
+    "--identity-scope": ("video", "series"),
+}
+
 
 def eval_command(
-    gt: Annotated[
-        Path,
-        typer.Option(
-            "--gt",
-            help="Ground truth: a script/screenplay JSON, a JSONL of output records, or a folder of those.",
-        ),
-    ],
-    pred: Annotated[
-        Path,
-        typer.Option("--pred", help="Predictions, in the same forms; matched to the ground truth by id."),
-    ],
-    judge: Annotated[
-        str,
-        typer.Option(
-            "--judge",
-            help="lexical (offline, deterministic) or llm (OpenAI-compatible model from V2S_JUDGE_BASE_URL, "
-            "V2S_JUDGE_API_KEY or OPENAI_API_KEY, V2S_JUDGE_MODEL; answers cached on disk).",
-        ),
-    ] = "lexical",
-    format: Annotated[
-        str, typer.Option("--format", help="table (like the paper's Tables 1 and 2) or json.")
-    ] = "table",
-    group_size: Annotated[
-        int, typer.Option("--group-size", min=1, help="Largest N of the 1-to-N / N-to-1 alignment groups.")
-    ] = 3,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Also write the full JSON report (per video) to this file.")
-    ] = None,
-    identity_scope: Annotated[
-        str,
-        typer.Option(
-            "--identity-scope",
-            help="Identity metric (v2s addition): 'video' (identities never cross videos) or 'series' "
-            "(episodes of one series share identities, as the CPM keeps them).",
-        ),
-    ] = "video",
+    gt: GtOption,
+    pred: PredOption,
+    judge: JudgeOption = "lexical",
+    format: FormatOption = "table",
+    group_size: GroupSizeOption = 3,
+    out: OutOption = None,
+    identity_scope: IdentityScopeOption = "video",
 ) -> None:
     """Score scripts with the paper's V2S metrics (§4.1), plus v2s's character identity figure."""
-    if judge not in ("lexical", "llm"):
-        raise typer.BadParameter("use 'lexical' or 'llm'", param_hint="--judge")
-    if format not in ("table", "json"):
-        raise typer.BadParameter("use 'table' or 'json'", param_hint="--format")
-    if identity_scope not in ("video", "series"):
-        raise typer.BadParameter("use 'video' or 'series'", param_hint="--identity-scope")
+    for option, value in (("--judge", judge), ("--format", format), ("--identity-scope", identity_scope)):
+        if value not in _CHOICES[option]:
+            first, second = _CHOICES[option]
+            raise typer.BadParameter(f"use '{first}' or '{second}'", param_hint=option)
     for name, path in (("--gt", gt), ("--pred", pred)):
         if not path.exists():
             raise typer.BadParameter(f"{path} does not exist", param_hint=name)

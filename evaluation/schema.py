@@ -144,14 +144,25 @@ def as_script(value: Script | dict[str, Any] | BaseModel) -> Script:
 
 def script_units(script: Script, default_tail_s: float = 5.0) -> Units:
     """Events and scenes of `script` as time-sorted units with the spans defined in the module docstring."""
+    spans = _scene_spans(script, default_tail_s)
+    events: list[Unit] = []
+    scene_units: list[Unit] = []
+    for scene, (s_start, s_end) in zip(script.script, spans, strict=True):
+        ordered = sorted(scene.events, key=lambda e: e.timestamp)
+        events += _event_units(ordered, s_end)
+        scene_units.append(_scene_unit(scene, ordered, s_start, s_end))
+    return Units(events=_numbered(events), scenes=_numbered(scene_units))
+
+
+def _scene_spans(script: Script, default_tail_s: float) -> list[tuple[float, float]]:
+    """(start, end) of every scene, in script order, by the scene rules of the module docstring."""
     scenes = script.script
     starts: list[float | None] = []
     for scene in scenes:
         first = min((e.timestamp for e in scene.events), default=None)
         starts.append(scene.start_timestamp if scene.start_timestamp is not None else first)
     duration = script.duration()
-
-    scene_spans: list[tuple[float, float]] = []
+    spans: list[tuple[float, float]] = []
     previous_end = 0.0
     for k, scene in enumerate(scenes):
         start = starts[k] if starts[k] is not None else previous_end
@@ -166,57 +177,60 @@ def script_units(script: Script, default_tail_s: float = 5.0) -> Units:
         else:
             end = last + default_tail_s
         end = max(end, start)
-        scene_spans.append((start, end))
+        spans.append((start, end))
         previous_end = end
+    return spans
 
-    events: list[Unit] = []
-    scene_units: list[Unit] = []
-    for k, scene in enumerate(scenes):
-        s_start, s_end = scene_spans[k]
-        ordered = sorted(scene.events, key=lambda e: e.timestamp)
-        times = [e.timestamp for e in ordered]
-        for n, event in enumerate(ordered):
-            if event.end_timestamp is not None:
-                end = event.end_timestamp
-            else:
-                later = next((t for t in times[n + 1 :] if t > event.timestamp), None)
-                end = later if later is not None else max(s_end, event.timestamp)
-            events.append(
-                Unit(
-                    index=0,
-                    start=event.timestamp,
-                    end=max(end, event.timestamp),
-                    character=event.character,
-                    character_id=event.character_id,
-                    texts={
-                        "dialogue": event.dialogue,
-                        "action": event.action,
-                        "expression": event.expression,
-                        "audio_cue": event.audio_cue,
-                    },
-                )
-            )
-        scene_units.append(
+
+def _event_units(ordered: list[Event], scene_end: float) -> list[Unit]:
+    """A scene's events (time-sorted) as units, each ending by the event rules of the module docstring."""
+    times = [e.timestamp for e in ordered]
+    units: list[Unit] = []
+    for n, event in enumerate(ordered):
+        if event.end_timestamp is not None:
+            end = event.end_timestamp
+        else:
+            later = next((t for t in times[n + 1 :] if t > event.timestamp), None)
+            end = later if later is not None else max(scene_end, event.timestamp)
+        units.append(
             Unit(
                 index=0,
-                start=s_start,
-                end=s_end,
+                start=event.timestamp,
+                end=max(end, event.timestamp),
+                character=event.character,
+                character_id=event.character_id,
                 texts={
-                    "location": scene.location,
-                    "type": scene.type,
-                    "environment": scene.environment,
-                    "time": scene.time,
-                    "mood": scene.mood,
-                    # scenes are aligned on the dialogue and action of their events (same S_text as events)
-                    "dialogue": " ".join(e.dialogue for e in ordered if e.dialogue),
-                    "action": " ".join(e.action for e in ordered if e.action),
+                    "dialogue": event.dialogue,
+                    "action": event.action,
+                    "expression": event.expression,
+                    "audio_cue": event.audio_cue,
                 },
             )
         )
-    events.sort(key=lambda u: u.start)
-    scene_units.sort(key=lambda u: u.start)
-    for n, unit in enumerate(events):
+    return units
+
+
+def _scene_unit(scene: Scene, ordered: list[Event], start: float, end: float) -> Unit:
+    return Unit(
+        index=0,
+        start=start,
+        end=end,
+        texts={
+            "location": scene.location,
+            "type": scene.type,
+            "environment": scene.environment,
+            "time": scene.time,
+            "mood": scene.mood,
+            # scenes are aligned on the dialogue and action of their events (same S_text as events)
+            "dialogue": " ".join(e.dialogue for e in ordered if e.dialogue),
+            "action": " ".join(e.action for e in ordered if e.action),
+        },
+    )
+
+
+def _numbered(units: list[Unit]) -> list[Unit]:
+    """The units sorted by start (stable: ties keep script order), each indexed by its place."""
+    units.sort(key=lambda u: u.start)
+    for n, unit in enumerate(units):
         unit.index = n
-    for n, unit in enumerate(scene_units):
-        unit.index = n
-    return Units(events=events, scenes=scene_units)
+    return units

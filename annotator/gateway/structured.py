@@ -100,20 +100,7 @@ def ask_structured(
 ) -> StructuredResult[T]:
     """One stage's model exchange: the first ask plus up to `settings.repair_turns` repair turns."""
     usage = Usage()
-    resolution = getattr(settings, f"{stage}_media_resolution", None)
-    if media is not None and media.resolution is None and resolution:
-        media = media.model_copy(update={"resolution": resolution})
-    request = ModelRequest(
-        stage=stage,
-        model=model,
-        prompt=prompt.text,
-        prompt_version=prompt.version,
-        media=media,
-        response_schema=answer_schema(schema),
-        schema_name=schema.__name__,
-        max_output_tokens=settings.max_output_tokens,
-        temperature=settings.temperature,
-    )
+    request = _first_request(settings, stage, model, prompt, schema, media)
 
     def result(**kw) -> StructuredResult[T]:
         return StructuredResult[schema](model=model, prompt_version=prompt.version, usage=usage, **kw)
@@ -142,17 +129,47 @@ def ask_structured(
             problem = describe(exc) if isinstance(exc, ValidationError) else str(exc)
             outcome = "truncated" if response.truncated else "invalid_output"
             log.info("%s answer failed validation (turn %d): %s", stage, turn + 1, problem)
-        hint = (
-            "Your answer was cut off before the end. Reply again with the complete JSON object, more concisely."
-            if response.truncated
-            else f"Your answer does not match the required JSON structure:\n{problem}\n"
-            "Reply again with the whole corrected JSON object and nothing else."
-        )
-        request = request.model_copy(
-            update={
-                "history": [*request.history, ("user", request.prompt), ("assistant", response.text)],
-                "prompt": hint,
-            }
-        )
+        request = _repair_request(request, response, problem)
     what = "was cut off (max output tokens)" if outcome == "truncated" else "never matched the schema"
     return result(outcome=outcome, error=f"{stage} answer {what} after {usage.calls} calls: {problem}")
+
+
+def _first_request(
+    settings: ModelSettings,
+    stage: str,
+    model: str,
+    prompt: Prompt,
+    schema: type[BaseModel],
+    media: Media | None,
+) -> ModelRequest:
+    """The stage's first request; its media at the stage's resolution unless the caller chose one."""
+    resolution = getattr(settings, f"{stage}_media_resolution", None)
+    if media is not None and media.resolution is None and resolution:
+        media = media.model_copy(update={"resolution": resolution})
+    return ModelRequest(
+        stage=stage,
+        model=model,
+        prompt=prompt.text,
+        prompt_version=prompt.version,
+        media=media,
+        response_schema=answer_schema(schema),
+        schema_name=schema.__name__,
+        max_output_tokens=settings.max_output_tokens,
+        temperature=settings.temperature,
+    )
+
+
+def _repair_request(request: ModelRequest, response: ModelResponse, problem: str) -> ModelRequest:
+    """The next turn: the exchange so far as history, and a prompt that says what to fix."""
+    hint = (
+        "Your answer was cut off before the end. Reply again with the complete JSON object, more concisely."
+        if response.truncated
+        else f"Your answer does not match the required JSON structure:\n{problem}\n"
+        "Reply again with the whole corrected JSON object and nothing else."
+    )
+    return request.model_copy(
+        update={
+            "history": [*request.history, ("user", request.prompt), ("assistant", response.text)],
+            "prompt": hint,
+        }
+    )

@@ -280,52 +280,62 @@ def plot_identities(window: Window, known: list[dict] | None) -> list[Identity]:
             else:
                 match = _candidates(window, member, look, profiles, used)
         if match is not None:
-            profile = match.profile
-            used |= {profile["id"], *(p["id"] for p in match.others)}
-            if proper is not None:
-                name = proper
-            elif _proper_named(profile, member):
-                name = profile["name"]  # the memory knows a name the film has not said yet
-            else:
-                name = member.descriptor or UNNAMED
-            identity = Identity(member, profile["id"], name, look, profile, match.confidence, match.reason)
-            if _norm(look) != _norm(profile.get("appearance")):
-                identity.new_look = look
-            if proper is None and name != member.descriptor and not is_unnamed(name):
-                identity.aliases = list(member.aliases)
-            if proper is not None:
-                identity.aliases = _reported_aliases(window, member)
-                have = Profiles.names(profile)
-                identity.new_aliases = [a for a in identity.aliases if norm_name(a) not in have] or None
-                evidence = window.name_evidence(member, proper) or f"known as {proper} from an earlier clip"
-                if norm_name(proper) not in have:
-                    identity.name_evidence = evidence
-                if not _proper_named(profile, member):
-                    identity.name_update = NameUpdate(profile["id"], proper, evidence)
-            label = member.look_at(window.first_time(member))
-            identity.same_as = [
-                SameAs(
-                    other["id"],
-                    profile["id"],
-                    "high",
-                    f"same face and build as {profile['id']}, now in {label}",
-                )
-                for other in match.others
-            ]
+            used |= {match.profile["id"], *(p["id"] for p in match.others)}
+            result.append(_recognised(window, member, match, look, proper))
         else:
-            named = proper is not None and (window.name_spoken(member) if reintroduced else True)
-            if named:
-                code, name = codes.next("char"), proper
-            elif member.descriptor and proper is None:
-                code, name = codes.next("char"), member.descriptor
-            else:
-                code, name = codes.next("unknown"), UNNAMED
-            identity = Identity(member, code, name, look, reintroduced=reintroduced)
-            if named:
-                identity.aliases = _reported_aliases(window, member)
-                identity.name_evidence = window.name_evidence(member, proper)
-        result.append(identity)
+            result.append(_introduced(window, member, look, proper, reintroduced, codes))
     return result
+
+
+def _recognised(window: Window, member: CastMember, match: _Match, look: str, proper: str | None) -> Identity:
+    """A member recognised as a known profile: under its id, with what the window tells that the memory
+    lacks (a new look, a name and its evidence, aliases) and the other profiles that are also him."""
+    profile = match.profile
+    if proper is not None:
+        name = proper
+    elif _proper_named(profile, member):
+        name = profile["name"]  # the memory knows a name the film has not said yet
+    else:
+        name = member.descriptor or UNNAMED
+    identity = Identity(member, profile["id"], name, look, profile, match.confidence, match.reason)
+    if _norm(look) != _norm(profile.get("appearance")):
+        identity.new_look = look
+    if proper is None and name != member.descriptor and not is_unnamed(name):
+        identity.aliases = list(member.aliases)
+    if proper is not None:
+        identity.aliases = _reported_aliases(window, member)
+        have = Profiles.names(profile)
+        identity.new_aliases = [a for a in identity.aliases if norm_name(a) not in have] or None
+        evidence = window.name_evidence(member, proper) or f"known as {proper} from an earlier clip"
+        if norm_name(proper) not in have:
+            identity.name_evidence = evidence
+        if not _proper_named(profile, member):
+            identity.name_update = NameUpdate(profile["id"], proper, evidence)
+    label = member.look_at(window.first_time(member))
+    identity.same_as = [
+        SameAs(other["id"], profile["id"], "high", f"same face and build as {profile['id']}, now in {label}")
+        for other in match.others
+    ]
+    return identity
+
+
+def _introduced(
+    window: Window, member: CastMember, look: str, proper: str | None, reintroduced: bool, codes: _Codes
+) -> Identity:
+    """A member not recognised: a new id, char_ under a name said (for a re-introduced one: said in this
+    window) or a descriptor, unknown_ and "Unnamed" otherwise."""
+    named = proper is not None and (window.name_spoken(member) if reintroduced else True)
+    if named:
+        code, name = codes.next("char"), proper
+    elif member.descriptor and proper is None:
+        code, name = codes.next("char"), member.descriptor
+    else:
+        code, name = codes.next("unknown"), UNNAMED
+    identity = Identity(member, code, name, look, reintroduced=reintroduced)
+    if named:
+        identity.aliases = _reported_aliases(window, member)
+        identity.name_evidence = window.name_evidence(member, proper)
+    return identity
 
 
 def script_id(window: Window, member: CastMember, profiles: Profiles) -> str:

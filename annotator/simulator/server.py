@@ -238,22 +238,7 @@ class SimulatorServer:
         clip, audio = (None, False)
         if stage.needs_video:
             clip, audio = self.resolve_clip(request.video, stage)
-        with self._lock:
-            self._calls += 1
-            number = self._calls
-        info = RequestInfo(
-            number=number,
-            api=api,
-            endpoint=MODEL_CALLS[0] if api == "gemini" else MODEL_CALLS[1],
-            stage=stage,
-            model=model,
-            start_s=clip.start_s if clip else None,
-            end_s=clip.end_s if clip else None,
-            segment_index=clip.segment_index if clip else None,
-            media_resolution=getattr(request, "media_resolution", None),
-            frames=request.video.frames if clip and request.video else 0,
-            received_s=time.monotonic() if received_s is None else received_s,
-        )
+        info = self._request_info(api, model, stage, request, clip, received_s)
         fault = self.behaviours.before_answer(info) or Fault()
         if fault.delay_s > 0:
             time.sleep(fault.delay_s)
@@ -265,15 +250,7 @@ class SimulatorServer:
             )
             raise SimError(fault.status, fault.message, headers=retry)
         answer = self.responder.answer(stage, request.texts, clip)
-        text = (
-            fault.answer_text
-            if fault.answer_text is not None
-            else json.dumps(answer.body, ensure_ascii=False)
-        )
-        if fault.truncate_fraction is not None:  # cut off mid-answer, as when max output tokens are hit
-            text = text[: max(1, int(len(text) * fault.truncate_fraction))]
-        if fault.empty or fault.blocked:
-            text = ""
+        text = _answer_text(answer, fault)
         usage = estimate(
             prompt_chars=request.chars,
             answer_chars=len(text),
@@ -286,6 +263,43 @@ class SimulatorServer:
         return Result(
             answer, text, usage, fault, clip.start_s if clip else None, clip.end_s if clip else None
         )
+
+    def _request_info(
+        self,
+        api: str,
+        model: str,
+        stage: Stage,
+        request: GenerateRequest | ChatRequest,
+        clip: Clip | None,
+        received_s: float | None,
+    ) -> RequestInfo:
+        """What the behaviours see of a request, numbered in arrival order."""
+        with self._lock:
+            self._calls += 1
+            number = self._calls
+        return RequestInfo(
+            number=number,
+            api=api,
+            endpoint=MODEL_CALLS[0] if api == "gemini" else MODEL_CALLS[1],
+            stage=stage,
+            model=model,
+            start_s=clip.start_s if clip else None,
+            end_s=clip.end_s if clip else None,
+            segment_index=clip.segment_index if clip else None,
+            media_resolution=getattr(request, "media_resolution", None),
+            frames=request.video.frames if clip and request.video else 0,
+            received_s=time.monotonic() if received_s is None else received_s,
+        )
+
+
+def _answer_text(answer: Answer, fault: Fault) -> str:
+    """The answer's JSON as sent, after a fault's changes: replaced, cut off, or emptied."""
+    text = fault.answer_text if fault.answer_text is not None else json.dumps(answer.body, ensure_ascii=False)
+    if fault.truncate_fraction is not None:  # cut off mid-answer, as when max output tokens are hit
+        text = text[: max(1, int(len(text) * fault.truncate_fraction))]
+    if fault.empty or fault.blocked:
+        text = ""
+    return text
 
 
 class _Server(ThreadingHTTPServer):

@@ -2,9 +2,12 @@
 
 The package, one job per module: `manager` (the public class: reads, apply, corrections, the locked
 transaction and its retry), `reads` (profiles, context in budget, previous summary), `apply` (one answer
-folded in), `naming` (names as an upgrade path), `identity` (who may be the same person, and settle),
-`state` (a scope's records in memory: redirects, codes, aliases, merge/unmerge writes), `order` (the memory
-order of a scope), `results` (what an apply reports).
+folded in: its entries and name updates, then the steps below), `observations` (what a segment saw of each
+character), `proposals` (same-person proposals decided and kept), `relationships` (an answer's relationships,
+and when two are one), `segment_plot` (the code map and the stored plot), `naming` (names as an upgrade
+path), `identity` (who may be the same person, and settle), `state` (a scope's records in memory:
+redirects, codes, aliases), `merges` (merge/unmerge writes), `order` (the memory order of a scope),
+`results` (what an apply reports).
 
 Workers call `context()` before plot reasoning of a segment and `apply()` with the parsed answer after it;
 users correct mistakes with `rename()`, `merge()` and `unmerge()`. Every write runs in ONE transaction

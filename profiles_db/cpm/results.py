@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pydantic import BaseModel, Field
 
 
@@ -20,15 +18,3 @@ class ApplyReport(BaseModel):
     merged: list[tuple[str, str, str]] = Field(default_factory=list)  # (from_code, into_code, reason)
     proposals: list[tuple[str, str, str]] = Field(default_factory=list)  # (from_code, into_code, status)
     warnings: list[str] = Field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Proposal:
-    source: str  # same_as | matched_from
-    raw_from: str
-    raw_into: str
-    confidence: str
-    evidence: str
-    from_record: int | None = (
-        None  # the record the entry's own id named, when the entry followed matched_from
-    )

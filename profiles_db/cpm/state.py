@@ -1,4 +1,4 @@
-"""One scope's characters inside one transaction: redirects, codes, aliases, and the merge/unmerge mechanics.
+"""One scope's characters inside one transaction: redirects, codes, aliases, and the derived columns.
 
 The CPM (profiles_db/cpm/) loads a `ScopeState` at the start of every transaction (the scope is small: tens to
 hundreds of characters) and does all identity reasoning in memory, writing through the ORM session.
@@ -11,7 +11,7 @@ Invariants this module keeps (tests/test_cpm_property.py checks them):
   cycle's lowest id (and `repair_cycles` breaks them on the next write);
 - a character's name is also one of its `character_aliases` rows, so "same person by name" is one lookup
   of the normalised form.
-Which records are the same person is decided in identity.py; this module only carries it out.
+Which records are the same person is decided in identity.py; merges.py carries a merge or unmerge out.
 """
 
 from __future__ import annotations
@@ -20,27 +20,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from profiles_db.models import (
-    Character,
-    CharacterAlias,
-    CharacterObservation,
-    Merge,
-    NameEvent,
-    Relationship,
-    utcnow,
-)
+from profiles_db.cpm.merges import merge_records, unmerge_record
+from profiles_db.models import Character, CharacterAlias, CharacterObservation, Merge, NameEvent
 from profiles_db.normalize import code_number, format_code, normalize_name, parse_code
 from profiles_db.scope_order import scope_positions
-
-_CHUNK = 500  # ids per IN (...) list
-
-
-def label_key(label: str) -> str:
-    """Relationship labels compare like names ("Friends" == "friends.")."""
-    return normalize_name(label) or label.strip().casefold()
 
 
 class ScopeState:
@@ -212,170 +198,14 @@ class ScopeState:
         self.aliases[char_id][norm] = row
         return True
 
-    # -- merge / unmerge -------------------------------------------------------------------------
+    # -- merge / unmerge (the writes live in merges.py) -------------------------------------------
     def merge(self, from_id: int, into_id: int, reason: str, segment_id: int | None) -> Merge:
         """Fold canonical `from_id` into canonical `into_id`, re-pointing its rows; `moved` lets unmerge undo it."""
-        if self.canonical(from_id) != from_id or self.canonical(into_id) != into_id:
-            raise ValueError("merge needs two canonical records")
-        if from_id == into_id:
-            raise ValueError(f"cannot merge {self.chars[from_id].code} into itself")
-        s = self.s
-        moved: dict[str, list[Any]] = {
-            "aliases": [],
-            "aliases_dropped": [],
-            "observations": [],
-            "relationships": [],
-            "relationships_dropped": [],
-        }
-        s.flush()  # pending alias rows need ids before they are recorded as moved
-        into_aliases = self.aliases[into_id]
-        for norm, alias in list(self.aliases.pop(from_id, {}).items()):
-            if norm in into_aliases:  # same alias on both: keep one row, remember the other for unmerge
-                moved["aliases_dropped"].append(
-                    {"alias": alias.alias, "normalized": norm, "segment_id": alias.segment_id}
-                )
-                s.delete(alias)
-            else:
-                alias.character_id = into_id
-                into_aliases[norm] = alias
-                moved["aliases"].append(alias.id)
-        moved["observations"] = list(
-            s.scalars(select(CharacterObservation.id).where(CharacterObservation.character_id == from_id))
-        )
-        s.execute(
-            update(CharacterObservation)
-            .where(CharacterObservation.character_id == from_id)
-            .values(character_id=into_id)
-            .execution_options(synchronize_session="fetch")
-        )
-        keys = {
-            self._rel_key(r.a_id, r.b_id, r.label)
-            for r in s.scalars(
-                select(Relationship).where(
-                    Relationship.scope == self.scope,
-                    or_(Relationship.a_id == into_id, Relationship.b_id == into_id),
-                )
-            )
-        }
-        rels = s.scalars(
-            select(Relationship)
-            .where(
-                Relationship.scope == self.scope,
-                or_(Relationship.a_id == from_id, Relationship.b_id == from_id),
-            )
-            .order_by(Relationship.id)
-        ).all()
-        for rel in rels:
-            a = into_id if rel.a_id == from_id else rel.a_id
-            b = into_id if rel.b_id == from_id else rel.b_id
-            key = self._rel_key(a, b, rel.label)
-            if a == b or key in keys:  # would be a self-relationship or a duplicate: park it in `moved`
-                moved["relationships_dropped"].append(
-                    {
-                        "a_id": rel.a_id,
-                        "b_id": rel.b_id,
-                        "label": rel.label,
-                        "evidence": rel.evidence,
-                        "first_segment_id": rel.first_segment_id,
-                        "last_segment_id": rel.last_segment_id,
-                    }
-                )
-                s.delete(rel)
-            else:
-                moved["relationships"].append(
-                    {"id": rel.id, "a": rel.a_id == from_id, "b": rel.b_id == from_id}
-                )
-                rel.a_id, rel.b_id = a, b
-                keys.add(key)
-        self.chars[from_id].merged_into = into_id
-        row = Merge(from_id=from_id, into_id=into_id, segment_id=segment_id, reason=reason, moved=moved)
-        s.add(row)
-        self.recompute()
-        s.flush()
-        self.refresh_cache([into_id])
-        return row
+        return merge_records(self, from_id, into_id, reason, segment_id)
 
     def unmerge(self, record_id: int, warnings: list[str]) -> Merge | None:
         """Make a merged record canonical again and point back what its last merge moved."""
-        s, record = self.s, self.chars[record_id]
-        if record.merged_into is None:
-            raise ValueError(f"{record.code} is not merged into another character")
-        target = self.canonical(record.merged_into)
-        merge = s.scalar(
-            select(Merge)
-            .where(Merge.from_id == record_id, Merge.undone_at.is_(None))
-            .order_by(Merge.id.desc())
-            .limit(1)
-        )
-        record.merged_into = None
-        self.recompute()
-        if merge is None:
-            warnings.append(f"{record.code} had no merge record; redirect removed, nothing to move back")
-            return None
-        moved = merge.moved or {}
-        mine = self.aliases[record_id]
-        for alias_id in moved.get("aliases", []):
-            alias = s.get(CharacterAlias, alias_id)
-            if alias is None or alias.character_id != target or alias.normalized in mine:
-                continue
-            self.aliases[target].pop(alias.normalized, None)
-            alias.character_id = record_id
-            mine[alias.normalized] = alias
-        for snap in moved.get("aliases_dropped", []):
-            self.add_alias(record_id, snap["alias"], snap.get("segment_id"))
-        ids = moved.get("observations", [])
-        for start in range(0, len(ids), _CHUNK):
-            s.execute(
-                update(CharacterObservation)
-                .where(
-                    CharacterObservation.id.in_(ids[start : start + _CHUNK]),
-                    CharacterObservation.character_id == target,
-                )
-                .values(character_id=record_id)
-                .execution_options(synchronize_session="fetch")
-            )
-        for entry in moved.get("relationships", []):
-            rel = s.get(Relationship, entry["id"])
-            if rel is None:
-                continue
-            if entry.get("a") and rel.a_id == target:
-                rel.a_id = record_id
-            if entry.get("b") and rel.b_id == target:
-                rel.b_id = record_id
-        s.flush()
-        for snap in moved.get("relationships_dropped", []):
-            a = record_id if snap["a_id"] == record_id else self._live(snap["a_id"])
-            b = record_id if snap["b_id"] == record_id else self._live(snap["b_id"])
-            if a is None or b is None or a == b:
-                continue
-            exists = s.scalar(
-                select(Relationship.id).where(
-                    Relationship.scope == self.scope,
-                    Relationship.a_id == a,
-                    Relationship.b_id == b,
-                    Relationship.label == snap["label"],
-                )
-            )
-            if exists is None:
-                s.add(
-                    Relationship(
-                        scope=self.scope,
-                        a_id=a,
-                        b_id=b,
-                        label=snap["label"],
-                        evidence=snap.get("evidence") or "",
-                        first_segment_id=snap.get("first_segment_id"),
-                        last_segment_id=snap.get("last_segment_id"),
-                    )
-                )
-        for cid in (record_id, target):  # a name taken after the merge may have ridden on a moved alias row
-            if self.chars[cid].name:
-                self.add_alias(cid, self.chars[cid].name, None)
-        merge.undone_at = utcnow()
-        self.undone.add((merge.from_id, merge.into_id))
-        s.flush()
-        self.refresh_cache([record_id, target])
-        return merge
+        return unmerge_record(self, record_id, warnings)
 
     # -- derived columns -------------------------------------------------------------------------
     def refresh_cache(self, char_ids: Iterable[int]) -> None:
@@ -406,11 +236,3 @@ class ScopeState:
                 latest = next((getattr(r, field) for r in reversed(obs) if getattr(r, field)), None)
                 if latest:
                     setattr(c, field, latest)
-
-    # -- helpers ---------------------------------------------------------------------------------
-    def _live(self, char_id: int) -> int | None:
-        return self.canonical(char_id) if char_id in self.chars else None
-
-    @staticmethod
-    def _rel_key(a: int, b: int, label: str) -> tuple[int, int, str]:
-        return (min(a, b), max(a, b), label_key(label))

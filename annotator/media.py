@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 from functools import cache
@@ -198,3 +199,16 @@ def read_provenance(source: str | Path | bytes) -> Provenance | None:
     except MediaError:
         return None
     return Provenance.from_tag(info.tags.get(TAG))
+
+
+def read_transform(source: str | Path | bytes) -> dict | None:
+    """How a proxy's picture was made from its source (the `transform` entry the splitter writes beside the
+    provenance: letterbox crop in source pixels, deinterlaced, source pixel aspect), or None."""
+    try:
+        info = probe(source)
+    except MediaError:
+        return None
+    if Provenance.from_tag(info.tags.get(TAG)) is None:
+        return None
+    transform = json.loads(info.tags[TAG]).get("transform")
+    return transform if isinstance(transform, dict) else None

@@ -14,13 +14,23 @@ import hashlib
 import io
 import json
 import logging
+import os
 from pathlib import Path, PurePosixPath
 
+from pydantic import BaseModel
+
 from workers.context import VideoSource
+from workers.splitter import file_sha256
 from workers.storage import StorageError, filesystem, is_remote
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mpg", ".mpeg", ".flv", ".wmv"}
+# containers PyAV (FFmpeg) reads; the suffix only picks files out of a folder, the probe judges them
+VIDEO_SUFFIXES = {
+    ".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".ts", ".mpg", ".mpeg", ".flv", ".wmv",
+    ".m2ts", ".mts", ".m2t", ".mxf", ".3gp", ".3g2", ".ogv", ".vob", ".asf", ".f4v", ".mpe", ".divx",
+}  # fmt: skip
 MANIFEST_SUFFIXES = {".csv", ".jsonl"}
+SIDECAR_SUFFIXES = {".srt", ".vtt"}  # subtitles read with the video beside them, not inputs of their own
+MIN_COPY_BYTES = 4096  # smaller files are never compared by content
 _GLOB_CHARS = set("*?[")
 log = logging.getLogger(__name__)
 
@@ -51,13 +61,42 @@ def object_video_id(uri: str, info: dict) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+class Skipped(BaseModel):
+    """An entry of SOURCE that is not processed, and why (a dangling symlink, an unsupported suffix, a folder
+    named like a video, a second path to a file or a copy of one listed already)."""
+
+    uri: str
+    reason: str
+
+
+class Listing(BaseModel):
+    videos: list[VideoSource]
+    skipped: list[Skipped] = []
+
+
+def scan_sources(source: str) -> Listing:
+    """The videos of SOURCE, each file once, and every entry left out with its reason. Two paths to one file (a
+    symlink, a hard link, a manifest row listed twice) or a byte-identical copy are one video, so one set of
+    records, under the smallest resolved path among them."""
+    skipped: list[Skipped] = []
+    videos = _one_per_file(_list(source, skipped), skipped)
+    return Listing(videos=videos, skipped=skipped)
+
+
 def list_sources(source: str) -> list[VideoSource]:
-    """The videos of SOURCE, each file once: two paths to one file (a symlink, a hard link, a manifest row
-    listed twice) are one video, so one set of records, under the smallest resolved path among them."""
-    return _one_per_file(_list(source))
+    """`scan_sources` for callers that only want the videos; each skipped entry is logged with its reason."""
+    listing = scan_sources(source)
+    for entry in listing.skipped:
+        log.warning("skipped %s: %s", entry.uri, entry.reason)
+    return listing.videos
 
 
-def _one_per_file(videos: list[VideoSource]) -> list[VideoSource]:
+# how an entry was named in SOURCE (a path as found, a manifest row), and its video
+Listed = tuple[str, VideoSource]
+
+
+def _one_per_file(entries: list[Listed], skipped: list[Skipped]) -> list[VideoSource]:
+    videos = [v for _, v in entries]
     canonical: dict[tuple[int, int], str] = {}  # (device, inode) → the smallest resolved path of that file
     for v in videos:
         if not is_remote(v.local_path):
@@ -65,7 +104,8 @@ def _one_per_file(videos: list[VideoSource]) -> list[VideoSource]:
             canonical[key] = min(canonical.get(key, v.local_path), v.local_path)
     out: list[VideoSource] = []
     seen: dict[str, VideoSource] = {}
-    for v in videos:
+    names: dict[str, str] = {}  # video id → the name its kept entry was listed under
+    for name, v in entries:
         if not is_remote(v.local_path):
             path = canonical[_inode(v.local_path)]
             if path != v.local_path:
@@ -79,12 +119,49 @@ def _one_per_file(videos: list[VideoSource]) -> list[VideoSource]:
                     first.scope,
                     first.episode,
                 )
+            if name == v.uri and names[v.video_id] != v.uri:  # report the link, not the file it points to
+                name, names[v.video_id] = names[v.video_id], name
+            reason = f"the same file as {first.uri} (a link to it, or listed twice)"
+            skipped.append(Skipped(uri=name, reason=reason))
             continue
-        seen[v.video_id] = v
+        seen[v.video_id], names[v.video_id] = v, name
         out.append(v)
-    if len(out) < len(videos):
-        log.info("%d paths point to files listed already; each file is one video", len(videos) - len(out))
-    return out
+    return _one_per_content(out, skipped)
+
+
+def _one_per_content(videos: list[VideoSource], skipped: list[Skipped]) -> list[VideoSource]:
+    """Drop local files whose bytes equal an earlier one's (a copy). Only files of equal size are read: a
+    sample of each first, the whole file only when the samples agree. Files under MIN_COPY_BYTES are left alone:
+    no real video is that small (it fails its probe on its own), and placeholders of equal bytes are not copies
+    of a film."""
+    by_size: dict[int, list[VideoSource]] = {}
+    for v in videos:
+        size = Path(v.local_path).stat().st_size if not is_remote(v.local_path) else 0
+        if size >= MIN_COPY_BYTES:
+            by_size.setdefault(size, []).append(v)
+    copies: set[str] = set()
+    for group in by_size.values():
+        kept: dict[str, VideoSource] = {}
+        for v in group if len(group) > 1 else ():
+            key = _content_key(Path(v.local_path))
+            if key in kept:
+                copies.add(v.video_id)
+                skipped.append(Skipped(uri=v.uri, reason=f"the same content as {kept[key].uri} (a copy)"))
+            else:
+                kept[key] = v
+    return [v for v in videos if v.video_id not in copies]
+
+
+def _content_key(path: Path, sample: int = 1 << 20) -> str:
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        parts = [handle.read(sample)]
+        handle.seek(max(0, size // 2 - sample // 2))
+        parts.append(handle.read(sample))
+        handle.seek(max(0, size - sample))
+        parts.append(handle.read(sample))
+    head = hashlib.sha256(b"".join(parts)).hexdigest()
+    return head if size <= 3 * sample else f"{head}:{file_sha256(path)}"
 
 
 def _inode(path: str) -> tuple[int, int]:
@@ -92,7 +169,7 @@ def _inode(path: str) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
 
-def _list(source: str) -> list[VideoSource]:
+def _list(source: str, skipped: list[Skipped]) -> list[Listed]:
     if is_remote(source):
         return _list_remote(source)
     path = Path(source)
@@ -101,14 +178,45 @@ def _list(source: str) -> list[VideoSource]:
             path.read_text(encoding="utf-8"), path.suffix.lower(), str(path), _LocalBase(path.parent)
         )
     if path.is_file():
-        return [_local(path)]
+        return [(str(path), _local(path))]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-        return [_local(p) for p in files]
-    matches = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
-    if matches:
-        return [_local(p) for p in matches]
+        return _pick(sorted(path.rglob("*")), skipped)
+    matches = sorted(Path(p) for p in glob.glob(source, recursive=True))
+    if path.is_symlink() and not path.exists():
+        raise SourceError(f"source {source!r} is a dangling symlink (to {os.readlink(path)})")
+    picked = _pick(matches, skipped)
+    if picked or skipped:
+        return picked
     raise SourceError(f"source {source!r} is not a video file, a folder, a glob with matches or a manifest")
+
+
+def _pick(paths: list[Path], skipped: list[Skipped]) -> list[Listed]:
+    """The video files among `paths`; each other entry is reported with its reason, except plain folders and
+    the subtitle files read with their video."""
+    out = []
+    for p in paths:
+        reason = _skip_reason(p)
+        if reason is None:
+            out.append((str(p), _local(p)))
+        elif reason:
+            skipped.append(Skipped(uri=str(p), reason=reason))
+    return out
+
+
+def _skip_reason(path: Path) -> str | None:
+    """None for a video file to list, "" for an entry to pass over silently, else why it is left out."""
+    suffix = path.suffix.lower()
+    if path.is_symlink() and not path.exists():
+        return f"dangling symlink (to {os.readlink(path)})"
+    if path.is_dir():
+        return "a folder named like a video, not a video file" if suffix in VIDEO_SUFFIXES else ""
+    if not path.is_file():
+        return "not a regular file"
+    if suffix in VIDEO_SUFFIXES:
+        return None
+    if suffix in SIDECAR_SUFFIXES or path.name.startswith("."):
+        return ""
+    return f"unsupported suffix {suffix or '(none)'}: not one of the video containers v2s reads"
 
 
 def _local(path: Path, scope: str | None = None, episode: int | None = None) -> VideoSource:
@@ -133,19 +241,23 @@ def _is_object(info: dict) -> bool:
     return info.get("type") == "file" and not str(info.get("Key", info["name"])).endswith("/")
 
 
-def _list_remote(source: str) -> list[VideoSource]:
+def _named(videos: list[VideoSource]) -> list[Listed]:
+    return [(v.uri, v) for v in videos]
+
+
+def _list_remote(source: str) -> list[Listed]:
     try:
         fs, path = filesystem(source)
         if _GLOB_CHARS & set(path):
             found = fs.glob(path, detail=True)
-            return [_remote(fs, i) for _, i in sorted(found.items()) if _is_object(i)]
+            return _named([_remote(fs, i) for _, i in sorted(found.items()) if _is_object(i)])
         info = fs.info(path) if fs.exists(path) else None
         if info is not None and _is_object(info):
             if PurePosixPath(path).suffix.lower() in MANIFEST_SUFFIXES:
                 text = fs.cat_file(path).decode("utf-8")
                 parent = fs.unstrip_protocol(str(PurePosixPath(path).parent))
                 return _manifest(text, PurePosixPath(path).suffix.lower(), source, _RemoteBase(parent))
-            return [_remote(fs, info)]
+            return _named([_remote(fs, info)])
         found = fs.find(path, detail=True)
     except StorageError as exc:
         raise SourceError(str(exc)) from None
@@ -160,7 +272,7 @@ def _list_remote(source: str) -> list[VideoSource]:
         raise SourceError(
             f"source {source!r} has no video objects (suffixes {', '.join(sorted(VIDEO_SUFFIXES))})"
         )
-    return videos
+    return _named(videos)
 
 
 class _LocalBase:
@@ -218,7 +330,7 @@ class _RemoteObjects:
         return _remote(fs, info, scope, episode)
 
 
-def _manifest(text: str, suffix: str, where: str, base: _LocalBase | _RemoteBase) -> list[VideoSource]:
+def _manifest(text: str, suffix: str, where: str, base: _LocalBase | _RemoteBase) -> list[Listed]:
     rows: list[dict] = []
     if suffix == ".csv":
         rows = list(csv.DictReader(io.StringIO(text)))
@@ -229,7 +341,7 @@ def _manifest(text: str, suffix: str, where: str, base: _LocalBase | _RemoteBase
                     rows.append(json.loads(line))
                 except ValueError as exc:
                     raise SourceError(f"{where}:{n}: not JSON ({exc})") from None
-    out = []
+    out: list[Listed] = []
     for n, row in enumerate(rows, start=1):
         uri = str(row.get("uri") or row.get("path") or "").strip()
         if not uri:
@@ -239,5 +351,10 @@ def _manifest(text: str, suffix: str, where: str, base: _LocalBase | _RemoteBase
             number = int(episode) if episode not in (None, "") else None
         except ValueError:
             raise SourceError(f"{where}: row {n}: episode {episode!r} is not a whole number") from None
-        out.append(base.resolve(uri, f"{where}: row {n}", row.get("series") or None, number))
+        out.append(
+            (
+                f"{where}: row {n} ({uri})",
+                base.resolve(uri, f"{where}: row {n}", row.get("series") or None, number),
+            )
+        )
     return out

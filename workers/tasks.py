@@ -29,7 +29,7 @@ from workers.context import RunContext, VideoSource, cpm, gateway, store
 from workers.fetch import ensure_proxy, local_copy, local_proxy, proxy_present, release_copy
 from workers.metrics import record_stage, record_video
 from workers.results import PreparedVideo, SegmentOutcome
-from workers.splitter import detect_shots, detect_silences, file_sha256, make_proxy, plan_segments
+from workers.splitter import ProxyBatch, SplitSettings, file_sha256, split_video
 from workers.storage import join, write_text
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ def _failed(st, segment_id: int, stage: Stage, result) -> SegmentOutcome:
 
 @ray.remote(num_cpus=1, max_retries=2)
 def prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
-    """Probe, split at shots (preferring silences) and cut proxies. A bad input fails only itself.
+    """Probe, split at shot cuts outside dialogue (one decode pass) and cut all proxies in one ffmpeg run. A bad
+    input fails only itself.
 
     A video split before keeps its segments (record ids stay stable, no detection runs again); only its missing
     or broken proxies are cut again. A done video is skipped, after checking its proxies are still there."""
@@ -80,6 +81,9 @@ def prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
     path = None
     try:
         path = local_copy(video)  # a bucket object is downloaded to the local cache first
+        split = SplitSettings()  # V2S_SPLIT_… environment variables; proxy size and rate from the run
+        proxy_settings = split.proxy.model_copy(update={"height": ctx.proxy_height, "fps": ctx.proxy_fps})
+        transform, has_audio = None, None  # a resumed video's proxies sample the transform again
         if stored:
             spans = [(start, end) for (start, end), _ in stored]
         else:
@@ -92,28 +96,27 @@ def prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
                 height=info.height,
                 has_audio=info.has_audio,
             )
-            cuts = detect_shots(path)
-            silences = detect_silences(path) if info.has_audio else []
-            plans = plan_segments(info.duration_s, cuts, ctx.max_segment_s, silences)
-            spans = [(plan.start_s, plan.end_s) for plan in plans]
+            result = split_video(path, info, ctx.max_segment_s, split, name=video.uri)
+            spans = [(plan.start_s, plan.end_s) for plan in result.plans]
+            transform, has_audio = result.transform, info.has_audio
+        tags = [
+            Provenance(
+                video_id=video.video_id, source_uri=video.uri, segment_index=idx, start_s=start_s, end_s=end_s
+            )
+            for idx, (start_s, end_s) in enumerate(spans, start=1)
+        ]
         proxies = []
-        for idx, (start_s, end_s) in enumerate(spans, start=1):
-            tag = Provenance(
-                video_id=video.video_id,
-                source_uri=video.uri,
-                segment_index=idx,
-                start_s=start_s,
-                end_s=end_s,
-            )
-            proxy_uri = ensure_proxy(  # OUT/proxies/… locally or in the bucket; cut when missing or broken
-                ctx.out_dir,
-                video.video_id,
-                idx,
-                lambda target, tag=tag: make_proxy(
-                    path, target, tag, height=ctx.proxy_height, fps=ctx.proxy_fps
-                ),
-            )
-            proxies.append((start_s, end_s, proxy_uri))
+        # OUT/proxies/… locally or in the bucket, whole ones reused; the first missing or broken one cuts them
+        # all in one ffmpeg run
+        with ProxyBatch(path, tags, proxy_settings, transform, has_audio) as batch:
+            for tag in tags:
+                proxy_uri = ensure_proxy(
+                    ctx.out_dir,
+                    video.video_id,
+                    tag.segment_index,
+                    lambda target, idx=tag.segment_index: batch.make(idx, target),
+                )
+                proxies.append((tag.start_s, tag.end_s, proxy_uri))
         if status == VideoStatus.DONE:  # its proxies are back; nothing else to do
             return PreparedVideo(video_id=video.video_id, ok=True, skipped=True)
         segment_ids = st.save_segments(video.video_id, proxies)

@@ -7,9 +7,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
-from profiles_db.db import Database
+from profiles_db.db import Database, shown_url
 from profiles_db.models import Character
 from profiles_db.stages import RunStatus, Stage, StageStore, VideoStatus
 from workers.driver import RunSummary
@@ -42,7 +41,7 @@ def print_summary(console: Console, job_id: str, summary: RunSummary, db: Databa
     table.add_row("tokens in / out", f"{usage['input_tokens']:,} / {usage['output_tokens']:,}")
     table.add_row("cost (USD)", f"{usage['cost_usd']:.4f}")
     table.add_row("shards", escape(f"{out}/shards (manifest: {out}/manifest.json)"))
-    table.add_row("database", escape(make_url(db.url).render_as_string(hide_password=True)))
+    table.add_row("database", escape(shown_url(db.url)))
     console.print(table)
     for uri, error in failed:
         console.print(f"[red]failed input[/red] {escape(uri)}: {escape(str(error))}", emoji=False)
@@ -79,8 +78,13 @@ STATUS_COLUMNS = tuple(RunStatus)
 MAX_WARNINGS = 20  # CPM warnings `v2s status` lists; the rest are counted ("… and N more")
 
 
+class ManifestUnreadable(Exception):
+    """The manifest exists (or may) but cannot be read from here: no bucket credentials, access denied..."""
+
+
 def read_manifest(out: str) -> dict | None:
-    """The output's manifest.json (local folder or bucket), or None before the first shard is closed."""
+    """The output's manifest.json (local folder or bucket), or None before the first shard is closed.
+    ManifestUnreadable (one line, no secret) when it cannot be read from this machine."""
     import json
 
     from workers.storage import filesystem, join
@@ -89,8 +93,12 @@ def read_manifest(out: str) -> dict | None:
         fs, path = filesystem(join(out, "manifest.json"))
         with fs.open(path, "r") as handle:
             return json.load(handle)
-    except (OSError, ValueError):
+    except (FileNotFoundError, ValueError):
         return None
+    except Exception as exc:  # botocore's NoCredentialsError, PermissionError, an unreachable endpoint...
+        raise ManifestUnreadable(
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
 
 
 def status_view(db: Database, job_id: str | None):
@@ -154,7 +162,13 @@ def _usage_tables(store: StageStore, job_id: str | None, segments: int) -> list[
 def _shard_lines(jobs) -> list[Text]:
     lines = []
     for j in jobs:
-        manifest = read_manifest(j.out)
+        try:
+            manifest = read_manifest(j.out)
+        except ManifestUnreadable as exc:
+            lines.append(
+                Text(f"shards written to {j.out}: unknown here, its manifest cannot be read ({exc})")
+            )
+            continue
         if manifest is None:
             lines.append(Text(f"shards written to {j.out}: none yet"))
         else:

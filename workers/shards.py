@@ -197,7 +197,7 @@ class ShardWriter:
         entry = ShardEntry(name, len(lines), len(data), hashlib.sha256(data).hexdigest())
         self.shards.stage(name)
         with self.db.transaction() as s:
-            self.store.mark_exported(s, [(segment_id, name, rid) for segment_id, rid in pending])
+            self.store.mark_exported(s, [(sid, name, rid) for sid, rid in pending], self.job_id)
             self.catalog.close(
                 s,
                 entry,

@@ -133,8 +133,9 @@ class LeaseMixin:
                 run.cost_usd = (run.cost_usd or 0.0) + usage.cost_usd
 
     @staticmethod
-    def mark_exported(s: Session, exported: list[tuple[int, str, str]]) -> None:
-        """Within the shard writer's commit: these (segment id, shard, record id) are exported."""
+    def mark_exported(s: Session, exported: list[tuple[int, str, str]], job_id: str | None = None) -> None:
+        """Within the shard writer's commit: these (segment id, shard, record id) are exported, by `job_id`
+        (the job whose writer closed the shard, as every other stage run names the job that ran it)."""
         for segment_id, shard, record_id in exported:
             run = s.scalar(
                 select(StageRun).where(StageRun.segment_id == segment_id, StageRun.stage == Stage.EXPORT)
@@ -144,6 +145,7 @@ class LeaseMixin:
                 s.add(run)
             run.status, run.outcome, run.error = RunStatus.DONE, "done", None
             run.result = {"shard": shard, "record_id": record_id}
+            run.job_id = job_id or run.job_id
 
     def reset_attempts(self, job_id: str | None = None, only_reasons: set[str] | None = None) -> int:
         """For resume: failed stages (of the job's videos, or all) get a fresh set of attempts.

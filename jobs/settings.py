@@ -25,6 +25,9 @@ class EngineSettings(BaseSettings):
     lease_s: float = Field(_STAGE_DEFAULTS.lease_s, gt=0)  # V2S_LEASE_S
     stage_attempts: int = Field(_STAGE_DEFAULTS.stage_attempts, ge=1)  # V2S_STAGE_ATTEMPTS
     output_lease_s: float = Field(60.0, gt=0)  # V2S_OUTPUT_LEASE_S; its heartbeat renews it every third
+    # V2S_MAX_IN_FLIGHT: tasks the driver keeps submitted at once (back-pressure); a cluster with more CPUs
+    # than 8 wants more, to keep them busy
+    max_in_flight: int = Field(8, ge=1)
 
     @property
     def stages(self) -> StageSettings:

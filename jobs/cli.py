@@ -195,7 +195,7 @@ def resume(
                 only_reasons=reasons,
                 give_up=give_up or [],
             )
-            print_follow(job, submission, address, db.url)
+            print_follow(job, submission, address, db.url, forward_secrets=forward_secrets)
             return
         job_id, summary = resume_job(db, job, console, only_reasons=reasons, give_up=give_up or [])
     except ControlError as exc:

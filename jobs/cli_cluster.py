@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         except Exception as exc:  # connection refused, 401/403 from token auth: one line, never the token
             console.print(f"[red]submit failed:[/red] {exc}")
             raise typer.Exit(2) from None
-        print_follow(job_id, submission, address, database_url, out)
+        print_follow(job_id, submission, address, database_url, out, forward_secrets=forward_secrets)
 
     @app.command()
     def cancel(
@@ -61,8 +61,15 @@ def register(app: typer.Typer) -> None:
 
 
 def print_follow(
-    job_id: str, submission: str, address: str, database_url: str | None, out: str | None = None
+    job_id: str,
+    submission: str,
+    address: str,
+    database_url: str | None,
+    out: str | None = None,
+    *,
+    forward_secrets: bool = False,
 ) -> None:
+    from profiles_db.db import without_password
     from workers.storage import is_remote
 
     # the URL itself is not printed: it may carry a password. A bucket output's default SQLite stays on the
@@ -75,3 +82,9 @@ def print_follow(
     typer.echo(f"  follow:  v2s status {job_id} {db_hint} --watch")
     typer.echo(f"  logs:    ray job logs --address {address} {submission} --follow")
     typer.echo(f"  cancel:  v2s cancel {job_id} --address {address} {db_hint}")
+    if database_url and without_password(database_url) != database_url and not forward_secrets:
+        typer.echo(
+            "  note:    the database password was not sent (Ray shows a job's command and runtime_env in its "
+            "dashboard): the cluster's nodes take it from their V2S_DATABASE_URL, or PGPASSWORD / ~/.pgpass; "
+            "--forward-secrets sends it in the runtime_env instead"
+        )

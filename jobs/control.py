@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from jobs.runner import JobSpec, RunSummary, run_job
-from profiles_db.db import Database
+from profiles_db.db import Database, shown_url, without_password
 from profiles_db.stages import JobStatus, StageStore
 
 # Forwarded to the cluster by NAME through runtime_env env_vars when they are set in the caller's environment.
@@ -47,6 +47,8 @@ SECRET_ENV = {
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
 }
+# URLs that are secrets only when they carry a password (V2S_DATABASE_URL without one is a plain setting)
+URL_ENV = {"V2S_DATABASE_URL"}
 AGENT_WAIT_TRIES = 15  # × 2 s  # the Ray token authenticates the submission; the job does not need it
 
 
@@ -57,9 +59,7 @@ class ControlError(RuntimeError):
 def load_spec(db: Database, job_id: str) -> JobSpec:
     job = StageStore(db).job(job_id)
     if job is None:
-        from sqlalchemy.engine import make_url
-
-        raise ControlError(f"no job {job_id} in {make_url(db.url).render_as_string(hide_password=True)}")
+        raise ControlError(f"no job {job_id} in {shown_url(db.url)}")
     return JobSpec.model_validate({**(job.config or {}), "database_url": db.url})
 
 
@@ -119,13 +119,20 @@ def forwarded_env(environ: dict[str, str] | None = None, *, secrets: bool = Fals
     names = {n for n in environ if n in FORWARDED_ENV or n.startswith(FORWARDED_PREFIXES)} - NOT_FORWARDED
     if not secrets:
         names -= SECRET_ENV
+        names -= {n for n in names & URL_ENV if without_password(environ[n]) != environ[n]}
     return {n: environ[n] for n in sorted(names)}
 
 
-def runtime_env(ship_code: bool = True, forward_secrets: bool = False) -> dict:
+def runtime_env(
+    ship_code: bool = True, forward_secrets: bool = False, database_url: str | None = None
+) -> dict:
     """Ship the project code (working_dir) and the settings/keys set here (by name) to the cluster.
-    ship_code=False when the nodes already have v2s installed (an image or `pip install` on every node)."""
+    ship_code=False when the nodes already have v2s installed (an image or `pip install` on every node).
+    `database_url` (the job's) travels here in full only with forward_secrets: the entrypoint has it without
+    its password."""
     env: dict = {"env_vars": forwarded_env(secrets=forward_secrets)}
+    if forward_secrets and database_url and without_password(database_url) != database_url:
+        env["env_vars"]["V2S_DATABASE_URL"] = database_url
     if ship_code:
         env["working_dir"] = str(Path(__file__).resolve().parents[1])
         env["excludes"] = [".venv", ".git", "**/__pycache__", "*.sqlite", "bench/out", ".pytest_cache"]
@@ -140,7 +147,9 @@ def entrypoint(
     only_reasons: set[str] | None = None,
     give_up: list[str] = (),
 ) -> str:
-    """The command the cluster runs: `python -m jobs.cli run …` (or resume) with the same options."""
+    """The command the cluster runs: `python -m jobs.cli run …` (or resume) with the same options. Ray shows it
+    in its dashboard and job list, so the database URL is in it without its password: the driver takes that from
+    its node's V2S_DATABASE_URL (or PGPASSWORD / ~/.pgpass), see `profiles_db.db.with_known_password`."""
     if resume:
         args = ["python", "-m", "jobs.cli", "resume", job_id]
         for reason in sorted(only_reasons or ()):
@@ -151,7 +160,7 @@ def entrypoint(
         args = ["python", "-m", "jobs.cli", "run", spec.source, "--out", str(spec.out), "--job-id", job_id]
         args += ["--max-segment-s", str(spec.max_segment_s)]
     if spec.database_url:
-        args += ["--database-url", spec.database_url]
+        args += ["--database-url", without_password(spec.database_url)]
     elif resume:
         args += ["--out", str(spec.out)]
     return shlex.join(args)
@@ -178,7 +187,7 @@ def submit_job(
                     spec, job_id, resume=resume, only_reasons=only_reasons, give_up=list(give_up)
                 ),
                 submission_id=submission_id,
-                runtime_env=runtime_env(ship_code, forward_secrets),
+                runtime_env=runtime_env(ship_code, forward_secrets, spec.database_url),
                 metadata={"v2s_job": job_id},
             )
         except RuntimeError as exc:

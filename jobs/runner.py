@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from annotator.settings import ModelSettings
 from jobs.settings import EngineSettings
 from jobs.sources import list_sources
-from profiles_db.db import Database, sqlite_url
+from profiles_db.db import Database, shown_url, sqlite_url, with_known_password
 from profiles_db.outputs import OutputLease, output_key
 from profiles_db.stages import JobStatus, StageStore
 from workers.context import RunContext
@@ -43,7 +43,10 @@ class JobSpec(BaseModel):
     def db_url(self) -> str:
         # A bucket output keeps its default SQLite in a local folder of its own (workers.storage.local_workdir).
         folder = local_workdir(self.out) if is_remote(self.out) else self.out
-        return self.database_url or EngineSettings().database_url or sqlite_url(folder / "v2s.sqlite")
+        known = EngineSettings().database_url
+        if self.database_url:
+            return with_known_password(self.database_url, known)  # a submitted job's URL has none
+        return known or sqlite_url(folder / "v2s.sqlite")
 
 
 def ray_address(spec: JobSpec) -> str:
@@ -56,6 +59,20 @@ def ray_address(spec: JobSpec) -> str:
 class JobRefused(RuntimeError):
     """The job cannot start (or go on) here; the one-line message names the input and what to do. The job's
     state in the database is left true: a job that never started keeps the status it had."""
+
+
+def run_context(spec: JobSpec, job_id: str, db_url: str, out_dir: str, config: EngineSettings) -> RunContext:
+    """What every task of the run is given: the job's spec and the engine settings this driver read once."""
+    return RunContext(
+        job_id=job_id,
+        db_url=db_url,
+        out_dir=out_dir,
+        max_segment_s=spec.max_segment_s,
+        context_token_budget=spec.context_token_budget,
+        shard_max_records=spec.shard_max_records,
+        max_in_flight=config.max_in_flight,
+        stages=config.stages,
+    )
 
 
 def run_job(
@@ -92,15 +109,7 @@ def run_job(
             store.ensure_job(
                 job_id, spec.source, str(spec.out), spec.model_dump(mode="json", exclude={"database_url"})
             )
-            ctx = RunContext(
-                job_id=job_id,
-                db_url=db_url,
-                out_dir=out_dir,
-                max_segment_s=spec.max_segment_s,
-                context_token_budget=spec.context_token_budget,
-                shard_max_records=spec.shard_max_records,
-                stages=config.stages,
-            )
+            ctx = run_context(spec, job_id, db_url, out_dir, config)
             try:
                 summary = _run_with_progress(ctx, videos, console, cancel_check(store, job_id))
             except BaseException:
@@ -158,13 +167,12 @@ def _check_output(spec: JobSpec) -> None:
 
 def open_database(url: str) -> Database:
     """The job database, or JobRefused naming it (without its password) and why it cannot be used."""
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
         return Database(url)
     except (SQLAlchemyError, OSError) as exc:
-        shown = make_url(url).render_as_string(hide_password=True)  # never the password
+        shown = shown_url(url)  # never the password
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise JobRefused(f"database {shown} cannot be used: {reason}") from None
 

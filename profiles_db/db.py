@@ -23,6 +23,37 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
+def shown_url(url: str) -> str:
+    """The URL as logs and messages may show it: the password masked."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def without_password(url: str) -> str:
+    """The URL with no password at all, for places that must keep working without it (a job's command line)."""
+    # URL.set() ignores None; the named tuple's _replace clears the field
+    return make_url(url)._replace(password=None).render_as_string(hide_password=False)
+
+
+def with_known_password(url: str, known: str | None) -> str:
+    """`url`, or `known` when `url` names the same database and user with no password and `known` has one.
+
+    A submitted job's command line carries its database URL without the password (Ray shows the command in its
+    dashboard); the nodes hold the full URL in V2S_DATABASE_URL (a Kubernetes Secret), and this puts them together.
+    Without a match the URL stays as it is, and the driver falls back on PostgreSQL's own PGPASSWORD / ~/.pgpass."""
+    parsed = make_url(url)
+    if parsed.password is not None or not known:
+        return url
+    full = make_url(known)
+    same = (parsed.get_backend_name(), parsed.host, parsed.port, parsed.database, parsed.username) == (
+        full.get_backend_name(),
+        full.host,
+        full.port,
+        full.database,
+        full.username,
+    )
+    return parsed.set(password=full.password).render_as_string(hide_password=False) if same else url
+
+
 def make_engine(url: str) -> Engine:
     """An engine with the settings v2s relies on: WAL + busy timeout on SQLite, pre-ping on PostgreSQL."""
     parsed = make_url(url)

@@ -62,6 +62,9 @@ KEYS = {  # what the nodes hold as Secrets; none of them may reach the job's spe
 }
 
 
+DB_PASSWORD = "db-pw-" + secrets.token_hex(6)
+
+
 @dataclass(frozen=True)
 class Call:
     stage: str  # plot, script, distill
@@ -145,7 +148,12 @@ def database_url():
     name = f"v2s_deploy_{secrets.token_hex(5)}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_admin_url()).set(database=name).render_as_string(hide_password=False)
+    # with a password, as a real deployment's (trust auth here ignores it): it must never reach the dashboard
+    url = (
+        make_url(postgres_admin_url())
+        .set(database=name, password=DB_PASSWORD)
+        .render_as_string(hide_password=False)
+    )
     try:
         upgrade(url)
         yield url
@@ -225,11 +233,12 @@ def v2s(deployment: Deployment, *args: str, env: dict[str, str] | None = None) -
     return done.stdout
 
 
-def submit(deployment: Deployment, source: str, out: str) -> str:
+def submit(deployment: Deployment, source: str, out: str, *options: str) -> str:
     stdout = v2s(
         deployment, "submit", source, "--out", out, "--address", deployment.cluster.dashboard,
-        "--max-segment-s", str(MAX_SEGMENT_S),
+        "--max-segment-s", str(MAX_SEGMENT_S), *options,
     )  # fmt: skip
+    assert DB_PASSWORD not in stdout
     line = next(line for line in stdout.splitlines() if line.startswith("job "))
     return line.split()[1]
 
@@ -269,6 +278,10 @@ def check_every_record_once(deployment: Deployment, job_id: str, out: str) -> in
     assert sorted(stages) == sorted(
         (s, "done", len(segments)) for s in ("plot", "script", "distill", "export")
     )
+    by_run = deployment.sql(  # every stage run names the job that ran it, the export too
+        "SELECT stage, count(*) FROM stage_runs WHERE job_id = :j GROUP BY stage", j=job_id
+    )
+    assert sorted(by_run) == [(s, len(segments)) for s in ("distill", "export", "plot", "script")]
     found = checks.records(out)
     keys = [(r["video"]["video_id"], r["video"]["segment_index"]) for r in found]
     assert len(keys) == len(set(keys)) == len(segments)
@@ -300,7 +313,9 @@ def metrics_sum(deployment: Deployment, name: str, **labels: str) -> float:
 def test_a_submitted_bucket_job_finishes_on_the_cluster_with_every_record_once(deployment):
     cluster, out = deployment.cluster, "s3://films/out-normal"
     started = time.monotonic()
-    job_id = submit(deployment, "s3://films/normal/", out)
+    # the database named on the command line, password and all, as a user would: the job's command shows it
+    # without the password, which the driver takes from its node's V2S_DATABASE_URL
+    job_id = submit(deployment, "s3://films/normal/", out, "--database-url", deployment.database_url)
     info = wait_until_finished(deployment, job_id)
     log = logs(deployment, job_id)
     assert re.search(rf"running on the Ray cluster at \S+:{cluster.gcs_port}\b", log), log[-3000:]
@@ -325,8 +340,9 @@ def test_a_submitted_bucket_job_finishes_on_the_cluster_with_every_record_once(d
     listed = next(j for j in cluster.get("/api/jobs/") if j["submission_id"] == job_id)
     assert listed["status"] == "SUCCEEDED" and listed["metadata"] == {"v2s_job": job_id}
     shown = json.dumps(listed) + log
-    for secret in [*KEYS.values(), os.environ["AWS_SECRET_ACCESS_KEY"], deployment.database_url]:
+    for secret in [*KEYS.values(), os.environ["AWS_SECRET_ACCESS_KEY"], DB_PASSWORD]:
         assert secret not in shown
+    assert "--database-url postgresql" in listed["entrypoint"]  # the job used the database it was given
     assert "working_dir" in listed["runtime_env"]  # the code went up with the job
 
     # the engine's metrics, found from the head the way Prometheus finds them
@@ -337,8 +353,10 @@ def test_a_submitted_bucket_job_finishes_on_the_cluster_with_every_record_once(d
     assert script_metric() == segments
     assert metrics_sum(deployment, "ray_v2s_tokens_total", stage="script", direction="input") > 0
 
-    # `v2s status` against the cluster's database (reading the manifest in the bucket needs its credentials
-    # here too: without them `v2s status` stops with botocore's NoCredentialsError)
+    # `v2s status` against the cluster's database; without the bucket's credentials here it still shows the
+    # stages, and says why it cannot count the shards
+    blind = v2s(deployment, "status", job_id, "--database-url", deployment.database_url)
+    assert "its manifest cannot be read" in blind and "NoCredentialsError" in blind
     bucket = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "V2S_S3_ENDPOINT_URL")}
     status = v2s(deployment, "status", job_id, "--database-url", deployment.database_url, env=bucket)
     rows = {line.split("│")[1].strip(): line for line in status.splitlines() if line.count("│") > 5}

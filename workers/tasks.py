@@ -82,41 +82,11 @@ def prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
     try:
         path = local_copy(video)  # a bucket object is downloaded to the local cache first
         split = SplitSettings()  # V2S_SPLIT_… environment variables; proxy size and rate from the run
-        proxy_settings = split.proxy.model_copy(update={"height": ctx.proxy_height, "fps": ctx.proxy_fps})
-        transform, has_audio = None, None  # a resumed video's proxies sample the transform again
-        if stored:
-            spans = [(start, end) for (start, end), _ in stored]
+        if stored:  # a resumed video's proxies sample the transform again
+            spans, transform, has_audio = [span for span, _ in stored], None, None
         else:
-            info = probe(path, name=video.uri)
-            st.set_video(
-                video.video_id,
-                duration_s=info.duration_s,
-                fps=info.fps,
-                width=info.width,
-                height=info.height,
-                has_audio=info.has_audio,
-            )
-            result = split_video(path, info, ctx.max_segment_s, split, name=video.uri)
-            spans = [(plan.start_s, plan.end_s) for plan in result.plans]
-            transform, has_audio = result.transform, info.has_audio
-        tags = [
-            Provenance(
-                video_id=video.video_id, source_uri=video.uri, segment_index=idx, start_s=start_s, end_s=end_s
-            )
-            for idx, (start_s, end_s) in enumerate(spans, start=1)
-        ]
-        proxies = []
-        # OUT/proxies/… locally or in the bucket, whole ones reused; the first missing or broken one cuts them
-        # all in one ffmpeg run
-        with ProxyBatch(path, tags, proxy_settings, transform, has_audio) as batch:
-            for tag in tags:
-                proxy_uri = ensure_proxy(
-                    ctx.out_dir,
-                    video.video_id,
-                    tag.segment_index,
-                    lambda target, idx=tag.segment_index: batch.make(idx, target),
-                )
-                proxies.append((tag.start_s, tag.end_s, proxy_uri))
+            spans, transform, has_audio = _split(st, ctx, video, path, split)
+        proxies = _cut_proxies(ctx, video, path, spans, split, transform, has_audio)
         if status == VideoStatus.DONE:  # its proxies are back; nothing else to do
             return PreparedVideo(video_id=video.video_id, ok=True, skipped=True)
         segment_ids = st.save_segments(video.video_id, proxies)
@@ -132,6 +102,45 @@ def prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
         return PreparedVideo(video_id=video.video_id, ok=False, error=str(exc))
     finally:
         release_copy(video, path)
+
+
+def _split(st, ctx: RunContext, video: VideoSource, path, split: SplitSettings):
+    """Probe a video seen for the first time, save what the probe found, and plan its segments: their spans, and
+    the picture transform and audio presence the proxies are cut with."""
+    info = probe(path, name=video.uri)
+    st.set_video(
+        video.video_id,
+        duration_s=info.duration_s,
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        has_audio=info.has_audio,
+    )
+    result = split_video(path, info, ctx.max_segment_s, split, name=video.uri)
+    return [(plan.start_s, plan.end_s) for plan in result.plans], result.transform, info.has_audio
+
+
+def _cut_proxies(ctx, video, path, spans, split, transform, has_audio) -> list[tuple[float, float, str]]:
+    """OUT/proxies/… locally or in the bucket, whole ones reused; the first missing or broken one cuts them all
+    in one ffmpeg run. Returns (start, end, proxy URI) per segment."""
+    proxy_settings = split.proxy.model_copy(update={"height": ctx.proxy_height, "fps": ctx.proxy_fps})
+    tags = [
+        Provenance(
+            video_id=video.video_id, source_uri=video.uri, segment_index=idx, start_s=start_s, end_s=end_s
+        )
+        for idx, (start_s, end_s) in enumerate(spans, start=1)
+    ]
+    proxies = []
+    with ProxyBatch(path, tags, proxy_settings, transform, has_audio) as batch:
+        for tag in tags:
+            proxy_uri = ensure_proxy(
+                ctx.out_dir,
+                video.video_id,
+                tag.segment_index,
+                lambda target, idx=tag.segment_index: batch.make(idx, target),
+            )
+            proxies.append((tag.start_s, tag.end_s, proxy_uri))
+    return proxies
 
 
 def _segment_input(segment: Segment, index: int) -> SegmentInput:

@@ -48,7 +48,7 @@ def serve_simulator(latency_s: float, urls, stop, arrivals) -> None:
     """The simulator in its own process, as a remote model would be: its CPU work (placing the clip in the film,
     writing the answer) and its threads do not compete with the engine's process for the GIL."""
     from annotator.simulator.server import SimulatorServer
-    from tests.test_simulator_play import small_screenplay
+    from tests.support.play import small_screenplay
 
     behaviours = FixedLatency(latency_s)
     with SimulatorServer(small_screenplay(), behaviours=behaviours) as server:
@@ -87,7 +87,7 @@ def main() -> None:
     from annotator.settings import ModelSettings, RateLimit
     from profiles_db.db import Database, sqlite_url
     from profiles_db.response_cache import DatabaseResponseCache
-    from tests.test_simulator_play import make_proxy, segment_provenance
+    from tests.support.play import make_proxy, segment_provenance
     from workers.rate_limiter import ClusterRateLimiter
     from workers.splitter import file_sha256
 

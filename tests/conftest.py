@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.db_fixtures"]
+pytest_plugins = ["tests.support.db"]
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@
 The CPM (profiles_db/cpm/) loads a `ScopeState` at the start of every transaction (the scope is small: tens to
 hundreds of characters) and does all identity reasoning in memory, writing through the ORM session.
 
-Invariants this module keeps (tests/test_cpm_property.py checks them):
+Invariants this module keeps (tests/cpm/test_property.py checks them):
 - aliases, observations and relationships always point at canonical characters (merge re-points them,
   unmerge points back exactly what `merges.moved` says moved);
 - every code ever issued in a scope (current codes and `name_events.old_code`) is never issued again and

@@ -16,7 +16,7 @@ from profiles_db.models import (
     SegmentPlot,
 )
 from profiles_db.normalize import check_name, normalize_name, parse_code
-from tests.db_fixtures import make_video, plot_answer
+from tests.support.db import make_video, plot_answer
 
 SCOPE = "series-a"
 

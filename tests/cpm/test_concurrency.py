@@ -34,7 +34,7 @@ from profiles_db.models import (
     SegmentPlot,
 )
 from profiles_db.normalize import code_number
-from tests.db_fixtures import make_video, plot_answer
+from tests.support.db import make_video, plot_answer
 
 BARRIER_TIMEOUT_S = 120  # a crashed peer breaks the barrier instead of hanging the test
 JOIN_TIMEOUT_S = 300

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.models import Character, IdentityProposal, Merge, NameEvent
-from tests.db_fixtures import make_video, plot_answer
+from tests.support.db import make_video, plot_answer
 
 SCOPE = "identity"
 

@@ -35,7 +35,7 @@ from profiles_db.models import (
     Relationship,
 )
 from profiles_db.normalize import normalize_name, parse_code
-from tests.db_fixtures import dialect, make_video, plot_answer
+from tests.support.db import dialect, make_video, plot_answer
 
 IDS = ["char_001", "char_002", "char_003", "unknown_001", "unknown_002", "unknown_003", "Ghost"]
 NAMES = [

@@ -10,9 +10,9 @@ from sqlalchemy import text
 
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.stages import StageStore, StageUsage
-from tests.db_fixtures import make_video, plot_answer
+from tests.support.db import make_video, plot_answer
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "sql.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "sql.md"
 QUERIES = dict(re.findall(r"```sql\n-- query: (\w+)\n(.*?)```", DOC.read_text(), flags=re.S))
 
 

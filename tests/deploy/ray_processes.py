@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e_checks import free_port
+from tests.support.e2e import free_port
 
 RAY = str(Path(sys.executable).with_name("ray"))
 # Faster failure detection and metric reports than Ray's production defaults (a node is declared dead after

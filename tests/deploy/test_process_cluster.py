@@ -47,9 +47,9 @@ from annotator.simulator.files import inspect_video
 from annotator.simulator.film import render_film
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import SimulatorServer
-from tests import e2e_checks as checks
-from tests.db_fixtures import postgres_admin_url
 from tests.deploy.ray_processes import RayNode, RayProcessCluster
+from tests.support import e2e as checks
+from tests.support.db import postgres_admin_url
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,8 +21,8 @@ from annotator.simulator.film import render_film, render_silent_film
 from jobs.cli import app
 from profiles_db.db import Database, sqlite_url
 from profiles_db.models import Video
-from tests import e2e_checks as checks
-from tests.media_helpers import color_film, cut_off, remux
+from tests.support import e2e as checks
+from tests.support.media import color_film, cut_off, remux
 
 pytestmark = pytest.mark.slow
 

@@ -22,8 +22,8 @@ from evaluation import evaluate_dataset
 from jobs.runner import JobSpec, run_job
 from profiles_db.db import Database
 from profiles_db.models import Character, IdentityProposal, NameEvent
-from tests import e2e_checks as checks
-from tests.db_fixtures import _truncate
+from tests.support import e2e as checks
+from tests.support.db import _truncate
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """The whole engine once per database, for real: ffmpeg-rendered film → PySceneDetect → Ray → real SDKs over HTTP
-to the simulator → CPM on SQLite, then on PostgreSQL (a fresh database made by tests/db_fixtures.py) → shards.
+to the simulator → CPM on SQLite, then on PostgreSQL (a fresh database made by tests/support/db.py) → shards.
 Each database runs one job and is checked against everything DESIGN.md §7 promises (the checks live in
-tests/e2e_checks.py, shared with the bucket end-to-end tests)."""
+tests/support/e2e.py, shared with the bucket end-to-end tests)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from annotator.simulator.screenplay import Screenplay
 from jobs.cli import app
 from jobs.runner import JobSpec, run_job
 from profiles_db.db import Database
-from tests import e2e_checks as checks
-from tests.db_fixtures import _truncate
+from tests.support import e2e as checks
+from tests.support.db import _truncate
 from workers.driver import RunSummary
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,7 @@ def database_url(request) -> str | None:
     runs every test of one database before the next and the job below runs once per database."""
     if request.param == "sqlite":
         return None
-    # tests/db_fixtures.py: skips when PostgreSQL is unreachable, fails instead under V2S_REQUIRE_POSTGRES=1
+    # tests/support/db.py: skips when PostgreSQL is unreachable, fails instead under V2S_REQUIRE_POSTGRES=1
     url = request.getfixturevalue("postgres_url")
     db = Database(url, auto_upgrade=False)
     _truncate(db)  # the session's database may hold other tests' rows: start this job from empty tables

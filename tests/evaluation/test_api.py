@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import typer
@@ -12,6 +11,7 @@ from typer.testing import CliRunner
 from evaluation import Script, evaluate, evaluate_dataset, load_scripts, segmented_reward
 from evaluation.cli import eval_command
 from evaluation.schema import EVENT_FIELDS, SCENE_FIELDS
+from tests.support.eval_records import records
 
 THRESHOLDS = (0.1, 0.3, 0.5, 0.7)
 
@@ -158,20 +158,6 @@ def test_reward_documented_example():
     # Overall F1 = mean(char 2/3, dialogue 1, action 2/3) = 7/9; tIoU@0.5 = 0 (the aligned pair has 0.495)
     assert segmented_reward(pred, gt) == pytest.approx(0.5 * 7 / 9)
     assert segmented_reward(Script.model_validate(pred), Script.model_validate(gt)) == pytest.approx(7 / 18)
-
-
-def records(uri: str, segments: list[tuple[float, float, list[dict]]]) -> list[dict]:
-    out = []
-    for k, (start, end, events) in enumerate(segments):
-        out.append(
-            {
-                "id": f"{Path(uri).stem}-{k}",
-                "video": {"uri": uri, "video_id": "v", "start_s": start, "end_s": end, "segment_index": k},
-                "script": {"meta": {}, "script": [{"scene_id": 1, "location": f"seg {k}", "events": events}]},
-                "thinking": "",
-            }
-        )
-    return out
 
 
 def test_load_records_groups_by_video_sorts_and_concatenates(tmp_path):

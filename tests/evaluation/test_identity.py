@@ -25,7 +25,7 @@ from evaluation import (
 from evaluation.alignment import align
 from evaluation.cli import eval_command
 from evaluation.schema import as_script, script_units
-from tests.test_evaluation_api import records
+from tests.support.eval_records import records
 
 STEP = 40.0
 

@@ -10,16 +10,13 @@ from annotator.gateway.base import ModelRequest, RetryableError
 from annotator.gateway.gemini import GeminiBackend
 from annotator.gateway.openai_compat import OpenAICompatBackend
 from annotator.schemas import FirstSegmentPlot
-from annotator.settings import ModelSettings
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
 from annotator.simulator.scenarios import FaultRule, Scenario, parse_flag
 from annotator.simulator.server import SimulatorServer
 from annotator.stages import PlotReasoner, ScriptWriter, SegmentInput
-from tests.test_simulator_play import make_proxy, segment_provenance, small_screenplay
+from tests.support.gateway import KEY, MODELS, fast_scenario, settings_for
+from tests.support.play import make_proxy, segment_provenance, small_screenplay
 from workers.splitter import file_sha256
-
-KEY = "sim-faults-key"
-MODELS = {"gemini": "gemini-2.5-flash", "openai": "v2s-sim"}
 
 
 @pytest.fixture(scope="module")
@@ -30,23 +27,6 @@ def play():
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory):
     return make_proxy(tmp_path_factory.mktemp("proxy") / "seg1.mp4", segment_provenance(1, 0.0, 30.0))
-
-
-def settings_for(server: SimulatorServer, **overrides) -> ModelSettings:
-    """Fast retries (small backoff) instead of mocks; both backends point at the simulator."""
-    values = {
-        "V2S_GEMINI_API_KEY": KEY,
-        "V2S_OPENAI_API_KEY": KEY,
-        "gemini_base_url": server.base_url,
-        "openai_base_url": server.base_url + "/v1",
-        "max_attempts": 3,
-        "repair_turns": 1,
-        "retry_initial_wait_s": 0.01,
-        "retry_max_wait_s": 0.05,
-        "request_timeout_s": 5.0,
-        **overrides,
-    }
-    return ModelSettings(_env_file=None, **values)
 
 
 def ask_plot(server: SimulatorServer, api: str, proxy, **overrides):
@@ -71,6 +51,8 @@ RECOVERED = {
     "truncated once (repair turn)": ("truncated_json@plot:1", [200, 200]),
     "empty once": ("empty@plot:1", [200, 200]),
 }
+
+
 # case: (fault flag on the plot stage, model calls made, stored outcome, words in the stored error)
 FAILED = {
     "429 always": ("rate_limit@plot", 3, "rate_limited", ["429", "gave up after 3 attempts"]),
@@ -83,12 +65,6 @@ FAILED = {
     "blocked candidate": ("blocked@plot", 1, "blocked", []),
     "blocked prompt": ("prompt_blocked@plot", 1, "blocked", []),
 }
-
-
-def fast_scenario(flag: str) -> Scenario:
-    scenario = Scenario.from_flags([flag])
-    scenario.rules[0].retry_after_s = 0  # Retry-After: 0, so the test does not wait
-    return scenario
 
 
 @pytest.mark.parametrize("api", ["gemini", "openai"])

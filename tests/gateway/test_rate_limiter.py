@@ -13,8 +13,8 @@ from annotator.gateway.limiter import LocalRateLimiter, WindowLimits
 from annotator.settings import ModelSettings, RateLimit
 from annotator.simulator.server import SimulatorServer
 from annotator.stages import PlotReasoner, SegmentInput
-from tests.test_gateway_faults import MODELS, fast_scenario, settings_for
-from tests.test_simulator_play import make_proxy, segment_provenance, small_screenplay
+from tests.support.gateway import MODELS, fast_scenario, settings_for
+from tests.support.play import make_proxy, segment_provenance, small_screenplay
 from workers.splitter import file_sha256
 
 # the window the limiter keeps: the quota's plus its safety margin

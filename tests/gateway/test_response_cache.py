@@ -12,8 +12,8 @@ from annotator.schemas import FirstSegmentPlot
 from annotator.simulator.server import SimulatorServer
 from profiles_db.models import ResponseCacheEntry
 from profiles_db.response_cache import DatabaseResponseCache
-from tests.test_gateway_faults import KEY, MODELS, settings_for
-from tests.test_simulator_play import make_proxy, segment_provenance, small_screenplay
+from tests.support.gateway import KEY, MODELS, settings_for
+from tests.support.play import make_proxy, segment_provenance, small_screenplay
 from workers.splitter import file_sha256
 
 
@@ -140,7 +140,7 @@ def test_a_rerun_after_wiping_stage_runs_makes_no_model_call(tmp_path):
     from jobs.runner import JobSpec, run_job
     from profiles_db.db import Database
     from profiles_db.models import StageRun
-    from tests import e2e_checks as checks
+    from tests.support import e2e as checks
 
     with checks.simulator_environment(tmp_path / "film") as (film, _, server):
         out = tmp_path / "out"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from annotator.simulator.server import SimulatorServer
 from jobs.cli import app
-from tests.test_simulator_play import make_proxy, segment_provenance, small_screenplay
+from tests.support.play import make_proxy, segment_provenance, small_screenplay
 
 RIGHT = "sim-the-right-key-7731"
 WRONG = "sim-a-wrong-key-0042"

@@ -15,7 +15,7 @@ from jobs.cli import app
 from jobs.runner import JobSpec, run_job
 from profiles_db.db import Database, sqlite_url
 from profiles_db.models import Segment, Video
-from tests import e2e_checks as checks
+from tests.support import e2e as checks
 from workers.shards import ShardWriter
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from jobs.cli import app
 from jobs.report import print_summary
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.stages import StageStore, StageUsage
-from tests.db_fixtures import plot_answer
+from tests.support.db import plot_answer
 from workers.driver import RunSummary
 from workers.results import SegmentOutcome
 

@@ -14,10 +14,10 @@ from jobs.cli import app
 from profiles_db.db import Database, sqlite_url
 from profiles_db.models import Job, Video
 from profiles_db.stages import StageStore
-from tests import e2e_checks as checks
-from tests.db_fixtures import make_video
-from tests.media_helpers import color_film, cut_off, remux
-from tests.test_simulator_play import small_screenplay
+from tests.support import e2e as checks
+from tests.support.db import make_video
+from tests.support.media import color_film, cut_off, remux
+from tests.support.play import small_screenplay
 from workers.storage import local_workdir
 
 OUT = "s3://films/v2s out/run-1"

@@ -59,7 +59,7 @@ def test_an_output_that_is_a_file_is_refused(env, film, tmp_path):
 def test_a_ray_that_does_not_start_leaves_the_job_as_it_was(env, film, tmp_path, monkeypatch):
     from profiles_db.db import Database, sqlite_url
     from profiles_db.stages import StageStore
-    from tests.db_fixtures import make_video
+    from tests.support.db import make_video
 
     out = tmp_path / "out"
     out.mkdir()

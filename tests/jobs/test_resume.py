@@ -18,10 +18,10 @@ from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
 from annotator.simulator.film import render_sample
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import MODEL_CALLS, SimulatorServer
-from tests import e2e_checks as checks
+from tests.support import e2e as checks
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SEGMENTS = 4  # the sample film cut at 60 s
 
 

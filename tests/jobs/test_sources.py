@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from jobs.sources import SourceError, list_sources
-from tests import e2e_checks as checks
+from tests.support import e2e as checks
 from workers.context import VideoSource
 from workers.fetch import FetchError, local_copy, release_copy
 from workers.storage import is_remote, normalise

@@ -19,10 +19,10 @@ from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
 from annotator.simulator.film import render_sample
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import SimulatorServer
-from tests.e2e_checks import free_port
+from tests.support.e2e import free_port
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 HEAD = """
@@ -244,7 +244,7 @@ def test_cancel_stops_the_ray_job_and_marks_the_job_cancelled(cluster, tmp_path)
 def test_status_watch_refreshes_until_interrupted(tmp_path):
     from profiles_db.db import Database, sqlite_url
     from profiles_db.stages import StageStore
-    from tests.db_fixtures import make_video
+    from tests.support.db import make_video
 
     db = Database(sqlite_url(tmp_path / "v2s.sqlite"))
     segments = make_video(db, scope="s", video_id="v1", segments=2, job_id="job-w")

@@ -11,7 +11,7 @@ from jobs.report import MAX_WARNINGS
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.normalize import MAX_NAME
 from profiles_db.stages import StageStore, StageUsage
-from tests.db_fixtures import plot_answer
+from tests.support.db import plot_answer
 
 WIDE = {"COLUMNS": "400"}  # rich wraps long lines at the terminal width; each warning must stay on one line
 

@@ -26,7 +26,7 @@ from annotator.simulator.prompt_reader import Stage
 from annotator.simulator.responder import Clip, Responder
 from annotator.simulator.screenplay import IDENTITY_SCREENPLAY, Screenplay
 from annotator.simulator.window import Window
-from tests.media_helpers import scene_segments
+from tests.support.media import scene_segments
 
 MAX_SEGMENT_S = 60.0
 SEGMENTS = [(0.0, 56.0), (56.0, 112.0), (112.0, 168.0), (168.0, 224.0), (224.0, 280.0), (280.0, 336.0)]

@@ -15,7 +15,7 @@ from annotator.simulator.prompt_reader import Stage, detect_stage, json_block, p
 from annotator.simulator.responder import Clip, Responder
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.tokens import estimate
-from tests.test_simulator_play import ADA_COAT, ADA_RAINCOAT, BEN_LOOK, PLAY, small_screenplay
+from tests.support.play import ADA_COAT, ADA_RAINCOAT, BEN_LOOK, PLAY, small_screenplay
 
 
 def _next(responder: Responder, known: list[dict], start: float, end: float) -> NextSegmentPlot:

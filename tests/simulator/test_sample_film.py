@@ -16,7 +16,7 @@ from annotator.media import probe
 from annotator.schemas.script import ENVIRONMENT
 from annotator.simulator.film import OFF_SCREEN, render_sample, render_silent_film, sound_spans
 from annotator.simulator.screenplay import DEFAULT_SCREENPLAY, CastMember, Screenplay
-from tests.media_helpers import scene_segments
+from tests.support.media import scene_segments
 
 MAX_SEGMENT_S = 60.0
 

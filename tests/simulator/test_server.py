@@ -23,7 +23,7 @@ from annotator.schemas import (
 from annotator.schemas.context import PROMPT_FIELDS
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
 from annotator.simulator.server import SimulatorServer
-from tests.test_simulator_play import (
+from tests.support.play import (
     ADA_COAT,
     ADA_RAINCOAT,
     BEN_LOOK,

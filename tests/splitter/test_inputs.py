@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from jobs.sources import SourceError, scan_sources
-from tests.media_helpers import color_film
+from tests.support.media import color_film
 
 
 @pytest.fixture()

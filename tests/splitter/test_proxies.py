@@ -13,7 +13,7 @@ import pytest
 
 from annotator.media import ffmpeg_exe, probe, read_provenance, read_transform
 from annotator.schemas.provenance import Provenance
-from tests.media_helpers import color_film
+from tests.support.media import color_film
 from workers.splitter import ProxyBatch, SplitSettings, split_video
 from workers.splitter.sample import sample_transform
 

@@ -8,7 +8,7 @@ import pytest
 
 from annotator.media import MediaError, probe, read_provenance
 from annotator.schemas.provenance import Provenance
-from tests.media_helpers import color_film
+from tests.support.media import color_film
 from workers.splitter import detect_shots, detect_silences, make_proxy, plan_segments
 
 

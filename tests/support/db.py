@@ -6,7 +6,7 @@
   at the end, so parallel runs never collide; each test starts from empty tables (TRUNCATE).
   Unreachable PostgreSQL skips those tests, unless V2S_REQUIRE_POSTGRES=1 (CI), where it fails them.
 
-Loaded by tests/conftest.py (`pytest_plugins = ["tests.db_fixtures"]`).
+Loaded by tests/conftest.py (`pytest_plugins = ["tests.support.db"]`).
 """
 
 from __future__ import annotations

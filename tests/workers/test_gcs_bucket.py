@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from jobs.cli import app
 from jobs.runner import JobSpec, run_job
 from jobs.sources import SourceError, list_sources
-from tests import e2e_checks as checks
+from tests.support import e2e as checks
 from workers.context import VideoSource
 from workers.fetch import FetchError, local_copy, release_copy
 from workers.storage import StorageError, filesystem, storage_options

@@ -35,11 +35,11 @@ from jobs.control import resume_job
 from jobs.runner import JobSpec, run_job
 from profiles_db.db import Database
 from profiles_db.stages import StageStore
-from tests import e2e_checks as checks
-from tests.db_fixtures import _truncate
+from tests.support import e2e as checks
+from tests.support.db import _truncate
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SEGMENTS = 4  # the sample film cut at 60 s; Elias Crane is named in segment 3
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from profiles_db.models import StageRun
 from profiles_db.stages import StageStore, utcnow
-from tests.db_fixtures import make_video
+from tests.support.db import make_video
 
 
 class Clock:

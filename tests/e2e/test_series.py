@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from jobs.runner import JobSpec, run_job
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.db import Database, sqlite_url
 from profiles_db.models import Character, CharacterAlias, Segment, StageRun, Video
+from tests.support.media import retitled
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def series_run(tmp_path_factory):
         writer = csv.writer(handle)
         writer.writerow(["uri", "series", "episode"])
         for name, (series, episode) in EPISODES.items():
-            shutil.copyfile(film, bucket / name)
+            retitled(film, bucket / name, title=name)
             writer.writerow([name, series, episode])
     out = tmp_path_factory.mktemp("out")
     saved = dict(os.environ)

@@ -45,6 +45,14 @@ def remux(source: Path, target: Path, *, faststart: bool) -> Path:
     return target
 
 
+def retitled(source: Path, target: Path, title: str) -> Path:
+    """The same streams under another title: a different file of the same pictures and sound, as two episodes
+    cut from one master are (a byte-identical copy would be one video: jobs.sources drops copies)."""
+    cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-i", str(source), "-c", "copy"]
+    subprocess.run([*cmd, "-metadata", f"title={title}", str(target)], check=True)
+    return target
+
+
 def cut_off(source: Path, target: Path, fraction: float) -> Path:
     """An interrupted copy: only the first `fraction` of the bytes."""
     data = source.read_bytes()

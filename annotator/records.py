@@ -19,11 +19,13 @@ from annotator.schemas import (
 )
 from annotator.schemas.plot import CODE_PATTERN, replace_codes
 from annotator.schemas.record import (
+    KeyValue,
     MemoryGap,
     Message,
     RecordCharacter,
     RecordMeta,
     RecordPlot,
+    RecordTokens,
     RecordVideo,
 )
 from annotator.schemas.usage import StageUsage
@@ -129,12 +131,16 @@ def _record_meta(
         job=job_id,
         pipeline_version=pipeline_version,
         engine_version=ENGINE_VERSION,
-        models={k: v.model for k, v in stages.items() if v.model},
-        prompt_versions={k: v.prompt_version for k, v in stages.items() if v.prompt_version},
-        tokens={
-            "input": sum(v.input_tokens for v in stages.values()),
-            "output": sum(v.output_tokens for v in stages.values()),
-        },
+        # lists of {key, value} sorted by stage, not dicts: the set of stages varies (a resumed or given-up
+        # stage has no model), and a dict's keys would become a different struct type per shard
+        models=[KeyValue(key=k, value=v.model) for k, v in sorted(stages.items()) if v.model],
+        prompt_versions=[
+            KeyValue(key=k, value=v.prompt_version) for k, v in sorted(stages.items()) if v.prompt_version
+        ],
+        tokens=RecordTokens(
+            input=sum(v.input_tokens for v in stages.values()),
+            output=sum(v.output_tokens for v in stages.values()),
+        ),
         cost_usd=round(sum(v.cost_usd for v in stages.values()), 6),
         reasoning_content=reasoning_content,
         memory_gaps=list(memory_gaps),

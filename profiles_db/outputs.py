@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from annotator.schemas.record import SCHEMA_VERSION
 from profiles_db.db import Database
 from profiles_db.models import OutputLock, Shard, ShardRecord
 from profiles_db.stages.states import aware
@@ -54,6 +55,14 @@ class ShardEntry:
 
     def manifest(self) -> dict:
         return {"name": self.name, "bytes": self.bytes, "records": self.records, "sha256": self.sha256}
+
+
+def manifest_document(entries: list[ShardEntry]) -> dict:
+    """manifest.json of an output: its shards by name, the record count, and the record schema's major version
+    (a reader of `v2s.record/2` reads every 2.x record; annotator.schemas.record.SCHEMA_VERSION)."""
+    shards = [e.manifest() for e in sorted(entries, key=lambda e: e.name)]
+    major = SCHEMA_VERSION.split(".")[0]
+    return {"shards": shards, "records": sum(s["records"] for s in shards), "schema": f"v2s.record/{major}"}
 
 
 class ShardCatalog:

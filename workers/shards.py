@@ -6,7 +6,8 @@ Order of a shard's life, chosen so that a crash at any point neither loses nor d
    `OUT/shards/part-NNNNN.jsonl.tmp`) and, in ONE transaction, every record's `export` stage is marked done with
    the shard's name;
 3. the temp is renamed to `part-NNNNN.jsonl` (on a bucket: a server-side copy to the final key, then the temp key
-   is deleted) and the manifest is rewritten (temp + rename locally; one atomic PUT on a bucket).
+   is deleted) and the manifest is rewritten (temp + rename locally; one atomic PUT on a bucket), then the
+   dataset card `README.md` beside it (the same way), so `datasets.load_dataset(OUT)` reads the typed records.
 On start, `recover()` finishes step 3 for temp shards the database says are done (when their bytes are the
 recorded ones), deletes temp shards it says nothing about (their records are still pending and will be written
 again), then verifies the output against the database (`workers.verify`): every shard present with the recorded
@@ -21,8 +22,9 @@ import json
 import os
 from pathlib import Path
 
+from annotator.dataset_card import render_card
 from profiles_db.db import Database
-from profiles_db.outputs import ShardCatalog, ShardEntry, output_key
+from profiles_db.outputs import ShardCatalog, ShardEntry, manifest_document, output_key
 from profiles_db.stages import RunStatus, Stage, StageStore
 from workers.storage import filesystem, is_remote, join, local_workdir, normalise
 
@@ -35,6 +37,7 @@ class _LocalShards:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.staging = self.dir
         self.manifest_uri = str(out_dir / "manifest.json")
+        self.card_uri = str(out_dir / "README.md")
 
     def stage(self, name: str) -> None:
         """The fsynced temp file is already where it must be."""
@@ -64,10 +67,16 @@ class _LocalShards:
             return None
 
     def write_manifest(self, text: str) -> None:
-        target = Path(self.manifest_uri)
-        temp = target.with_suffix(".json.tmp")
-        temp.write_text(text)
-        temp.replace(target)
+        _replace(Path(self.manifest_uri), text)
+
+    def read_card(self) -> str | None:
+        try:
+            return Path(self.card_uri).read_text()
+        except FileNotFoundError:
+            return None
+
+    def write_card(self, text: str) -> None:
+        _replace(Path(self.card_uri), text)
 
 
 class _BucketShards:
@@ -78,6 +87,7 @@ class _BucketShards:
         self.staging = local_workdir(out_uri) / "shards"
         self.staging.mkdir(parents=True, exist_ok=True)
         self.manifest_uri = join(out_uri, "manifest.json")
+        self.card_uri = join(out_uri, "README.md")
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}"
@@ -126,15 +136,18 @@ class _BucketShards:
         return self.fs.open(self._key(f"{name}.tmp"), "rb")
 
     def read_manifest(self) -> str | None:
-        fs, path = filesystem(self.manifest_uri)
-        try:
-            return fs.cat_file(path).decode()
-        except FileNotFoundError:
-            return None
+        return _read(self.manifest_uri)
 
     def write_manifest(self, text: str) -> None:
         fs, path = filesystem(self.manifest_uri)
         fs.pipe_file(path, text.encode())  # one PUT: readers see the old manifest or the new one
+
+    def read_card(self) -> str | None:
+        return _read(self.card_uri)
+
+    def write_card(self, text: str) -> None:
+        fs, path = filesystem(self.card_uri)
+        fs.pipe_file(path, text.encode())
 
 
 class ShardWriter:
@@ -241,11 +254,19 @@ class ShardWriter:
         self.report = verify_output(self, repair=True)
         if not self.report.ok:
             raise OutputDamaged(self.report.refusal())
+        self.write_card()  # an output written before the card existed, or by an older engine, gets it now
 
     def write_manifest(self) -> None:
+        self.shards.write_manifest(json.dumps(manifest_document(self.catalog.shards()), indent=2))
+        self.write_card()
+
+    def write_card(self) -> None:
+        """`README.md`, the dataset card, rendered from the catalog like the manifest (written only when it
+        changed, so an unchanged output is not rewritten on every start)."""
         shards = [e.manifest() for e in self.catalog.shards()]
-        manifest = {"shards": shards, "records": sum(s["records"] for s in shards), "schema": "v2s.record/1"}
-        self.shards.write_manifest(json.dumps(manifest, indent=2))
+        card = render_card(shards, sum(s["records"] for s in shards))
+        if self.shards.read_card() != card:
+            self.shards.write_card(card)
 
     def manifest_text(self) -> str | None:
         return self.shards.read_manifest()
@@ -253,6 +274,21 @@ class ShardWriter:
     def finish(self) -> int:
         self.close_shard()
         return self.written
+
+
+def _replace(target: Path, text: str) -> None:
+    """Temp + rename: a reader sees the old file or the new one, never half of it."""
+    temp = target.with_name(f"{target.name}.tmp")
+    temp.write_text(text)
+    temp.replace(target)
+
+
+def _read(uri: str) -> str | None:
+    fs, path = filesystem(uri)
+    try:
+        return fs.cat_file(path).decode()
+    except FileNotFoundError:
+        return None
 
 
 def _digest(handle) -> str:

@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from profiles_db.outputs import ShardEntry
+from profiles_db.outputs import ShardEntry, manifest_document
 
 
 class OutputDamaged(RuntimeError):
@@ -84,7 +84,7 @@ def verify_output(writer, *, repair: bool) -> VerifyReport:
         )
         report.findings.append(finding)
         report.unrepairable.append(finding)
-    expected = _manifest(list(recorded.values()))
+    expected = json.dumps(manifest_document(list(recorded.values())))
     current = storage.read_manifest()
     if current is None or _parsed(current) != _parsed(expected):
         report.manifest_rewritten = True
@@ -158,13 +158,6 @@ def _adopt_legacy(writer, present: dict[str, int], recorded: dict[str, ShardEntr
             )
         recorded[name] = entry
         report.notes.append(f"{name}: adopted into the shard catalog ({len(lines)} records)")
-
-
-def _manifest(entries: list[ShardEntry]) -> str:
-    shards = [e.manifest() for e in sorted(entries, key=lambda e: e.name)]
-    return json.dumps(
-        {"shards": shards, "records": sum(s["records"] for s in shards), "schema": "v2s.record/1"}
-    )
 
 
 def _parsed(text: str):

@@ -11,7 +11,7 @@ from annotator.schemas.plot import (
     SameAs,
     is_unnamed,
 )
-from annotator.schemas.record import Record
+from annotator.schemas.record import SCHEMA_VERSION, Record
 from annotator.schemas.script import Scene, Script, ScriptEvent
 from annotator.schemas.thinking import DistilledThinking
 from annotator.schemas.timecode import Seconds, format_timestamp, parse_timestamp
@@ -24,19 +24,27 @@ SCHEMAS: dict[str, tuple[type, str]] = {
     "script": (Script, "validation"),
     "thinking": (DistilledThinking, "validation"),
     "record": (Record, "serialization"),
+    "record-script": (Script, "serialization"),  # `record.script`: the script with absolute seconds
     "character-context": (CharacterContext, "serialization"),
 }
+
+
+def schema_id(name: str) -> str:
+    """A URN, not a URL: the schemas are published by `v2s schema`, not served from a host that could vanish."""
+    return f"urn:v2s:schema:{name}:{SCHEMA_VERSION}"
 
 
 def json_schema(name: str) -> dict:
     if name not in SCHEMAS:
         raise KeyError(f"unknown schema {name!r}; choose one of {', '.join(SCHEMAS)}")
     model, mode = SCHEMAS[name]
-    return model.model_json_schema(mode=mode)
+    # `$id` only: the schemas are also handed to model APIs, which accept a subset of the keywords
+    return {"$id": schema_id(name), **model.model_json_schema(mode=mode)}
 
 
 __all__ = [
     "SCHEMAS",
+    "SCHEMA_VERSION",
     "CharacterContext",
     "CharacterProfile",
     "DistilledThinking",
@@ -56,4 +64,5 @@ __all__ = [
     "is_unnamed",
     "json_schema",
     "parse_timestamp",
+    "schema_id",
 ]

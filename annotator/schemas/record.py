@@ -1,4 +1,10 @@
-"""One JSONL line per segment (DESIGN.md §7): SFT-ready and self-describing."""
+"""One JSONL line per segment (DESIGN.md §7): SFT-ready and self-describing.
+
+Every field has one type in every record (docs/training.md): optional values are explicit nulls of a declared
+type, lists are typed even when empty, and nothing is an open dict (a dict whose keys vary from record to record
+gives each shard a different column set, which Arrow-based loaders cannot concatenate), so the Hugging Face
+features in `OUT/README.md` are derived from these models (`annotator.dataset_card`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from annotator.schemas.plot import MainEvent
 from annotator.schemas.script import Script
+
+SCHEMA_VERSION = "2.0.0"
+"""The record schema's version (semantic: docs/training.md says what bumps which part); every record carries it
+and every JSON Schema's `$id` names it."""
 
 
 class RecordVideo(BaseModel):
@@ -50,13 +60,35 @@ class MemoryGap(BaseModel):
     segment_index: int
 
 
+class KeyValue(BaseModel):
+    """One entry of what would otherwise be an open dict (stage → model, stage → prompt version)."""
+
+    key: str
+    value: str
+
+
+class RecordTokens(BaseModel):
+    input: int = 0
+    output: int = 0
+
+
+class RecordQuality(BaseModel):
+    """What the quality gates said about the script: shards hold accepted records (a rejected segment's reasons
+    are in `OUT/rejects/`); `v2s export` keeps only accepted ones unless asked otherwise."""
+
+    accepted: bool = True
+    problems: list[str] = Field(default_factory=list)
+
+
 class RecordMeta(BaseModel):
     job: str
     pipeline_version: str
     engine_version: str
-    models: dict[str, str] = Field(default_factory=dict)
-    prompt_versions: dict[str, str] = Field(default_factory=dict)
-    tokens: dict[str, int] = Field(default_factory=dict)
+    models: list[KeyValue] = Field(default_factory=list, description="stage → model, sorted by stage")
+    prompt_versions: list[KeyValue] = Field(
+        default_factory=list, description="stage → prompt version, sorted by stage"
+    )
+    tokens: RecordTokens = Field(default_factory=RecordTokens)
     cost_usd: float = 0.0
     reasoning_content: str | None = Field(
         default=None, description="the distiller's own reasoning, if returned"
@@ -70,6 +102,7 @@ class RecordMeta(BaseModel):
 class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str
+    schema_version: str = SCHEMA_VERSION
     video: RecordVideo
     messages: list[Message]
     script: Script = Field(description="timestamps are absolute seconds in the source video")
@@ -77,3 +110,4 @@ class Record(BaseModel):
     plot: RecordPlot
     characters: list[RecordCharacter]
     meta: RecordMeta
+    quality: RecordQuality = Field(default_factory=RecordQuality)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from annotator.schemas.timecode import Seconds
+from annotator.schemas.timecode import Seconds, parse_timestamp
 
 CONTENT_FIELDS = ("dialogue", "action", "expression", "audio_cue")
 ENVIRONMENT = "Environment"
@@ -71,7 +71,7 @@ class HighPointReasoning(_Part):
 
 
 class HighPoint(_Part):
-    id: int
+    id: int | None = Field(default=None, description="optional: OmniScript's own example leaves it out")
     type: str = ""
     time_range: list[Seconds] = Field(default_factory=list, max_length=2)
     description: str = ""
@@ -79,10 +79,24 @@ class HighPoint(_Part):
     score: float | None = None
 
 
+def _hh_mm_ss(value: object) -> object:
+    """ "HH:MM:SS" whatever form the duration came in ("MM:SS", seconds), as OmniScript's schema writes it; a
+    value that is no time at all is left for the string check to report."""
+    if value in (None, ""):
+        return ""
+    try:
+        whole = round(parse_timestamp(value))
+    except ValueError:
+        return value
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
 class ScriptMeta(_Part):
     title: str = ""
-    duration: str = ""
+    duration: str = Field(default="", description="HH:MM:SS")
     characters: list[str] = Field(default_factory=list)
+
+    _duration = field_validator("duration", mode="before")(_hh_mm_ss)
 
 
 class Script(_Part):

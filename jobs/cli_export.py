@@ -1,0 +1,69 @@
+"""`v2s export`: the records of an output in a fine-tuning tool's layout (jobs/export.py, docs/training.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from jobs.cli_common import console, escape
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def export(
+        out: Annotated[str, typer.Argument(help="the output folder or bucket URI of a run")],
+        format: Annotated[
+            str, typer.Option("--format", help="hf, llamafactory, swift, qwenvl or sharegpt")
+        ] = "hf",
+        to: Annotated[str, typer.Option("--to", help="the export folder or bucket URI")] = "",
+        paths: Annotated[
+            str, typer.Option(help="video paths in the rows: absolute, or relative (to --to)")
+        ] = "absolute",
+        copy_media: Annotated[
+            bool,
+            typer.Option("--copy-media", help="copy the segment videos into TO/media/ (bucket ones fetched)"),
+        ] = False,
+        think_tag: Annotated[
+            str, typer.Option(help="the tag around the reasoning: think (default) or e.g. thinking")
+        ] = "think",
+        include_rejected: Annotated[
+            bool, typer.Option("--include-rejected", help="also records the quality gates did not accept")
+        ] = False,
+        split: Annotated[
+            str, typer.Option(help="fractions by video, e.g. train=0.98,validation=0.02")
+        ] = "train=1",
+        name: Annotated[str, typer.Option(help="dataset name (LLaMA-Factory's dataset_info.json)")] = "v2s",
+    ) -> None:
+        """Write the records of OUT in the layout of a fine-tuning tool; the same OUT gives the same bytes."""
+        from pydantic import ValidationError
+
+        from jobs.export import ExportOptions, export, parse_splits
+        from workers.storage import StorageError
+
+        if not to:
+            console.print("[red]error:[/red] give --to DIR (a folder or a bucket URI)")
+            raise typer.Exit(2)
+        try:
+            options = ExportOptions(
+                format=format,
+                paths=paths,
+                copy_media=copy_media,
+                think_tag=think_tag,
+                include_rejected=include_rejected,
+                splits=parse_splits(split),
+                name=name,
+            )
+            summary = export(out, to, options)
+        except (ValidationError, ValueError, StorageError, FileNotFoundError) as exc:
+            console.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(2) from None
+        for file, count in summary.files.items():
+            unit = "rows" if file.endswith(".jsonl") else "bytes"
+            console.print(f"{escape(summary.to)}/{escape(file)}: {count} {unit}")
+        if summary.media_copied:
+            console.print(f"{summary.media_copied} videos copied into {escape(summary.to)}/media/")
+        if summary.skipped_rejected:
+            console.print(
+                f"{summary.skipped_rejected} rejected records left out (--include-rejected keeps them)"
+            )

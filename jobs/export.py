@@ -1,0 +1,304 @@
+"""`v2s export`: an output's records in the layouts the usual fine-tuning tools read (docs/training.md).
+
+Each layout is a pydantic model of one row, written from the documentation of its tool:
+- LLaMA-Factory, `data/README.md` "Multimodal Video Dataset" (sharegpt): `conversations` of `from`/`value` turns
+  with one `<video>` per entry of `videos`, registered in a `dataset_info.json` next to the files;
+- ms-swift, "Custom Dataset" (`messages` of `role`/`content`, media paths in `videos`);
+- Qwen-VL fine-tuning (`qwen-vl-finetune/README.md`): `video` as one path, `conversations` of `from`/`value`;
+- `hf`: the typed records themselves with a dataset card; `sharegpt`: plain text conversations.
+
+The conversion is pure (`convert`, `split_of`, `render`); `export` only reads shards and writes files. Rows are
+sorted and serialised the same way every time, so the same output gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from annotator.dataset_card import features, to_yaml
+from annotator.schemas.record import SCHEMA_VERSION, Record
+from workers.storage import filesystem, is_remote, join, normalise
+
+THINK = "think"  # the tag the records are written with
+
+
+class ExportFormat(StrEnum):
+    HF = "hf"
+    LLAMAFACTORY = "llamafactory"
+    SWIFT = "swift"
+    QWENVL = "qwenvl"
+    SHAREGPT = "sharegpt"
+
+
+class PathStyle(StrEnum):
+    ABSOLUTE = "absolute"
+    RELATIVE = "relative"  # relative to the export folder (LLaMA-Factory's media_dir, Qwen-VL's data_path)
+
+
+class ExportOptions(BaseModel):
+    format: ExportFormat
+    paths: PathStyle = PathStyle.ABSOLUTE
+    copy_media: bool = False
+    think_tag: str = THINK
+    include_rejected: bool = False
+    splits: dict[str, float] = Field(default_factory=lambda: {"train": 1.0})
+    name: str = "v2s"
+
+    @field_validator("think_tag")
+    @classmethod
+    def _bare_tag(cls, value: str) -> str:
+        tag = value.strip().strip("<>/")
+        if not tag or any(c in tag for c in "<> \n"):
+            raise ValueError(f"{value!r} is not a tag name (e.g. think, thinking)")
+        return tag
+
+    @field_validator("splits")
+    @classmethod
+    def _fractions(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value or any(f < 0 for f in value.values()) or abs(sum(value.values()) - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must be non-negative and sum to 1, got {value}")
+        return value
+
+
+def parse_splits(text: str) -> dict[str, float]:
+    """`train=0.98,validation=0.02` → {"train": 0.98, "validation": 0.02}, in the order given."""
+    splits: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, fraction = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{part!r}: write a split as NAME=FRACTION")
+        splits[name.strip()] = float(fraction)
+    return splits
+
+
+# -- the rows of each layout -------------------------------------------------------------------------
+
+
+class Turn(BaseModel):
+    """A sharegpt turn (LLaMA-Factory's default tags, Qwen-VL's conversations)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    from_: str = Field(alias="from", pattern="^(human|gpt|system)$")
+    value: str
+
+
+class ChatMessage(BaseModel):
+    role: str = Field(pattern="^(system|user|assistant)$")
+    content: str
+
+
+class ShareGptRow(BaseModel):
+    id: str
+    conversations: list[Turn]
+
+
+class LlamaFactoryRow(ShareGptRow):
+    videos: list[str] = Field(min_length=1)
+
+
+class SwiftRow(BaseModel):
+    id: str
+    messages: list[ChatMessage]
+    videos: list[str] = Field(min_length=1)
+
+
+class QwenVlRow(BaseModel):
+    id: str
+    video: str
+    conversations: list[Turn]
+
+
+ROW_MODELS: dict[ExportFormat, type[BaseModel]] = {
+    ExportFormat.HF: Record,
+    ExportFormat.LLAMAFACTORY: LlamaFactoryRow,
+    ExportFormat.SWIFT: SwiftRow,
+    ExportFormat.QWENVL: QwenVlRow,
+    ExportFormat.SHAREGPT: ShareGptRow,
+}
+_SHAREGPT_ROLE = {"user": "human", "assistant": "gpt", "system": "system"}
+
+
+# -- pure conversion -----------------------------------------------------------------------------------
+
+
+def split_of(video_id: str, splits: dict[str, float]) -> str:
+    """The split of a whole video: a hash of its id placed on [0, 1), so every segment of a film lands in the
+    same split (no film leaks from train into validation) and the choice never changes between exports."""
+    point = int(hashlib.sha256(video_id.encode()).hexdigest()[:15], 16) / 16**15
+    edge = 0.0
+    for name, fraction in splits.items():
+        edge += fraction
+        if point < edge:
+            return name
+    return next(reversed(splits))  # float rounding at the top end
+
+
+def retagged(record: Record, tag: str) -> list[tuple[str, str]]:
+    """(role, content) of the record's messages with its reasoning wrapped in `<tag>…</tag>`."""
+    original = f"<{THINK}>\n{record.thinking}\n</{THINK}>\n"
+    out = []
+    for message in record.messages:
+        content = message.content
+        if message.role == "assistant" and tag != THINK and content.startswith(original):
+            content = f"<{tag}>\n{record.thinking}\n</{tag}>\n" + content[len(original) :]
+        out.append((message.role, content))
+    return out
+
+
+def convert(record: Record, fmt: ExportFormat, video: str | None, tag: str = THINK) -> BaseModel:
+    """One record as one row of `fmt`; `video` is the path the row names (None for the text-only layouts)."""
+    if fmt is ExportFormat.HF:
+        return record
+    messages = retagged(record, tag)
+    if fmt is ExportFormat.SWIFT:
+        chat = [ChatMessage(role=r, content=c) for r, c in messages]
+        return SwiftRow(id=record.id, messages=chat, videos=[video])
+    if fmt is ExportFormat.SHAREGPT:  # no media column, so no media placeholder either
+        messages = [(r, c.replace("<video>\n", "").replace("<video>", "")) for r, c in messages]
+    turns = [Turn(from_=_SHAREGPT_ROLE[r], value=c) for r, c in messages]
+    if fmt is ExportFormat.LLAMAFACTORY:
+        return LlamaFactoryRow(id=record.id, conversations=turns, videos=[video])
+    if fmt is ExportFormat.QWENVL:
+        return QwenVlRow(id=record.id, video=video, conversations=turns)
+    return ShareGptRow(id=record.id, conversations=turns)
+
+
+def jsonl(rows: list[BaseModel]) -> bytes:
+    """One JSON line per row, aliases as the tools spell them (`from`), no key a tool would not expect."""
+    lines = [row.model_dump_json(by_alias=True) for row in rows]
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
+def llamafactory_info(name: str, splits: list[str]) -> dict:
+    """`dataset_info.json` entries, one per split, as LLaMA-Factory's data/README.md describes them."""
+    return {
+        f"{name}_{split}": {
+            "file_name": f"{split}.jsonl",
+            "formatting": "sharegpt",
+            "columns": {"messages": "conversations", "videos": "videos"},
+        }
+        for split in splits
+    }
+
+
+def hf_card(splits: list[str]) -> str:
+    """A dataset card for the exported records: one config, one data file per split, the record features."""
+    front = {
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [{"split": s, "path": f"{s}.jsonl"} for s in splits],
+                "default": True,
+            }
+        ],
+        "dataset_info": {"config_name": "default", "features": features()},
+    }
+    return f"---\n{to_yaml(front)}---\n\n# v2s records (schema {SCHEMA_VERSION}), exported by `v2s export`\n"
+
+
+def render(
+    records: list[Record], options: ExportOptions, video_of: dict[str, str | None]
+) -> dict[str, bytes]:
+    """Every file of the export (relative name → bytes), from records and each record's video path."""
+    kept = [r for r in records if r.quality.accepted or options.include_rejected]
+    kept.sort(key=lambda r: (r.video.video_id, r.video.start_s, r.id))
+    by_split: dict[str, list[BaseModel]] = {name: [] for name in options.splits}
+    for record in kept:
+        row = convert(record, options.format, video_of.get(record.id), options.think_tag)
+        by_split[split_of(record.video.video_id, options.splits)].append(row)
+    # a split no video fell into gets no file: an empty data file listed in a card or a dataset_info.json
+    # makes the loaders fail ("corresponds to no data")
+    names = [name for name, rows in by_split.items() if rows] or list(by_split)[:1]
+    files = {f"{split}.jsonl": jsonl(by_split[split]) for split in names}
+    if options.format is ExportFormat.LLAMAFACTORY:
+        files["dataset_info.json"] = _json(llamafactory_info(options.name, names))
+    if options.format is ExportFormat.HF:
+        files["README.md"] = hf_card(names).encode()
+    return files
+
+
+def _json(value: object) -> bytes:
+    return (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+# -- reading an output, placing media, writing the export ------------------------------------------
+
+
+class ExportSummary(BaseModel):
+    to: str
+    files: dict[str, int]  # name → rows (JSONL) or bytes (other files)
+    skipped_rejected: int = 0
+    media_copied: int = 0
+
+
+def read_records(out: str) -> list[Record]:
+    """Every record of every shard of an output (local folder or bucket), validated."""
+    fs, root = filesystem(join(out, "shards"))
+    names = sorted(p for p in fs.glob(f"{root}/part-*.jsonl"))
+    return [
+        Record.model_validate_json(line) for name in names for line in fs.cat_file(name).splitlines() if line
+    ]
+
+
+def media_plan(records: list[Record], to: str, options: ExportOptions) -> tuple[dict[str, str], dict]:
+    """(record id → the path its row names, copy target → source URI for --copy-media)."""
+    video_of: dict[str, str] = {}
+    copies: dict[str, str] = {}
+    for record in records:
+        source = record.video.proxy_uri or record.video.uri
+        target = source
+        if options.copy_media:
+            suffix = posixpath.splitext(source)[1] or ".mp4"
+            relative = f"media/{record.video.video_id}/{record.video.segment_index:05d}{suffix}"
+            copies[relative] = source
+            target = join(to, relative)
+        video_of[record.id] = _styled(target, to, options.paths)
+    return video_of, copies
+
+
+def _styled(path: str, to: str, style: PathStyle) -> str:
+    if style is PathStyle.ABSOLUTE:
+        return path if is_remote(path) else str(Path(path).resolve())
+    if is_remote(path) or is_remote(to):
+        if is_remote(path) and is_remote(to) and path.startswith(to.rstrip("/") + "/"):
+            return path[len(to.rstrip("/")) + 1 :]
+        raise ValueError(f"{path}: a path relative to {to} needs both on one filesystem (or --copy-media)")
+    return Path(os.path.relpath(Path(path).resolve(), Path(to).resolve())).as_posix()
+
+
+def export(out: str, to: str, options: ExportOptions) -> ExportSummary:
+    """Write the records of `out` to `to` in `options.format`; returns what was written."""
+    out, to = str(normalise(out)), str(normalise(to))
+    if not is_remote(to):
+        to = str(Path(to).resolve())
+    records = read_records(out)
+    kept = [r for r in records if r.quality.accepted or options.include_rejected]
+    video_of, copies = media_plan(kept, to, options)
+    files = render(kept, options, video_of)
+    for relative, source in sorted(copies.items()):
+        _copy(source, join(to, relative))
+    for name, data in files.items():
+        _write(join(to, name), data)
+    rejected = len(records) - len(kept)
+    counted = {n: d.count(b"\n") if n.endswith(".jsonl") else len(d) for n, d in files.items()}
+    return ExportSummary(to=to, files=counted, skipped_rejected=rejected, media_copied=len(copies))
+
+
+def _write(uri: str, data: bytes) -> None:
+    fs, path = filesystem(uri)
+    if not is_remote(uri):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fs.pipe_file(path, data)
+
+
+def _copy(source: str, target: str) -> None:
+    """A proxy into the export: read through fsspec, so a bucket proxy is fetched like a local one."""
+    src_fs, src_path = filesystem(source)
+    _write(target, src_fs.cat_file(src_path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -12,19 +13,54 @@ from jobs.cli_common import (
     DatabaseUrlOpt,
     ForwardSecretsOpt,
     JobOutOpt,
+    OldUrlOpt,
     ShipCodeOpt,
     console,
+    database_url_option,
     db_for,
     escape,
     refusals,
+    require_job,
 )
-from jobs.settings import EngineSettings
 
+# add_completion: `v2s --install-completion` / `--show-completion` for bash, zsh, fish and PowerShell
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="v2s: long-form video to script data engine."
+    no_args_is_help=True, add_completion=True, help="v2s: long-form video to script data engine."
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
+
+
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml), the one `pip show v2s` reports."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("v2s")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"v2s {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+    ] = False,
+) -> None:
+    # no docstring on purpose: the Typer's help= stays the text of `v2s --help`
+    pass
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
 
 
 def _register_profiles() -> None:
@@ -48,7 +84,7 @@ def run(
             help="output folder or bucket URI (shards, manifest, proxies; default database if local)"
         ),
     ],
-    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL; default OUT/v2s.sqlite")] = None,
+    database_url: Annotated[str | None, database_url_option("SQLAlchemy URL; default OUT/v2s.sqlite")] = None,
     max_segment_s: Annotated[float, typer.Option(help="longest segment, seconds")] = 300.0,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for the embedded Ray")] = None,
     job_id: Annotated[str | None, typer.Option(hidden=True, help="set by `v2s submit`")] = None,
@@ -97,15 +133,13 @@ def schema(
 
 
 @db_app.command("upgrade")
-def db_upgrade(
-    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default $V2S_DATABASE_URL)")] = None,
-) -> None:
+def db_upgrade(database_url: DatabaseUrlOpt = None, url: OldUrlOpt = None) -> None:
     """Apply all Alembic migrations."""
     from profiles_db.db import upgrade
 
-    target = url or EngineSettings().database_url
+    target = url or database_url  # the old spelling, when given, is what was typed: it beats the environment
     if not target:
-        console.print("[red]give --url or set V2S_DATABASE_URL[/red]")
+        console.print("[red]give --database-url or set V2S_DATABASE_URL[/red]")
         raise typer.Exit(2)
     upgrade(target)
     console.print("database is at the latest schema")
@@ -129,6 +163,9 @@ def status(
     database_url: DatabaseUrlOpt = None,
     watch: Annotated[bool, typer.Option("--watch", help="refresh until interrupted")] = False,
     every: Annotated[float, typer.Option(help="seconds between refreshes with --watch")] = 2.0,
+    format: Annotated[
+        OutputFormat, typer.Option("--format", help="table, or json (one object: docs/cli.md#status-json)")
+    ] = OutputFormat.TABLE,
 ) -> None:
     """Per stage pending/running/done/failed/rejected, failures with their reasons, tokens and cost, shards."""
     import time
@@ -137,7 +174,16 @@ def status(
 
     from jobs.report import status_view
 
+    if watch and format == OutputFormat.JSON:
+        typer.echo("error: --watch refreshes the table; give --format json without it", err=True)
+        raise typer.Exit(2)
     db = db_for(out, database_url)
+    require_job(db, job)
+    if format == OutputFormat.JSON:
+        from jobs.status_report import status_report
+
+        sys.stdout.write(status_report(db, job).model_dump_json(indent=2) + "\n")
+        return
     if not watch:
         console.print(status_view(db, job))
         return
@@ -213,7 +259,9 @@ def resume(
 @app.command()
 def verify(
     out: Annotated[str, typer.Argument(help="the output folder or bucket URI")],
-    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default OUT/v2s.sqlite)")] = None,
+    database_url: Annotated[
+        str | None, database_url_option("SQLAlchemy URL (default OUT/v2s.sqlite)")
+    ] = None,
     repair: Annotated[
         bool,
         typer.Option("--repair", help="rebuild damaged or missing shards and the manifest from the database"),
@@ -249,10 +297,11 @@ def verify(
 
 def _register_more() -> None:
     # the cluster commands (submit, cancel) and the developer tools, each in a module of its own
-    from jobs import cli_cluster, cli_dev
+    from jobs import cli_cluster, cli_dev, cli_export
 
     cli_cluster.register(app)
     cli_dev.register(app)
+    cli_export.register(app)
 
 
 _register_more()

@@ -7,8 +7,16 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli_common import DatabaseUrlOpt, ForwardSecretsOpt, JobOutOpt, ShipCodeOpt, console, db_for
-from jobs.settings import EngineSettings
+from jobs.cli_common import (
+    DatabaseUrlOpt,
+    ForwardSecretsOpt,
+    JobOutOpt,
+    ShipCodeOpt,
+    console,
+    database_url_option,
+    db_for,
+)
+from jobs.settings import RAY_ADDRESS_ENV
 
 
 def register(app: typer.Typer) -> None:
@@ -16,9 +24,18 @@ def register(app: typer.Typer) -> None:
     def submit(
         source: Annotated[str, typer.Argument(help="as for `v2s run`, as seen from the cluster")],
         out: Annotated[str, typer.Option(help="output folder or bucket URI, as seen from the cluster")],
-        address: Annotated[str, typer.Option(help="Ray dashboard URL, e.g. http://HEAD:8265")],
+        # the environment as `ray job submit` reads it; only here: inside a submitted job Ray sets RAY_ADDRESS,
+        # and a `resume` or `cancel` that read it there would act on a cluster nobody named
+        address: Annotated[
+            str,
+            typer.Option(
+                envvar=list(RAY_ADDRESS_ENV),
+                show_envvar=True,
+                help="Ray dashboard URL, e.g. http://HEAD:8265",
+            ),
+        ],
         database_url: Annotated[
-            str | None, typer.Option(help="SQLAlchemy URL reachable from the cluster (PostgreSQL)")
+            str | None, database_url_option("SQLAlchemy URL reachable from the cluster (PostgreSQL)")
         ] = None,
         max_segment_s: Annotated[float, typer.Option(help="longest segment, seconds")] = 300.0,
         ship_code: ShipCodeOpt = True,
@@ -49,9 +66,7 @@ def register(app: typer.Typer) -> None:
         """Stop a job: mark it cancelled (its driver submits no new work) and stop its Ray job when submitted."""
         from jobs.control import ControlError, cancel_job
 
-        db = None
-        if out is not None or database_url or EngineSettings().database_url:
-            db = db_for(out, database_url)
+        db = db_for(out, database_url) if out is not None or database_url else None
         try:
             for line in cancel_job(job, db, address):
                 typer.echo(line)

@@ -9,14 +9,25 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from jobs.settings import EngineSettings
-
 console = Console()
+
+DATABASE_ENV = "V2S_DATABASE_URL"
+
+
+def database_url_option(help: str = "SQLAlchemy URL of the job database"):
+    """The one spelling of the database option. Its environment variable is read by the CLI library (and shown
+    in `--help`), so no command reads it by hand; the runner's EngineSettings only adds a password it knows."""
+    return typer.Option("--database-url", envvar=DATABASE_ENV, show_envvar=True, help=help)
+
 
 JobOutOpt = Annotated[
     str | None, typer.Option(help="the job's output folder or bucket URI (finds its default database)")
 ]
-DatabaseUrlOpt = Annotated[str | None, typer.Option(help="SQLAlchemy URL")]
+DatabaseUrlOpt = Annotated[str | None, database_url_option()]
+# The spellings older releases used (`v2s profiles … --db`, `v2s db upgrade --url`) still work, hidden from
+# `--help`: Typer cannot hide one name of an option, so each is an option of its own that wins when given.
+OldDbOpt = Annotated[str | None, typer.Option("--db", hidden=True, help="old spelling of --database-url")]
+OldUrlOpt = Annotated[str | None, typer.Option("--url", hidden=True, help="old spelling of --database-url")]
 ShipCodeOpt = Annotated[
     bool,
     typer.Option(help="upload this project as the job's working_dir (off: v2s is installed on the nodes)"),
@@ -42,16 +53,26 @@ def escape(text: str) -> str:
     return rich_escape(text)
 
 
+def require_job(db, job_id: str | None) -> None:
+    """An unknown job id is an error (exit status 2, naming the id and the database), not empty tables."""
+    from profiles_db.db import shown_url
+    from profiles_db.stages import StageStore
+
+    if job_id is not None and StageStore(db).job(job_id) is None:
+        typer.echo(f"error: no job {job_id!r} in {shown_url(db.url)}", err=True)
+        raise typer.Exit(2)
+
+
 def db_for(out: str | None, database_url: str | None):
+    """The database of a job: `database_url` (the option or V2S_DATABASE_URL), else OUT's default SQLite."""
     from jobs.runner import JobSpec
     from workers.storage import is_remote, local_workdir
 
-    explicit = database_url or EngineSettings().database_url
-    if out is None and not explicit:
+    if out is None and not database_url:
         console.print("[red]give --out or --database-url (or set V2S_DATABASE_URL)[/red]")
         raise typer.Exit(2)
     spec = JobSpec(source="", out=out or Path("."), database_url=database_url)
-    if not explicit and is_remote(spec.out):
+    if not database_url and is_remote(spec.out):
         # A bucket holds no database: a job writing to one keeps its default SQLite in a local folder of the
         # machine that ran it. Found here only when that was this machine; opening it elsewhere would create
         # an empty database and report "no such job".

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from jobs.runner import JobSpec, RunSummary, run_job
+from jobs.settings import RAY_ADDRESS_ENV
 from profiles_db.db import Database, shown_url, without_password
 from profiles_db.stages import JobStatus, StageStore
 
@@ -111,7 +112,13 @@ def job_client(address: str):
 
     token = ray_token()
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    return JobSubmissionClient(address, headers=headers)
+    # Ray's client lets RAY_API_SERVER_ADDRESS / RAY_ADDRESS override the address it is given; the CLI has read
+    # them already (only as `submit --address`'s fallback), so the address passed here is the one meant.
+    hidden = {name: os.environ.pop(name) for name in RAY_ADDRESS_ENV if name in os.environ}
+    try:
+        return JobSubmissionClient(address, headers=headers)
+    finally:
+        os.environ.update(hidden)
 
 
 def forwarded_env(environ: dict[str, str] | None = None, *, secrets: bool = False) -> dict[str, str]:

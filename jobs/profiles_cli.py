@@ -12,23 +12,25 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import text
 
-from jobs.settings import EngineSettings
+from jobs.cli_common import OldDbOpt, database_url_option
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and correct character profiles (the CPM).")
 # Names, aliases, labels and notes come from a model: every value is escaped, and no ":name:" becomes an emoji.
 console = Console(emoji=False)
 
-DbOpt = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL, or a path to a v2s.sqlite")]
+DbOpt = Annotated[str | None, database_url_option("SQLAlchemy URL, or a path to a v2s.sqlite")]
+# The views' JSON arrays: PostgreSQL's jsonb arrives as lists, SQLite's json_group_array as JSON text.
+JSON_COLUMNS = ("aliases", "former_codes", "appearance_history")
 ScopeOpt = Annotated[str | None, typer.Option(help="scope (series name or video id); default: every scope")]
 FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
 
 
-def _database(db: str | None):
+def _database(database_url: str | None, old_db: str | None = None):
     from profiles_db.db import Database, sqlite_url
 
-    url = db or EngineSettings().database_url
+    url = old_db or database_url  # the old --db, when typed, beats V2S_DATABASE_URL like the option does
     if not url:
-        console.print("[red]give --db (a URL or a v2s.sqlite path) or set V2S_DATABASE_URL[/red]")
+        console.print("[red]give --database-url (a URL or a v2s.sqlite path) or set V2S_DATABASE_URL[/red]")
         raise typer.Exit(2)
     if "://" not in url:
         if not Path(url).is_file():
@@ -44,7 +46,12 @@ def _rows(db, view: str, scope: str | None, order: str) -> list[dict]:
         result = conn.execute(
             text(f"SELECT * FROM {view}{where} ORDER BY {order}"), {"scope": scope} if scope else {}
         )
-        return [dict(row._mapping) for row in result]
+        rows = [dict(row._mapping) for row in result]
+    for row in rows:
+        for column in JSON_COLUMNS:
+            if isinstance(row.get(column), str):
+                row[column] = json.loads(row[column])
+    return rows
 
 
 def _emit(rows: list[dict], columns: list[str], fmt: str, title: str) -> None:
@@ -55,8 +62,14 @@ def _emit(rows: list[dict], columns: list[str], fmt: str, title: str) -> None:
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else escape(str(row.get(c))) for c in columns))
+        table.add_row(*(escape(_cell(row.get(c))) for c in columns))
     console.print(table)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
 def _scope_for(db, scope: str | None) -> str:
@@ -73,21 +86,29 @@ def _scope_for(db, scope: str | None) -> str:
 
 
 @app.command("list")
-def list_profiles(db: DbOpt = None, scope: ScopeOpt = None, format: FormatOpt = "table") -> None:
+def list_profiles(
+    database_url: DbOpt = None, db: OldDbOpt = None, scope: ScopeOpt = None, format: FormatOpt = "table"
+) -> None:
     """One row per canonical character, with aliases and former codes."""
-    rows = _rows(_database(db), "v_character_profiles", scope, "scope, code")
+    rows = _rows(_database(database_url, db), "v_character_profiles", scope, "scope, code")
     columns = ["scope", "code", "name", "status", "aliases", "former_codes", "appearances", "role_type"]
     _emit(rows, columns, format, "characters")
 
 
 @app.command()
-def show(code: str, db: DbOpt = None, scope: ScopeOpt = None, format: FormatOpt = "table") -> None:
+def show(
+    code: str,
+    database_url: DbOpt = None,
+    db: OldDbOpt = None,
+    scope: ScopeOpt = None,
+    format: FormatOpt = "table",
+) -> None:
     """One character: its profile, how its appearance changed, its name history and the identity proposals
     about it (pending ones first: they wait for `v2s profiles merge` or nothing)."""
     from profiles_db.cpm import CharacterProfileManager
     from profiles_db.history import identity_history
 
-    database = _database(db)
+    database = _database(database_url, db)
     chosen = _scope_for(database, scope)
     profile = CharacterProfileManager(database).resolve(chosen, code)
     if profile is None:
@@ -137,9 +158,11 @@ def show(code: str, db: DbOpt = None, scope: ScopeOpt = None, format: FormatOpt 
 
 
 @app.command()
-def relationships(db: DbOpt = None, scope: ScopeOpt = None, format: FormatOpt = "table") -> None:
+def relationships(
+    database_url: DbOpt = None, db: OldDbOpt = None, scope: ScopeOpt = None, format: FormatOpt = "table"
+) -> None:
     """Who relates to whom, with evidence and the segments it spans."""
-    database = _database(db)
+    database = _database(database_url, db)
     rows = _rows(database, "v_relationships", scope, "scope, a_code, b_code")
     _current_codes(database, rows, "evidence")
     _emit(
@@ -173,59 +196,33 @@ def _current_codes(database, rows: list[dict], field: str) -> None:
 @app.command()
 def graph(
     out: Annotated[Path, typer.Option(help="picture to write: .png or .svg (a .dot is written beside it)")],
-    db: DbOpt = None,
+    database_url: DbOpt = None,
+    db: OldDbOpt = None,
     scope: ScopeOpt = None,
 ) -> None:
     """Draw the relationship graph of one scope (like the paper's Fig. 7)."""
-    import matplotlib
+    from jobs.relationship_graph import draw, relationship_graph, write_dot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import networkx as nx
-
-    database = _database(db)
+    database = _database(database_url, db)
     chosen = _scope_for(database, scope)
     people = _rows(database, "v_character_profiles", chosen, "code")
     links = _rows(database, "v_relationships", chosen, "a_code")
-    g = nx.Graph()
-    for p in people:
-        g.add_node(p["code"], label=p["name"] or p["code"])
-    for r in links:
-        label = (
-            r["label"]
-            if not g.has_edge(r["a_code"], r["b_code"])
-            else g.edges[r["a_code"], r["b_code"]]["label"] + " / " + r["label"]
-        )
-        g.add_edge(r["a_code"], r["b_code"], label=label)
+    g = relationship_graph(people, links)
     out.parent.mkdir(parents=True, exist_ok=True)
-    dot = ["graph characters {"] + [f'  "{n}" [label="{d["label"]}"];' for n, d in g.nodes(data=True)]
-    dot += [f'  "{a}" -- "{b}" [label="{d["label"]}"];' for a, b, d in g.edges(data=True)] + ["}"]
-    out.with_suffix(".dot").write_text("\n".join(dot) + "\n")
-    fig, ax = plt.subplots(figsize=(8, 6))
-    pos = nx.spring_layout(g, seed=7)
-    nx.draw_networkx(
-        g,
-        pos,
-        ax=ax,
-        labels=nx.get_node_attributes(g, "label"),
-        node_color="#9ecae1",
-        node_size=1800,
-        font_size=9,
-    )
-    nx.draw_networkx_edge_labels(g, pos, ax=ax, edge_labels=nx.get_edge_attributes(g, "label"), font_size=7)
-    ax.set_axis_off()
-    ax.set_title(f"characters of {chosen}")
-    fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
+    title = f"characters of {chosen}"
+    write_dot(g, out.with_suffix(".dot"), title)
+    draw(g, out, title)
     console.print(f"wrote {escape(str(out))} and {escape(str(out.with_suffix('.dot')))}")
 
 
 @app.command()
-def rename(code: str, name: str, db: DbOpt = None, scope: ScopeOpt = None) -> None:
+def rename(
+    code: str, name: str, database_url: DbOpt = None, db: OldDbOpt = None, scope: ScopeOpt = None
+) -> None:
     """Name a character by hand (an unnamed one is upgraded, with the evidence 'manual rename')."""
     from profiles_db.cpm import CharacterProfileManager
 
-    database = _database(db)
+    database = _database(database_url, db)
     profile = _correct(
         lambda m, s: m.rename(s, code, name), CharacterProfileManager(database), _scope_for(database, scope)
     )
@@ -234,12 +231,17 @@ def rename(code: str, name: str, db: DbOpt = None, scope: ScopeOpt = None) -> No
 
 @app.command()
 def merge(
-    from_code: str, into_code: str, reason: str = "manual merge", db: DbOpt = None, scope: ScopeOpt = None
+    from_code: str,
+    into_code: str,
+    reason: str = "manual merge",
+    database_url: DbOpt = None,
+    db: OldDbOpt = None,
+    scope: ScopeOpt = None,
 ) -> None:
     """Fold FROM_CODE into INTO_CODE (recorded in merges; `unmerge` undoes it)."""
     from profiles_db.cpm import CharacterProfileManager
 
-    database = _database(db)
+    database = _database(database_url, db)
     manager = CharacterProfileManager(database)
     profile = _correct(
         lambda m, s: m.merge(s, from_code, into_code, reason), manager, _scope_for(database, scope)
@@ -248,11 +250,11 @@ def merge(
 
 
 @app.command()
-def unmerge(code: str, db: DbOpt = None, scope: ScopeOpt = None) -> None:
+def unmerge(code: str, database_url: DbOpt = None, db: OldDbOpt = None, scope: ScopeOpt = None) -> None:
     """Undo the last merge of the record that carries CODE."""
     from profiles_db.cpm import CharacterProfileManager
 
-    database = _database(db)
+    database = _database(database_url, db)
     profile = _correct(
         lambda m, s: m.unmerge(s, code), CharacterProfileManager(database), _scope_for(database, scope)
     )

@@ -16,6 +16,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from profiles_db.stages import StageSettings
 
 _STAGE_DEFAULTS = StageSettings()
+# Where Ray's own `ray job submit` finds the cluster when --address is not given, in this order (read by
+# `v2s submit` through its option, as Ray's CLI does; the runner reads RAY_ADDRESS on its own, as the
+# supervisor of a submitted job sets it)
+RAY_ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 
 
 class EngineSettings(BaseSettings):

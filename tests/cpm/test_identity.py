@@ -378,7 +378,7 @@ def test_profiles_show_lists_the_name_history_and_the_pending_proposals(cpm, seg
     url = database.engine.url.render_as_string(hide_password=False)
     runner = CliRunner()
     shown = runner.invoke(
-        app, ["profiles", "show", "char_001", "--db", url, "--scope", SCOPE, "--format", "json"]
+        app, ["profiles", "show", "char_001", "--database-url", url, "--scope", SCOPE, "--format", "json"]
     )
     assert shown.exit_code == 0, shown.output
     data = json.loads(shown.stdout)
@@ -399,7 +399,7 @@ def test_profiles_show_lists_the_name_history_and_the_pending_proposals(cpm, seg
         }
     ]
     table = runner.invoke(
-        app, ["profiles", "show", "char_001", "--db", url, "--scope", SCOPE], terminal_width=200
+        app, ["profiles", "show", "char_001", "--database-url", url, "--scope", SCOPE], terminal_width=200
     )
     assert table.exit_code == 0, table.output
     assert "name history" in table.stdout and "identity proposals (1 pending)" in table.stdout
@@ -428,7 +428,7 @@ def test_stored_notes_read_with_the_current_codes_after_a_rename(cpm, segs, data
     apply(cpm, segs, 2, name_updates=[{"unknown_id": "unknown_001", "name": "Tomas", "evidence": '"Tomas!"'}])
     url = database.engine.url.render_as_string(hide_password=False)
     shown = CliRunner().invoke(
-        app, ["profiles", "relationships", "--db", url, "--scope", SCOPE, "--format", "json"]
+        app, ["profiles", "relationships", "--database-url", url, "--scope", SCOPE, "--format", "json"]
     )
     assert shown.exit_code == 0, shown.output
     (rel,) = json.loads(shown.stdout)

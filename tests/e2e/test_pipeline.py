@@ -33,7 +33,7 @@ class Run:
     job_id: str
     summary: RunSummary
     screenplay: Screenplay
-    db_arg: str  # what `v2s profiles --db` takes for the job's database
+    db_arg: str  # what `v2s profiles --database-url` takes for the job's database
 
     @property
     def out(self) -> Path:

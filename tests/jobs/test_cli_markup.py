@@ -80,28 +80,28 @@ def invoke(*args: str):
 
 
 def test_profiles_list_and_show_print_names_as_written(hostile):
-    listed = invoke("profiles", "list", "--db", hostile.url)
+    listed = invoke("profiles", "list", "--database-url", hostile.url)
     assert SHOWN in listed and NAME in listed
     assert "[i]Sally[/i]" in listed and "Mr :100:" in listed
     assert SCOPE in listed and "Vera [link=http://x]" in listed
 
-    shown = invoke("profiles", "show", "char_001", "--db", hostile.url)
+    shown = invoke("profiles", "show", "char_001", "--database-url", hostile.url)
     assert f"char_001 {NAME}" in shown  # the title
     assert "coat [on red]stained[/on red] [/]" in shown and "[i]Sally[/i]" in shown
 
-    related = invoke("profiles", "relationships", "--db", hostile.url)
+    related = invoke("profiles", "relationships", "--database-url", hostile.url)
     assert "[bold]rivals[/]" in related and SHOWN in related
 
 
 def test_profiles_corrections_print_names_as_written(hostile):
-    renamed = invoke("profiles", "rename", "char_002", "Vera [/] Cruz", "--db", hostile.url)
+    renamed = invoke("profiles", "rename", "char_002", "Vera [/] Cruz", "--database-url", hostile.url)
     assert "char_002 is now char_002 Vera [/] Cruz" in renamed
-    merged = invoke("profiles", "merge", "char_002", "char_001", "--db", hostile.url)
+    merged = invoke("profiles", "merge", "char_002", "char_001", "--database-url", hostile.url)
     assert f"merged into char_001 {NAME}" in merged
-    restored = invoke("profiles", "unmerge", "char_002", "--db", hostile.url)
+    restored = invoke("profiles", "unmerge", "char_002", "--database-url", hostile.url)
     assert "char_002 restored as char_002 Vera [/] Cruz" in restored
     refused = CliRunner().invoke(
-        app, ["profiles", "rename", "char_001", "[/]" + "y" * 300, "--db", hostile.url], env=WIDE
+        app, ["profiles", "rename", "char_001", "[/]" + "y" * 300, "--database-url", hostile.url], env=WIDE
     )
     assert refused.exit_code == 1 and "'[/]yyy" in refused.output, refused.output
 

@@ -1,0 +1,191 @@
+"""`v2s status --format json`: what the status table shows, as one documented object (docs/cli.md).
+
+The shape is a contract for scripts: fields are only added, never renamed or retyped, without raising
+`format_version`. It is read through `StageStore`, like the table (`jobs/report.py`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from jobs.report import ManifestUnreadable, read_manifest
+from profiles_db.db import Database
+from profiles_db.stages import RunStatus, Stage, StageStore, VideoStatus
+
+STATUS_FORMAT_VERSION = 1
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class JobInfo(BaseModel):
+    id: str
+    status: str
+    source: str
+    out: str
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @field_validator("created_at", "updated_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # SQLite gives the stored UTC back without its zone; the JSON always says it is UTC
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+class StageProgress(Usage):
+    """Segments of the job in each status of one stage (segments without a row yet count as pending)."""
+
+    stage: Stage
+    pending: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    rejected: int = 0
+
+
+class VideoUsage(Usage):
+    uri: str
+
+
+class ShardsWritten(BaseModel):
+    """The output's manifest: `shards`/`records` are null before the first shard is closed, or when the
+    manifest cannot be read from here (`error` says why)."""
+
+    job: str
+    out: str
+    shards: int | None = None
+    records: int | None = None
+    error: str | None = None
+
+
+class FailedInput(BaseModel):
+    uri: str
+    error: str | None = None
+
+
+class StageFailure(BaseModel):
+    uri: str
+    segment_index: int
+    stage: str
+    status: str
+    outcome: str | None = None
+    error: str | None = None
+
+
+class BlockedChain(BaseModel):
+    """A scope whose memory chain waits at a failed plot: `waiting` later plots are not reasoned."""
+
+    scope: str
+    segment_id: int
+    uri: str
+    segment_index: int
+    outcome: str | None = None
+    waiting: int
+
+
+class SegmentWarnings(BaseModel):
+    uri: str
+    segment_index: int
+    warnings: list[str]
+
+
+class StatusReport(BaseModel):
+    format_version: Literal[1] = STATUS_FORMAT_VERSION
+    job: str | None = Field(description="the job asked for; null: every job of the database")
+    jobs: list[JobInfo]
+    videos: dict[str, int] = Field(description="videos per status (pending, split, done, failed)")
+    segments: int
+    stages: list[StageProgress]
+    total: Usage
+    per_video: list[VideoUsage]
+    shards: list[ShardsWritten]
+    failed_inputs: list[FailedInput]
+    failures: list[StageFailure]
+    blocked_chains: list[BlockedChain]
+    warnings: list[SegmentWarnings]
+
+
+def status_report(db: Database, job_id: str | None) -> StatusReport:
+    store = StageStore(db)
+    jobs = store.jobs(job_id)
+    videos = store.videos(job_id)
+    segments = store.segment_count(job_id)
+    counts: dict[str, int] = {}
+    for _, status, _ in videos:
+        counts[status] = counts.get(status, 0) + 1
+    usage = store.usage_breakdown(job_id)
+    return StatusReport(
+        job=job_id,
+        jobs=[
+            JobInfo(
+                id=j.id,
+                status=j.status,
+                source=j.source,
+                out=j.out,
+                created_at=j.created_at,
+                updated_at=j.updated_at,
+            )
+            for j in jobs
+        ],
+        videos=dict(sorted(counts.items())),
+        segments=segments,
+        stages=_stages(store, job_id, segments, usage["stage"]),
+        total=Usage(**store.usage(job_id)),
+        per_video=[VideoUsage(uri=uri, **u) for uri, u in usage["video"].items()],
+        shards=[_shards(j.id, j.out) for j in jobs],
+        failed_inputs=[
+            FailedInput(uri=uri, error=error) for uri, status, error in videos if status == VideoStatus.FAILED
+        ],
+        failures=[StageFailure(**vars(f)) for f in store.failures(job_id)],
+        blocked_chains=_blocked(store, job_id),
+        warnings=[
+            SegmentWarnings(uri=uri, segment_index=idx, warnings=[str(w) for w in found])
+            for uri, idx, found in store.plot_warnings(job_id)
+        ],
+    )
+
+
+def _stages(store: StageStore, job_id: str | None, segments: int, usage: dict) -> list[StageProgress]:
+    progress = store.progress(job_id)
+    rows = []
+    for stage in Stage:
+        counts = {str(k): v for k, v in progress.get(stage, {}).items()}
+        # as in the table: a segment without a row for this stage has not reached it yet
+        counts[RunStatus.PENDING] = counts.get(RunStatus.PENDING, 0) + max(0, segments - sum(counts.values()))
+        known = {k: v for k, v in counts.items() if k in StageProgress.model_fields}
+        rows.append(StageProgress(stage=stage, **known, **usage.get(stage, {})))
+    return rows
+
+
+def _shards(job: str, out: str) -> ShardsWritten:
+    try:
+        manifest = read_manifest(out)
+    except ManifestUnreadable as exc:
+        return ShardsWritten(job=job, out=out, error=str(exc))
+    if manifest is None:
+        return ShardsWritten(job=job, out=out)
+    return ShardsWritten(job=job, out=out, shards=len(manifest["shards"]), records=manifest["records"])
+
+
+def _blocked(store: StageStore, job_id: str | None) -> list[BlockedChain]:
+    chains = []
+    for scope, segment_id, outcome, later in store.blocked_chains(job_id):
+        uri, idx = store.segment_place(segment_id)
+        chains.append(
+            BlockedChain(
+                scope=scope,
+                segment_id=segment_id,
+                uri=uri,
+                segment_index=idx,
+                outcome=None if outcome is None else str(outcome),
+                waiting=later,
+            )
+        )
+    return chains

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 from collections.abc import Sequence
@@ -12,6 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from evaluation.judges.base import JudgeError
 from evaluation.judges.cache import DiskCache
@@ -54,6 +56,20 @@ def _public_url(url: str | None) -> str:
     )
 
 
+class JudgeSettings(BaseSettings):
+    """The llm judge's settings, read once from the environment: V2S_JUDGE_MODEL, V2S_JUDGE_BASE_URL (any
+    OpenAI-compatible server), V2S_JUDGE_API_KEY (or OPENAI_API_KEY), V2S_JUDGE_CACHE_DIR."""
+
+    model_config = SettingsConfigDict(env_prefix="V2S_JUDGE_", extra="ignore")
+
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("V2S_JUDGE_API_KEY", "OPENAI_API_KEY")
+    )
+    cache_dir: Path = Path.home() / ".cache" / "v2s" / "judge"
+
+
 class LLMJudge:
     """A judge backed by an OpenAI-compatible chat model (see the package docstring).
 
@@ -76,13 +92,15 @@ class LLMJudge:
         json_mode: bool = True,
         timeout_s: float = 120.0,
         max_retries: int = 3,
+        settings: JudgeSettings | None = None,
     ) -> None:
-        self.model = model or os.environ.get("V2S_JUDGE_MODEL") or "gpt-4o-mini"
+        settings = settings or JudgeSettings()
+        self.model = model or settings.model
         if client is None:
             import openai
 
-            base_url = base_url or os.environ.get("V2S_JUDGE_BASE_URL") or None
-            key = api_key or os.environ.get("V2S_JUDGE_API_KEY") or os.environ.get("OPENAI_API_KEY")
+            base_url = base_url or settings.base_url or None
+            key = api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
             if not key:
                 if not base_url:
                     raise JudgeError(
@@ -93,9 +111,7 @@ class LLMJudge:
             client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout_s, max_retries=max_retries)
             log.info("llm judge: model %s at %s", self.model, _public_url(base_url))
         self.client = client
-        self.cache = DiskCache(
-            cache_dir or os.environ.get("V2S_JUDGE_CACHE_DIR") or Path.home() / ".cache" / "v2s" / "judge"
-        )
+        self.cache = DiskCache(cache_dir or settings.cache_dir)
         self.batch_size = max(1, batch_size)
         self.concurrency = max(1, concurrency)
         self.json_mode = json_mode

@@ -235,3 +235,16 @@ def test_request_errors_become_judge_errors_without_the_key(stub, tmp_path, capl
         judge.similarity("action", [("a", "b")])
     assert "AuthenticationError" in str(err.value) and "***" in str(err.value)
     assert SECRET not in str(err.value) and SECRET not in caplog.text
+
+
+def test_the_judge_settings_come_from_the_environment_once(monkeypatch, tmp_path):
+    from evaluation.judges.llm import JudgeSettings
+
+    monkeypatch.setenv("V2S_JUDGE_MODEL", "qwen2.5-7b-instruct")
+    monkeypatch.setenv("V2S_JUDGE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fallback")
+    settings = JudgeSettings()
+    assert (settings.model, settings.cache_dir) == ("qwen2.5-7b-instruct", tmp_path)
+    assert settings.api_key.get_secret_value() == "sk-fallback" and "sk-fallback" not in repr(settings)
+    monkeypatch.setenv("V2S_JUDGE_API_KEY", "sk-judge")  # the judge's own key wins
+    assert JudgeSettings().api_key.get_secret_value() == "sk-judge"

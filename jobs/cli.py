@@ -187,6 +187,8 @@ def status(
     if not watch:
         console.print(status_view(db, job))
         return
+    # on stderr, so the table stays the only thing on stdout; also says the watch is up (tests wait for it)
+    typer.echo(f"watching {job or 'every job'} every {every:g} s; Ctrl-C stops", err=True)
     with Live(status_view(db, job), console=console, refresh_per_second=4) as live:
         try:
             while True:

@@ -247,13 +247,16 @@ def test_status_watch_refreshes_until_interrupted(tmp_path):
         cwd=ROOT,
         env={**os.environ, "COLUMNS": "200"},
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)
+    # interrupted once the watch is up (a fixed sleep raced the imports on a busy machine), a few refreshes later
+    started = watch.stderr.readline()
+    assert started.startswith("watching job-w every 0.3 s"), started + watch.stderr.read()
+    time.sleep(1.5)
     watch.send_signal(signal.SIGINT)
-    output, _ = watch.communicate(timeout=30)
-    assert watch.returncode == 0, output
+    output, errors = watch.communicate(timeout=30)
+    assert watch.returncode == 0, output + errors
     plot_row = next(line for line in output.splitlines() if line.startswith("│ plot"))
     assert [c.strip() for c in plot_row.split("│")[2:7]] == ["1", "0", "1", "0", "0"]
 

@@ -135,6 +135,7 @@ def test_the_follow_hint_of_a_submitted_job_is_a_command_that_finds_its_database
     _print_follow("job-2", "job-2", "http://head:8265", None, "s3://films/out")
     assert "v2s status job-2 --database-url URL --watch" in capsys.readouterr().out
     # the URL is never printed: it may hold a password
-    _print_follow("job-3", "job-3", "http://head:8265", "postgresql://u:secret@db/v2s", "s3://films/out")
+    _print_follow("job-3", "job-3", "http://head:8265", "postgresql://u:pw-h1dden@db/v2s", "s3://films/out")
     printed = capsys.readouterr().out
-    assert "secret" not in printed and "--database-url URL" in printed
+    assert "pw-h1dden" not in printed and "--database-url URL" in printed
+    assert "the database password was not sent" in printed  # and where the nodes take it from

@@ -232,7 +232,7 @@ def test_files_api_and_video_metadata_offsets(gemini, server, proxies):
 
     part.video_metadata = types.VideoMetadata(start_offset="60s")
     script = Script.model_validate_json(ask(gemini, part, _script_prompt([]), "script").text)
-    assert script.events()[0].timestamp == 2.0 and script.meta.duration == "00:30"
+    assert script.events()[0].timestamp == 2.0 and script.meta.duration == "00:00:30"  # normalised
 
     gemini.files.delete(name=uploaded.name)
     with pytest.raises(genai_errors.ClientError) as err:

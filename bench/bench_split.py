@@ -67,10 +67,11 @@ def ffmpeg_decode(film: Path) -> float:
 def split_step(film: Path, max_segment_s: float) -> dict[str, float]:
     """What prepare_video does to a new video: probe, split, every proxy cut."""
     settings = SplitSettings()
+    scratch = Path(tempfile.mkdtemp(prefix="v2s-bench-split-"))
     began = time.perf_counter()
     info = probe(film)
     probed = time.perf_counter()
-    result = split_video(film, info, max_segment_s, settings)
+    result = split_video(film, info, max_segment_s, settings, workdir=scratch)
     planned = time.perf_counter()
     tags = [
         Provenance(
@@ -80,11 +81,14 @@ def split_step(film: Path, max_segment_s: float) -> dict[str, float]:
     ]
     out = Path(tempfile.mkdtemp(prefix="v2s-bench-proxies-"))
     try:
-        with ProxyBatch(film, tags, settings.proxy, result.transform, info.has_audio) as batch:
+        with ProxyBatch(
+            film, tags, settings.proxy, result.transform, info.has_audio, result.intermediate
+        ) as batch:
             for tag in tags:
                 batch.make(tag.segment_index, out / f"seg_{tag.segment_index:04d}.mp4")
     finally:
         shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     done = time.perf_counter()
     return {
         "probe": probed - began,
@@ -94,6 +98,7 @@ def split_step(film: Path, max_segment_s: float) -> dict[str, float]:
         "total": done - began,
         "segments": len(result.plans),
         "cuts": len(result.cuts),
+        "from_intermediate": float(batch.from_intermediate),
     }
 
 
@@ -116,7 +121,8 @@ def bench(film: Path, max_segment_s: float, rounds: int) -> None:
         f"  split step:                     {best['total']:7.1f} s   = probe {best['probe']:.1f} + analyse (shots, "
         f"speech) {best['analyse']:.1f} + plan {best['plan']:.2f} + proxies {best['proxies']:.1f}"
     )
-    print(f"  {best['segments']} segments, {best['cuts']} cuts")
+    picture = "the analysis pass's intermediate" if best["from_intermediate"] else "the source"
+    print(f"  {best['segments']} segments, {best['cuts']} cuts; proxy pictures cut from {picture}")
     print(
         f"  ratio split / decode: {best['total'] / decode:.2f}   (analyse alone: {best['analyse'] / decode:.2f})"
     )

@@ -134,7 +134,7 @@ def transcode(source: Path, target: Path, encoding: str) -> Path:
 
 
 def static_film(
-    path: Path, duration: float = 90.0, *, size: str = "320x180", seed: int = 1
+    path: Path, duration: float = 90.0, *, size: str = "320x180", fps: int = 24, seed: int = 1
 ) -> tuple[Path, list[float]]:
     """One unchanging grainy picture, strongly compressed, with keyframes 2-10 s apart at random: every keyframe
     refreshes the picture (a compression pulse) and none is a cut. Returns (path, keyframe times)."""
@@ -143,7 +143,7 @@ def static_film(
     rng, times, t = random.Random(seed), [], 0.0
     while (t := t + rng.uniform(2.0, 10.0)) < duration:
         times.append(round(t, 2))
-    look = f"gradients=s={size}:r=24:c0=0x604830:c1=0xc0b090:c2=0x203040:n=3:speed=0:seed=9"
+    look = f"gradients=s={size}:r={fps}:c0=0x604830:c1=0xc0b090:c2=0x203040:n=3:speed=0:seed=9"
     graph = f"{look},trim=duration={duration},format=yuv420p,noise=alls=14:allf=t"
     cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", graph]
     cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "34", "-g", "100000", "-sc_threshold", "0"]

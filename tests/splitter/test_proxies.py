@@ -86,8 +86,12 @@ def _top_rows_luma(proxy: Path) -> float:
     return float(luma[:4].mean())
 
 
-def test_interlaced_anamorphic_letterboxed_source(boxed, tmp_path):
-    result = split_video(boxed, probe(boxed), 60.0)
+@pytest.mark.parametrize("picture", ["intermediate", "source"])
+def test_interlaced_anamorphic_letterboxed_source(boxed, tmp_path, picture):
+    """The same proxy whether its picture comes from the analysis pass's intermediate or from the source."""
+    workdir = tmp_path / "work" if picture == "intermediate" else None
+    result = split_video(boxed, probe(boxed), 60.0, workdir=workdir)
+    assert (result.intermediate is not None) == (picture == "intermediate")
     transform = result.transform
     assert transform.deinterlace and transform.sar == Fraction(4, 3)
     crop = transform.crop
@@ -95,9 +99,11 @@ def test_interlaced_anamorphic_letterboxed_source(boxed, tmp_path):
     assert abs(crop.y - 52) <= 4 and abs(crop.y + crop.height - 188) <= 4, crop
     settings = SplitSettings().proxy
     tags = _tags(boxed, [(p.start_s, p.end_s) for p in result.plans])
-    with ProxyBatch(boxed, tags, settings, transform, True) as batch:
+    with ProxyBatch(boxed, tags, settings, transform, True, result.intermediate) as batch:
         proxy = batch.make(1, tmp_path / "seg.mp4")
+    assert batch.from_intermediate == (picture == "intermediate")
     info = probe(proxy)
+    assert info.has_audio and abs(info.duration_s - (tags[0].end_s - tags[0].start_s)) < 0.4
     # cropped to ~136 rows, widened by 4/3 (square pixels): the 320x136 picture shows as ~427x136
     assert info.height == crop.height and abs(info.width - round(320 * 4 / 3)) <= 2, info
     assert _top_rows_luma(proxy) > 40  # no black bar left on top
@@ -117,10 +123,11 @@ def test_a_resume_without_analysis_samples_the_same_transform(boxed):
 
 def test_proxy_frames_are_not_combed(boxed, tmp_path):
     """Deinterlaced: neighbouring rows of a moving picture agree far better than in the woven source."""
-    result = split_video(boxed, probe(boxed), 60.0)
+    result = split_video(boxed, probe(boxed), 60.0, workdir=tmp_path / "work")
     tags = _tags(boxed, [(p.start_s, p.end_s) for p in result.plans])
-    with ProxyBatch(boxed, tags, SplitSettings().proxy, result.transform, True) as batch:
+    with ProxyBatch(boxed, tags, SplitSettings().proxy, result.transform, True, result.intermediate) as batch:
         proxy = batch.make(1, tmp_path / "seg.mp4")
+    assert batch.from_intermediate
 
     def comb(path: Path) -> float:
         with av.open(str(path)) as container:
@@ -131,3 +138,68 @@ def test_proxy_frames_are_not_combed(boxed, tmp_path):
         return float(np.mean([np.abs(np.diff(f[40:120], axis=0)).mean() for f in frames]))
 
     assert comb(proxy) < comb(boxed)
+
+
+def _mean_rgb(proxy: Path, at: str) -> np.ndarray:
+    with av.open(str(proxy)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    frame = frames[0] if at == "first" else frames[-1]
+    return frame.reshape(-1, 3).mean(axis=0)
+
+
+def test_proxies_cut_from_the_intermediate_start_and_end_at_their_cuts(tmp_path):
+    """The analysis pass's intermediate keeps the source's timeline: each proxy opens on its own shot's colour
+    and closes before the next one, with the audio of the source, from one ffmpeg run."""
+    film = color_film(tmp_path / "film.mp4", [4.0, 9.0, 13.0], 16.0)
+    spans = [(0.0, 4.0), (4.0, 9.0), (9.0, 16.0)]
+    result = split_video(film, probe(film), 60.0, workdir=tmp_path / "work")
+    assert result.intermediate is not None and result.intermediate.path.exists()
+    settings = SplitSettings().proxy.model_copy(update={"height": 90, "fps": 4})
+    # the intermediate was written for the default proxy settings: other settings cut from the source
+    with ProxyBatch(film, _tags(film, spans), settings, result.transform, True, result.intermediate) as batch:
+        batch.make(1, tmp_path / "other" / "seg_1.mp4")
+    assert not batch.from_intermediate
+    tags = _tags(film, spans)
+    settings = SplitSettings().proxy
+    with ProxyBatch(film, tags, settings, result.transform, True, result.intermediate) as batch:
+        made = [batch.make(t.segment_index, tmp_path / "out" / f"seg_{t.segment_index}.mp4") for t in tags]
+    assert batch.from_intermediate and batch.runs == 1
+    with av.open(str(film)) as container:
+        source = [f.to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0) for f in container.decode(video=0)]
+    for tag, proxy in zip(tags, made, strict=True):
+        info = probe(proxy)
+        assert info.has_audio and info.height == 180 and info.width == 320
+        assert abs(info.duration_s - (tag.end_s - tag.start_s)) < 0.4, (tag, info.duration_s)
+        assert read_provenance(proxy) == tag
+        first, last = round(tag.start_s * 10) + 1, round(tag.end_s * 10) - 2  # source frames inside the shot
+        assert np.abs(_mean_rgb(proxy, "first") - source[first]).max() < 12, tag
+        assert np.abs(_mean_rgb(proxy, "last") - source[last]).max() < 12, tag
+
+
+def test_a_late_video_track_stays_in_step_with_the_audio(tmp_path):
+    """A transport stream whose picture starts 0.6 s after its sound: proxies from the intermediate (which begins
+    at its first frame) keep the same picture/sound offsets as proxies cut from the source."""
+    film = tmp_path / "late.ts"
+    cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error"]
+    cmd += ["-f", "lavfi", "-i", "testsrc2=s=160x90:r=25,trim=duration=8"]
+    cmd += ["-f", "lavfi", "-i", "sine=frequency=300:duration=8.5", "-filter_complex"]
+    cmd += ["[0:v]setpts=PTS+0.6/TB[v]", "-map", "[v]", "-map", "1:a", "-c:v", "libx264", "-c:a", "aac"]
+    subprocess.run([*cmd, str(film)], check=True)
+
+    def starts(workdir: Path | None) -> list[dict[str, float]]:
+        result = split_video(film, probe(film), 4.0, workdir=workdir)
+        tags = _tags(film, [(p.start_s, p.end_s) for p in result.plans])
+        folder = tmp_path / ("via" if workdir else "direct")
+        with ProxyBatch(film, tags, SplitSettings().proxy, result.transform, True, result.intermediate) as b:
+            made = [b.make(t.segment_index, folder / f"seg_{t.segment_index}.mp4") for t in tags]
+        assert b.from_intermediate == (workdir is not None)
+        out = []
+        for proxy in made:
+            with av.open(str(proxy)) as container:
+                out.append({s.type: float((s.start_time or 0) * s.time_base) for s in container.streams})
+        return out
+
+    direct, via = starts(None), starts(tmp_path / "work")
+    assert len(direct) == len(via) >= 2
+    for a, b in zip(direct, via, strict=True):
+        assert abs(a["audio"] - b["audio"]) < 0.03 and abs(a["video"] - b["video"]) < 0.03, (direct, via)

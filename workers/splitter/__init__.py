@@ -1,20 +1,25 @@
 """Split a video into segments (DESIGN §2): one PyAV pass for shots, letterbox and speech; boundaries at shot cuts
 outside dialogue, preferring scene changes; all proxies from one ffmpeg run.
 
-    result = split_video(path, info, max_segment_s)           # probe first: info = annotator.media.probe(path)
-    with ProxyBatch(path, tags, settings.proxy, result.transform, info.has_audio) as batch:
+    result = split_video(path, info, max_segment_s, workdir=scratch)  # probe first: info = media.probe(path)
+    with ProxyBatch(path, tags, settings.proxy, result.transform, info.has_audio, result.intermediate) as batch:
         ensure_proxy(out, video_id, idx, lambda target: batch.make(idx, target))
+
+With `workdir`, the analysis also writes the whole video at proxy size there (workers/splitter/intermediate.py), and
+the proxies are cut from that instead of decoding the source a second time; the caller removes `workdir`.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from annotator.media import MediaInfo
 from annotator.schemas.provenance import Provenance
 from workers.splitter.decode import Analysis, Crop, analyse
+from workers.splitter.intermediate import Intermediate
 from workers.splitter.plan import Dialogue, SegmentPlan, plan, plan_segments
 from workers.splitter.proxy import ProxyBatch, ProxyTransform, file_sha256
 from workers.splitter.settings import (
@@ -36,6 +41,7 @@ class SplitResult:
     transform: ProxyTransform
     seconds: dict[str, float] = field(default_factory=dict)  # where the time went: analyse, plan
     notes: list[str] = field(default_factory=list)
+    intermediate: Intermediate | None = None
 
 
 def split_video(
@@ -46,12 +52,15 @@ def split_video(
     *,
     name: str | None = None,
     sidecar_of: Path | None = None,
+    workdir: Path | None = None,
 ) -> SplitResult:
     """Plan the segments of one video. `sidecar_of`: where to look for .srt/.vtt files (the original path when
-    `path` is a downloaded copy; by default `path` itself). Raises MediaError naming the file."""
+    `path` is a downloaded copy; by default `path` itself). `workdir`: where the intermediate for the proxies
+    goes (none without it). Raises MediaError naming the file."""
     settings = settings or SplitSettings()
     began = time.perf_counter()
-    analysis = analyse(path, settings, name=name, listen=info.has_audio)
+    whole = Path(workdir) / f"whole-{uuid.uuid4().hex[:12]}.mkv" if workdir is not None else None
+    analysis = analyse(path, settings, name=name, listen=info.has_audio, intermediate=whole)
     analysed = time.perf_counter()
     cuts = mark_scenes(
         find_cuts(analysis.features, analysis.fps, settings.shots, analysis.external_cuts),
@@ -70,6 +79,7 @@ def split_video(
         transform=transform_of(analysis, settings.proxy),
         seconds={"analyse": analysed - began, "plan": time.perf_counter() - analysed},
         notes=analysis.notes,
+        intermediate=analysis.intermediate,
     )
 
 
@@ -105,6 +115,7 @@ def make_proxy(
 __all__ = [
     "Crop",
     "Cut",
+    "Intermediate",
     "MediaInfo",
     "PlanSettings",
     "ProxyBatch",

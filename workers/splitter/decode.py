@@ -21,6 +21,7 @@ from av.video.reformatter import VideoReformatter
 
 from annotator.media import MediaError
 from workers.splitter.features import THUMB, FeatureBuilder, Features
+from workers.splitter.intermediate import Intermediate, IntermediateWriter
 from workers.splitter.settings import ProxySettings, ShotSettings, SplitSettings
 from workers.splitter.shots import SceneDetectFeeder
 from workers.splitter.speech import RATE, Span, SpeechCurve, SpeechTrack, empty_curve, merge_spans
@@ -57,6 +58,7 @@ class Analysis:
     external_cuts: list[int] | None = None  # PySceneDetect's cut frames when that detector was chosen
     decode_errors: int = 0
     notes: list[str] = field(default_factory=list)
+    intermediate: Intermediate | None = None  # the whole video at proxy size, when one was asked for
 
 
 def analysis_size(width: int, height: int, sar: Fraction, target_width: int) -> tuple[int, int]:
@@ -86,7 +88,13 @@ def _speech_track(wanted: bool) -> SpeechTrack | None:
 class _Pass:
     """State of one decode pass; `run` demuxes every stream it needs once."""
 
-    def __init__(self, container: av.container.InputContainer, settings: SplitSettings, listen: bool) -> None:
+    def __init__(
+        self,
+        container: av.container.InputContainer,
+        settings: SplitSettings,
+        listen: bool,
+        intermediate: Path | None,
+    ) -> None:
         self.settings = settings
         self.video = container.streams.video[0]
         self.video.thread_type = "AUTO"  # frame + slice threads, as the ffmpeg CLI decodes
@@ -117,6 +125,11 @@ class _Pass:
         self.spans: list[Span] = []
         self.errors, self.first_error, self.interlaced, self.rotation = 0, "", 0, 0
         self.last_time = -1.0
+        self.writer = (
+            IntermediateWriter(intermediate, self.video, self.sar, settings.proxy, self.origin)
+            if intermediate is not None
+            else None
+        )
 
     def run(self, container: av.container.InputContainer) -> None:
         streams = [self.video, *([self.audio] if self.audio is not None else []), *self.subtitles]
@@ -183,6 +196,8 @@ class _Pass:
         )
         bars = self.bar_scaler.reformat(frame, width=self.bars[0], height=self.bars[1], format="gray")
         self.features.add(t, thumb.to_ndarray(), bars.to_ndarray())
+        if self.writer is not None:
+            self.writer.add(frame, t)
         if self.feeder is not None:
             w, h = self.size
             self.feeder.add(self.bgr_scaler.reformat(frame, width=w, height=h, format="bgr24").to_ndarray())
@@ -201,19 +216,29 @@ class _Pass:
             self.spans.append((start, end))
 
 
-def analyse(path: Path, settings: SplitSettings, *, name: str | None = None, listen: bool = True) -> Analysis:
-    """Decode `path` once; raises MediaError naming the file when it cannot be decoded or frames are missing."""
+def analyse(
+    path: Path,
+    settings: SplitSettings,
+    *,
+    name: str | None = None,
+    listen: bool = True,
+    intermediate: Path | None = None,
+) -> Analysis:
+    """Decode `path` once; raises MediaError naming the file when it cannot be decoded or frames are missing.
+    `intermediate`: where to write the whole video at proxy size from the same decode (see intermediate.py)."""
     label = name or str(path)
+    whole = None
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(f"{label}: no video stream")
-            state = _Pass(container, settings, listen)
+            state = _Pass(container, settings, listen, intermediate)
             try:
                 state.run(container)
                 duration = _video_duration(container, state.video)
             finally:
                 speech = state.finish_speech()  # the VAD thread ends whatever happened to the decode
+                whole = state.writer.finish() if state.writer is not None else None
     except MediaError:
         raise
     except (av.error.FFmpegError, OSError) as exc:
@@ -235,6 +260,7 @@ def analyse(path: Path, settings: SplitSettings, *, name: str | None = None, lis
         external_cuts=state.feeder.finish() if state.feeder is not None else None,
         decode_errors=state.errors,
         notes=notes,
+        intermediate=whole,
     )
 
 

@@ -1,8 +1,9 @@
 """Segment proxies: low-resolution cuts with audio and the provenance tag.
 
-All of a video's proxies come from one ffmpeg run: the source is decoded once, deinterlaced, letterbox-cropped,
+All of a video's proxies come from one ffmpeg run: the picture is decoded once, deinterlaced, letterbox-cropped,
 scaled to square pixels and the proxy height, encoded once with a keyframe forced at every boundary, and split there
-by the segment muxer. Each part is then re-muxed in-process (stream copy) to carry its own provenance tag and
+by the segment muxer. The picture is the analysis pass's intermediate when there is one that fits (already
+deinterlaced, square and small: see intermediate.py), with the audio taken from the source; else the source. Each part is then re-muxed in-process (stream copy) to carry its own provenance tag and
 renamed into place, so no reader ever sees a half-written proxy.
 """
 
@@ -23,6 +24,7 @@ import av
 from annotator.media import MediaError, ffmpeg_exe, probe
 from annotator.schemas.provenance import TAG, Provenance
 from workers.splitter.decode import Crop
+from workers.splitter.intermediate import Intermediate
 from workers.splitter.settings import ProxySettings
 
 
@@ -45,6 +47,16 @@ class ProxyTransform:
         chain += [f"scale=-2:'min({settings.height},ih)'", "setsar=1", f"fps={settings.fps}"]
         return ",".join(chain)
 
+    def intermediate_filter(self, whole: Intermediate, settings: ProxySettings) -> str:
+        """The same picture from the intermediate, which is deinterlaced and square already."""
+        chain, height = [], whole.source_height
+        if self.crop is not None and settings.crop_letterbox:
+            crop, height = whole.crop_filter(self.crop.x, self.crop.y, self.crop.width, self.crop.height)
+            chain.append(crop)
+        # the height the source path would give: the intermediate is taller than the proxy, never the source
+        chain += [f"scale=-2:{min(settings.height, height)}", "setsar=1", f"fps={settings.fps}"]
+        return ",".join(chain)
+
     def record(self, settings: ProxySettings) -> dict[str, object]:
         crop = self.crop if settings.crop_letterbox else None
         return {
@@ -64,22 +76,31 @@ def cut_parts(
     source: Path,
     spans: list[tuple[float, float]],
     workdir: Path,
-    transform: ProxyTransform,
+    video_filter: str,
     settings: ProxySettings,
-    has_audio: bool,
+    audio: Path | None,
+    picture_start_s: float = 0.0,
 ) -> dict[tuple[float, float], Path]:
-    """Cut every span (sorted, non-overlapping) in one ffmpeg run into `workdir`; returns span → file."""
+    """Cut every span (sorted, non-overlapping) of `source`'s picture and `audio`'s sound (None: no sound; may be
+    `source` itself) in one ffmpeg run into `workdir`; returns span → file."""
     spans = sorted(spans)
     first, last = spans[0][0], spans[-1][1]
     bounds = sorted({round(t - first, 3) for span in spans for t in span} - {0.0, round(last - first, 3)})
     times = ",".join(f"{t:.3f}" for t in bounds)
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
-    cmd += ["-ss", f"{first:.3f}", "-i", str(source), "-t", f"{last - first:.3f}", "-map", "0:v:0"]
-    cmd += ["-vf", transform.video_filter(settings), "-c:v", "libx264", "-preset", settings.preset]
+    # ffmpeg counts -ss from each input's own start; the intermediate starts at its first frame, not at the
+    # source's origin, so it is put back there to stay in step with the source's audio
+    cmd += ["-ss", f"{first:.3f}", "-itsoffset", f"{picture_start_s:.3f}", "-i", str(source)]
+    sound = "0:a:0"
+    if audio is not None and audio != source:
+        cmd += ["-ss", f"{first:.3f}", "-vn", "-sn", "-dn", "-i", str(audio)]
+        sound = "1:a:0"
+    cmd += ["-t", f"{last - first:.3f}", "-map", "0:v:0"]
+    cmd += ["-vf", video_filter, "-c:v", "libx264", "-preset", settings.preset]
     # no B-frames: the muxer would otherwise shift every part's timestamps by the reorder delay
     cmd += ["-crf", str(settings.crf), "-bf", "0", "-pix_fmt", "yuv420p"]
-    if has_audio:
-        cmd += ["-map", "0:a:0", "-c:a", "aac", "-ac", "1", "-b:a", settings.audio_bitrate]
+    if audio is not None:
+        cmd += ["-map", sound, "-c:a", "aac", "-ac", "1", "-b:a", settings.audio_bitrate]
     if times:
         cmd += ["-force_key_frames", times, "-segment_times", times]
     cmd += ["-f", "segment", "-segment_format", "mp4", "-reset_timestamps", "1"]
@@ -138,12 +159,14 @@ class ProxyBatch:
         settings: ProxySettings,
         transform: ProxyTransform | None,
         has_audio: bool | None,
+        intermediate: Intermediate | None = None,
     ) -> None:
         self.source, self.tags, self.settings = source, {t.segment_index: t for t in tags}, settings
-        self.transform, self.has_audio = transform, has_audio
+        self.transform, self.has_audio, self.intermediate = transform, has_audio, intermediate
         self._workdir: Path | None = None
         self._parts: dict[tuple[float, float], Path] = {}
         self.runs = 0  # ffmpeg invocations so far (0 or 1)
+        self.from_intermediate = False  # whether the pictures came from the intermediate
 
     def make(self, idx: int, target: Path) -> Path:
         if self._workdir is None:
@@ -163,9 +186,15 @@ class ProxyBatch:
         near.mkdir(parents=True, exist_ok=True)  # the work folder sits beside the targets: renames stay local
         self._workdir = Path(tempfile.mkdtemp(prefix=".v2s-cut-", dir=near))
         spans = [(t.start_s, t.end_s) for t in self.tags.values()]
-        self._parts = cut_parts(
-            self.source, spans, self._workdir, self.transform, self.settings, self.has_audio
-        )
+        audio = self.source if self.has_audio else None
+        whole = self.intermediate
+        if whole is not None and whole.fits(self.transform.deinterlace, self.settings):
+            picture, vf = whole.path, self.transform.intermediate_filter(whole, self.settings)
+            start = whole.start_s
+        else:
+            picture, vf, start = self.source, self.transform.video_filter(self.settings), 0.0
+        self._parts = cut_parts(picture, spans, self._workdir, vf, self.settings, audio, start)
+        self.from_intermediate = picture != self.source
         self.runs += 1
 
     def close(self) -> None:

@@ -79,11 +79,18 @@ class ProxySettings(BaseModel):
     crop_letterbox: bool = True
     bar_luma: float = 28.0  # rows/columns never brighter than this over the whole film are letterbox bars
     min_bar_fraction: float = 0.02  # bars thinner than this fraction of the picture are not cropped
+    # the analysis writes the whole video at this × the proxy height (workers/splitter/intermediate.py) and the
+    # proxies are cut from it; a letterboxed film's proxy then has (cropped rows) × this, at most `height`.
+    # 1.0 is the fastest; 4/3 keeps a 2.39:1 film inside a 16:9 frame at the full proxy height
+    intermediate_headroom: float = Field(1.0, ge=1.0, le=3.0)
 
 
 class SplitSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="V2S_SPLIT_", env_nested_delimiter="__", extra="ignore")
 
+    # segments: one proxy file per segment; offsets: one proxy per video (the whole video at proxy size),
+    # uploaded once, each segment addressed by VideoMetadata start/end offsets (docs/splitting.md)
+    proxy_mode: Literal["segments", "offsets"] = "segments"
     shots: ShotSettings = ShotSettings()
     speech: SpeechSettings = SpeechSettings()
     plan: PlanSettings = PlanSettings()

@@ -14,6 +14,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 from annotator.media import MediaError, probe
@@ -128,3 +129,19 @@ def local_proxy(proxy_uri: str) -> Path:
     if not local.exists():
         _download(proxy_uri, local)
     return local
+
+
+def proxy_sha256(path: Path) -> str:
+    """The proxy's content hash, computed once per file version in this process (in offsets mode every segment
+    of a video shows the same, whole-video proxy)."""
+    stat = path.stat()
+    return _sha256(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=256)
+def _sha256(path: str, mtime_ns: int, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import tempfile
+from pathlib import Path
 
 import ray
 
 from annotator.gateway.base import Media
-from annotator.media import MediaError, probe
+from annotator.media import MediaError, probe, read_provenance
 from annotator.records import build_record
 from annotator.schemas import DistilledThinking, NextSegmentPlot, Script
 from annotator.schemas.provenance import Provenance
@@ -26,11 +28,18 @@ from profiles_db.cpm import ChainOrderError
 from profiles_db.models import Segment, Video
 from profiles_db.stages import MODEL_STAGES, RunStatus, Stage, StageUsage, VideoStatus
 from workers.context import RunContext, VideoSource, cpm, gateway, store
-from workers.fetch import ensure_proxy, local_copy, local_proxy, proxy_present, release_copy
+from workers.fetch import (
+    ensure_proxy,
+    local_copy,
+    local_proxy,
+    proxy_present,
+    proxy_sha256,
+    release_copy,
+)
 from workers.metrics import record_stage, record_video
 from workers.results import PreparedVideo, SegmentOutcome
-from workers.splitter import ProxyBatch, SplitSettings, file_sha256, split_video
-from workers.storage import join, write_text
+from workers.splitter import ProxyBatch, SplitSettings, split_video
+from workers.storage import cache_root, join, write_text
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +90,7 @@ def prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
     path = None
     try:
         path = local_copy(video)  # a bucket object is downloaded to the local cache first
-        split = SplitSettings()  # V2S_SPLIT_… environment variables; proxy size and rate from the run
-        if stored:  # a resumed video's proxies sample the transform again
-            spans, transform, has_audio = [span for span, _ in stored], None, None
-        else:
-            spans, transform, has_audio = _split(st, ctx, video, path, split)
-        proxies = _cut_proxies(ctx, video, path, spans, split, transform, has_audio)
+        proxies = _split_and_cut(st, ctx, video, path, [span for span, _ in stored])
         if status == VideoStatus.DONE:  # its proxies are back; nothing else to do
             return PreparedVideo(video_id=video.video_id, ok=True, skipped=True)
         segment_ids = st.save_segments(video.video_id, proxies)
@@ -104,9 +108,25 @@ def prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
         release_copy(video, path)
 
 
-def _split(st, ctx: RunContext, video: VideoSource, path, split: SplitSettings):
+def _split_and_cut(st, ctx: RunContext, video: VideoSource, path, stored: list[tuple[float, float]]):
+    """Split a new video (a resumed one keeps its `stored` spans and samples the picture transform again) and
+    cut its proxies; the analysis pass's intermediate lives in a scratch folder until they are cut."""
+    split = SplitSettings()  # V2S_SPLIT_… environment variables; proxy size and rate from the run
+    proxy = split.proxy.model_copy(update={"height": ctx.proxy_height, "fps": ctx.proxy_fps})
+    split = split.model_copy(update={"proxy": proxy})
+    scratch = cache_root() / "split"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="v2s-split-", dir=scratch) as work:
+        if stored:
+            spans, transform, has_audio, whole = stored, None, None, None
+        else:
+            spans, transform, has_audio, whole = _split(st, ctx, video, path, split, Path(work))
+        return _cut_proxies(ctx, video, path, spans, split, transform, has_audio, whole)
+
+
+def _split(st, ctx: RunContext, video: VideoSource, path, split: SplitSettings, work: Path):
     """Probe a video seen for the first time, save what the probe found, and plan its segments: their spans, and
-    the picture transform and audio presence the proxies are cut with."""
+    the picture transform, audio presence and intermediate the proxies are cut with."""
     info = probe(path, name=video.uri)
     st.set_video(
         video.video_id,
@@ -116,14 +136,29 @@ def _split(st, ctx: RunContext, video: VideoSource, path, split: SplitSettings):
         height=info.height,
         has_audio=info.has_audio,
     )
-    result = split_video(path, info, ctx.max_segment_s, split, name=video.uri)
-    return [(plan.start_s, plan.end_s) for plan in result.plans], result.transform, info.has_audio
+    result = split_video(path, info, ctx.max_segment_s, split, name=video.uri, workdir=work)
+    spans = [(plan.start_s, plan.end_s) for plan in result.plans]
+    return spans, result.transform, info.has_audio, result.intermediate
 
 
-def _cut_proxies(ctx, video, path, spans, split, transform, has_audio) -> list[tuple[float, float, str]]:
+def _cut_proxies(
+    ctx, video, path, spans, split, transform, has_audio, whole
+) -> list[tuple[float, float, str]]:
     """OUT/proxies/… locally or in the bucket, whole ones reused; the first missing or broken one cuts them all
-    in one ffmpeg run. Returns (start, end, proxy URI) per segment."""
-    proxy_settings = split.proxy.model_copy(update={"height": ctx.proxy_height, "fps": ctx.proxy_fps})
+    in one ffmpeg run. Returns (start, end, proxy URI) per segment. In offsets mode every segment shares one
+    proxy of the whole video, addressed by offsets when the stages send it (see _segment_input)."""
+    proxy_settings = split.proxy
+    if split.proxy_mode == "offsets":
+        tag = Provenance(
+            video_id=video.video_id,
+            source_uri=video.uri,
+            segment_index=0,
+            start_s=spans[0][0],
+            end_s=spans[-1][1],
+        )
+        with ProxyBatch(path, [tag], proxy_settings, transform, has_audio, whole) as batch:
+            uri = ensure_proxy(ctx.out_dir, video.video_id, 0, lambda target: batch.make(0, target))
+        return [(start_s, end_s, uri) for start_s, end_s in spans]
     tags = [
         Provenance(
             video_id=video.video_id, source_uri=video.uri, segment_index=idx, start_s=start_s, end_s=end_s
@@ -131,7 +166,7 @@ def _cut_proxies(ctx, video, path, spans, split, transform, has_audio) -> list[t
         for idx, (start_s, end_s) in enumerate(spans, start=1)
     ]
     proxies = []
-    with ProxyBatch(path, tags, proxy_settings, transform, has_audio) as batch:
+    with ProxyBatch(path, tags, proxy_settings, transform, has_audio, whole) as batch:
         for tag in tags:
             proxy_uri = ensure_proxy(
                 ctx.out_dir,
@@ -144,13 +179,18 @@ def _cut_proxies(ctx, video, path, spans, split, transform, has_audio) -> list[t
 
 
 def _segment_input(segment: Segment, index: int) -> SegmentInput:
+    """The segment and its proxy. A proxy covering more than the segment (offsets mode: one per video) is
+    narrowed by start/end offsets, seconds within the proxy file; the model's times then count from the start
+    offset, i.e. they are segment-relative as with a proxy of its own (docs/splitting.md)."""
     proxy = local_proxy(segment.proxy_uri)
-    return SegmentInput(
-        index=index,
-        start_s=segment.start_s,
-        end_s=segment.end_s,
-        media=Media(path=proxy, sha256=file_sha256(proxy), resolution=None),
-    )
+    media = Media(path=proxy, sha256=proxy_sha256(proxy), resolution=None)
+    shown = read_provenance(proxy)
+    if shown is not None and (
+        abs(shown.start_s - segment.start_s) > 1e-3 or abs(shown.end_s - segment.end_s) > 1e-3
+    ):
+        media.start_offset_s = round(segment.start_s - shown.start_s, 3)
+        media.end_offset_s = round(segment.end_s - shown.start_s, 3)
+    return SegmentInput(index=index, start_s=segment.start_s, end_s=segment.end_s, media=media)
 
 
 @ray.remote(num_cpus=0.25, max_retries=2)

@@ -85,13 +85,7 @@ class GeminiBackend:
                 cached.expiration_time is None or cached.expiration_time.timestamp() > time.time() + 600
             ):
                 return cached
-            uploaded = self._call(
-                lambda: self.client.files.upload(
-                    file=str(media.path),
-                    config=types.UploadFileConfig(mime_type=media.mime_type, display_name=media.sha256[:40]),
-                ),
-                "upload",
-            )
+            uploaded = self._call(lambda: self._shared(media), "upload")
             limit = self.settings.file_active_timeout_s
             deadline = time.monotonic() + limit
             while uploaded.state == types.FileState.PROCESSING:
@@ -110,6 +104,43 @@ class GeminiBackend:
                 raise ModelCallError(f"Gemini could not process the upload of {media.path.name}")
             self._uploads[media.sha256] = uploaded
             return uploaded
+
+    def _shared(self, media: Media) -> types.File:
+        """The upload of this content, named after its hash so that every worker process finds the one upload
+        (offsets mode shows one whole-video proxy for all segments of a video): an existing one when it is
+        still usable, else a new one under that name (unnamed when the name is taken by a dying file)."""
+        name = f"files/v2s-{media.sha256[:35]}"
+        found = self._existing(name)
+        if found is not None:
+            return found
+
+        def upload(named: str | None) -> types.File:
+            config = types.UploadFileConfig(
+                mime_type=media.mime_type, display_name=media.sha256[:40], name=named
+            )
+            return self.client.files.upload(file=str(media.path), config=config)
+
+        try:
+            return upload(name)
+        except errors.APIError as exc:
+            if exc.code not in (400, 409):
+                raise self._translate(exc, "upload") from None
+        # another worker uploaded it meanwhile, or an expiring file holds the name
+        return self._existing(name) or self._call(lambda: upload(None), "upload")
+
+    def _existing(self, name: str) -> types.File | None:
+        try:
+            found = self.client.files.get(name=name)
+        except errors.APIError as exc:
+            if exc.code in (403, 404):
+                return None
+            raise self._translate(exc, "files.get") from None
+        expires = found.expiration_time
+        if found.state == types.FileState.FAILED or (
+            expires is not None and expires.timestamp() < time.time() + 600
+        ):
+            return None
+        return found
 
     def check_access(self, model: str) -> None:
         """A free authenticated call (models.get): ModelCallError(outcome="auth") when the key is refused."""

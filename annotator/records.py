@@ -36,6 +36,10 @@ INSTRUCTION = (
     "Think about the characters and the plot first."
 )
 
+THINK_TAG = (
+    "think"  # the tag around the reasoning in a record's assistant turn (`v2s export --think-tag` swaps it)
+)
+
 Resolver = Callable[[str], CharacterProfile | None]
 
 
@@ -43,6 +47,11 @@ def record_id(video_id: str, start_s: float, end_s: float, pipeline_version: str
     """Deterministic: the same segment under the same pipeline (prompts + models) always gets the same id."""
     key = f"{video_id}|{start_s:.3f}|{end_s:.3f}|{pipeline_version}"
     return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def tagged(thinking: str, tag: str = THINK_TAG) -> str:
+    """The reasoning as the assistant turn starts with it."""
+    return f"<{tag}>\n{thinking}\n</{tag}>\n"
 
 
 def build_record(
@@ -72,7 +81,7 @@ def build_record(
     _resolve_text(named_script, name_of)
     absolute = named_script.shifted(video.start_s)
     thinking_text = replace_codes(thinking.as_text(), name_of)
-    assistant = f"<think>\n{thinking_text}\n</think>\n{_clip_json(named_script)}"
+    assistant = f"{tagged(thinking_text)}{_clip_json(named_script)}"
     record_plot = _record_plot(plot, thinking, video.start_s, name_of)  # before `used` is read: it adds to it
     return Record(
         id=record_id(video.video_id, video.start_s, video.end_s, pipeline_version),

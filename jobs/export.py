@@ -23,10 +23,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from annotator.dataset_card import features, to_yaml
+from annotator.records import THINK_TAG, tagged
 from annotator.schemas.record import SCHEMA_VERSION, Record
 from workers.storage import filesystem, is_remote, join, normalise
-
-THINK = "think"  # the tag the records are written with
 
 
 class ExportFormat(StrEnum):
@@ -46,7 +45,7 @@ class ExportOptions(BaseModel):
     format: ExportFormat
     paths: PathStyle = PathStyle.ABSOLUTE
     copy_media: bool = False
-    think_tag: str = THINK
+    think_tag: str = THINK_TAG
     include_rejected: bool = False
     splits: dict[str, float] = Field(default_factory=lambda: {"train": 1.0})
     name: str = "v2s"
@@ -65,6 +64,11 @@ class ExportOptions(BaseModel):
         if not value or any(f < 0 for f in value.values()) or abs(sum(value.values()) - 1.0) > 1e-6:
             raise ValueError(f"split fractions must be non-negative and sum to 1, got {value}")
         return value
+
+    def keeps(self, record: Record) -> bool:
+        """Records the quality gates accepted, or every record with include_rejected (records other tools wrote
+        with `quality.accepted: false`; the engine's rejected segments are in OUT/rejects/, not in shards)."""
+        return record.quality.accepted or self.include_rejected
 
 
 def parse_splits(text: str) -> dict[str, float]:
@@ -142,17 +146,17 @@ def split_of(video_id: str, splits: dict[str, float]) -> str:
 
 def retagged(record: Record, tag: str) -> list[tuple[str, str]]:
     """(role, content) of the record's messages with its reasoning wrapped in `<tag>…</tag>`."""
-    original = f"<{THINK}>\n{record.thinking}\n</{THINK}>\n"
+    original = tagged(record.thinking)
     out = []
     for message in record.messages:
         content = message.content
-        if message.role == "assistant" and tag != THINK and content.startswith(original):
-            content = f"<{tag}>\n{record.thinking}\n</{tag}>\n" + content[len(original) :]
+        if message.role == "assistant" and tag != THINK_TAG and content.startswith(original):
+            content = tagged(record.thinking, tag) + content[len(original) :]
         out.append((message.role, content))
     return out
 
 
-def convert(record: Record, fmt: ExportFormat, video: str | None, tag: str = THINK) -> BaseModel:
+def convert(record: Record, fmt: ExportFormat, video: str | None, tag: str = THINK_TAG) -> BaseModel:
     """One record as one row of `fmt`; `video` is the path the row names (None for the text-only layouts)."""
     if fmt is ExportFormat.HF:
         return record
@@ -207,7 +211,7 @@ def render(
     records: list[Record], options: ExportOptions, video_of: dict[str, str | None]
 ) -> dict[str, bytes]:
     """Every file of the export (relative name → bytes), from records and each record's video path."""
-    kept = [r for r in records if r.quality.accepted or options.include_rejected]
+    kept = [r for r in records if options.keeps(r)]
     kept.sort(key=lambda r: (r.video.video_id, r.video.start_s, r.id))
     by_split: dict[str, list[BaseModel]] = {name: [] for name in options.splits}
     for record in kept:
@@ -279,7 +283,7 @@ def export(out: str, to: str, options: ExportOptions) -> ExportSummary:
     if not is_remote(to):
         to = str(Path(to).resolve())
     records = read_records(out)
-    kept = [r for r in records if r.quality.accepted or options.include_rejected]
+    kept = [r for r in records if options.keeps(r)]
     video_of, copies = media_plan(kept, to, options)
     files = render(kept, options, video_of)
     for relative, source in sorted(copies.items()):

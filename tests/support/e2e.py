@@ -124,10 +124,11 @@ def check_every_segment_is_one_valid_record(out, summary, segments: int = 4) -> 
     assert summary.failed_videos == {} and summary.stage_failures == []
     found = records(out)
     assert summary.segments == segments and len(found) == segments
-    schema = json_schema("record")
-    for record in found:
+    schema, script_schema = json_schema("record"), json_schema("record-script")
+    for record in found:  # the sample film's records against the schemas `v2s schema` publishes
         Record.model_validate(record)
         jsonschema.validate(record, schema)
+        jsonschema.validate(record["script"], script_schema)
         assert record["messages"][1]["content"].startswith("<think>")
     starts = [r["video"]["start_s"] for r in found]
     assert starts == sorted(starts) and starts[0] == 0

@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import func, select
 
+from jobs.status_report import StatusReport, Usage, status_report
 from profiles_db.db import Database, shown_url
 from profiles_db.models import Character
 from profiles_db.stages import RunStatus, Stage, StageStore, VideoStatus
@@ -43,6 +44,11 @@ def print_summary(console: Console, job_id: str, summary: RunSummary, db: Databa
     table.add_row("shards", escape(f"{out}/shards (manifest: {out}/manifest.json)"))
     table.add_row("database", escape(shown_url(db.url)))
     console.print(table)
+    job = store.job(job_id)
+    for entry in (job.skipped_inputs if job is not None else None) or []:
+        console.print(
+            f"[yellow]skipped input[/yellow] {escape(entry['uri'])}: {escape(entry['reason'])}", emoji=False
+        )
     for uri, error in failed:
         console.print(f"[red]failed input[/red] {escape(uri)}: {escape(str(error))}", emoji=False)
     for failure in summary.stage_failures:
@@ -78,112 +84,85 @@ STATUS_COLUMNS = tuple(RunStatus)
 MAX_WARNINGS = 20  # CPM warnings `v2s status` lists; the rest are counted ("… and N more")
 
 
-class ManifestUnreadable(Exception):
-    """The manifest exists (or may) but cannot be read from here: no bucket credentials, access denied..."""
-
-
-def read_manifest(out: str) -> dict | None:
-    """The output's manifest.json (local folder or bucket), or None before the first shard is closed.
-    ManifestUnreadable (one line, no secret) when it cannot be read from this machine."""
-    import json
-
-    from workers.storage import filesystem, join
-
-    try:
-        fs, path = filesystem(join(out, "manifest.json"))
-        with fs.open(path, "r") as handle:
-            return json.load(handle)
-    except (FileNotFoundError, ValueError):
-        return None
-    except Exception as exc:  # botocore's NoCredentialsError, PermissionError, an unreachable endpoint...
-        raise ManifestUnreadable(
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from None
-
-
 def status_view(db: Database, job_id: str | None):
-    """What `v2s status` shows (a rich renderable, so --watch can refresh it in a Live)."""
+    """What `v2s status` shows (a rich renderable, so --watch can refresh it in a Live): the StatusReport that
+    `--format json` prints, drawn, so the table and the JSON never count differently."""
     from rich.console import Group
 
-    store = StageStore(db)
-    jobs = store.jobs(job_id)
-    videos = store.videos(job_id)
-    segments = store.segment_count(job_id)
-    video_counts: dict[str, int] = {}
-    for _, status, _ in videos:
-        video_counts[status] = video_counts.get(status, 0) + 1
-    counted = ", ".join(f"{k} {v}" for k, v in sorted(video_counts.items())) or "-"
-    parts: list = [_jobs_table(jobs), Text(f"videos {len(videos)} ({counted}), segments {segments}")]
-    parts.extend(_usage_tables(store, job_id, segments))
-    parts.extend(_shard_lines(jobs))
-    parts.extend(_failure_lines(videos, store.failures(job_id)))
-    parts.extend(_chain_lines(store, job_id))
-    parts.extend(_warning_lines(store.plot_warnings(job_id)))
+    report = status_report(db, job_id)
+    counted = ", ".join(f"{k} {v}" for k, v in report.videos.items()) or "-"
+    videos = sum(report.videos.values())
+    parts: list = [_jobs_table(report), Text(f"videos {videos} ({counted}), segments {report.segments}")]
+    parts.extend(_usage_tables(report))
+    parts.extend(_shard_lines(report))
+    parts.extend(_input_lines(report))
+    parts.extend(_failure_lines(report))
+    parts.extend(_chain_lines(report))
+    parts.extend(_warning_lines(report))
     return Group(*parts)
 
 
-def _jobs_table(jobs) -> Table:
+def _jobs_table(report: StatusReport) -> Table:
     table = Table(title="jobs")
     for column in ("job", "status", "source", "out"):
         table.add_column(column)
-    for j in jobs:
+    for j in report.jobs:
         table.add_row(*(escape(str(value)) for value in (j.id, j.status, j.source, j.out)))
     return table
 
 
-def _tokens(u: dict[str, float]) -> tuple[str, str, str]:
-    return f"{u['input_tokens']:,}", f"{u['output_tokens']:,}", f"{u['cost_usd']:.4f}"
+def _tokens(u: Usage) -> tuple[str, str, str]:
+    return f"{u.input_tokens:,}", f"{u.output_tokens:,}", f"{u.cost_usd:.4f}"
 
 
-def _usage_tables(store: StageStore, job_id: str | None, segments: int) -> list[Table]:
+def _usage_tables(report: StatusReport) -> list[Table]:
     """Per stage: how many segments are in each status, with tokens and cost; then the cost per video."""
-    usage = store.usage_breakdown(job_id)
-    progress = store.progress(job_id)
-    stages = Table(title=f"stages of {escape(job_id) if job_id else 'all jobs'}")
+    stages = Table(title=f"stages of {escape(report.job) if report.job else 'all jobs'}")
     for column in ("stage", *STATUS_COLUMNS, "tokens in", "tokens out", "cost USD"):
         stages.add_column(column, justify="right" if column != "stage" else "left")
-    none = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
-    for stage in Stage:
-        counts = dict(progress.get(stage, {}))
-        counts[RunStatus.PENDING] = counts.get(RunStatus.PENDING, 0) + max(0, segments - sum(counts.values()))
-        statuses = (str(counts.get(k, 0)) for k in STATUS_COLUMNS)
-        stages.add_row(stage, *statuses, *_tokens(usage["stage"].get(stage, none)))
-    stages.add_row("job", *("" for _ in STATUS_COLUMNS), *_tokens(store.usage(job_id)))
-    if not usage["video"]:
+    for row in report.stages:
+        statuses = (str(getattr(row, status)) for status in STATUS_COLUMNS)
+        stages.add_row(row.stage, *statuses, *_tokens(row))
+    stages.add_row("job", *("" for _ in STATUS_COLUMNS), *_tokens(report.total))
+    if not report.per_video:
         return [stages]
     per_video = Table(title="per video")
     for column in ("video", "tokens in", "tokens out", "cost USD"):
         per_video.add_column(column)
-    for uri, u in usage["video"].items():
-        per_video.add_row(escape(uri), *_tokens(u))
+    for video in report.per_video:
+        per_video.add_row(escape(video.uri), *_tokens(video))
     return [stages, per_video]
 
 
-def _shard_lines(jobs) -> list[Text]:
+def _shard_lines(report: StatusReport) -> list[Text]:
     lines = []
-    for j in jobs:
-        try:
-            manifest = read_manifest(j.out)
-        except ManifestUnreadable as exc:
-            lines.append(
-                Text(f"shards written to {j.out}: unknown here, its manifest cannot be read ({exc})")
-            )
-            continue
-        if manifest is None:
-            lines.append(Text(f"shards written to {j.out}: none yet"))
+    for written in report.shards:
+        if written.error is not None:
+            state = f"unknown here, its manifest cannot be read ({written.error})"
+        elif written.shards is None:
+            state = "none yet"
         else:
-            written = f"{len(manifest['shards'])} ({manifest['records']} records)"
-            lines.append(Text(f"shards written to {j.out}: {written}"))
+            state = f"{written.shards} ({written.records} records)"
+        lines.append(Text(f"shards written to {written.out}: {state}"))
     return lines
 
 
-def _failure_lines(videos, failures) -> list[Text]:
+def _input_lines(report: StatusReport) -> list[Text]:
+    """The source's entries the listing left out, and why (one line each: they are few, and each is a fix)."""
+    if not report.skipped_inputs:
+        return []
+    count = len(report.skipped_inputs)
+    lines = [Text.from_markup(f"[yellow]skipped inputs[/yellow] {count} not processed:", emoji=False)]
+    lines.extend(Text(f"  {entry.uri}: {entry.reason}") for entry in report.skipped_inputs)
+    return lines
+
+
+def _failure_lines(report: StatusReport) -> list[Text]:
     lines = [
-        Text.from_markup(f"[red]input failed[/red] {escape(uri)}: {escape(error or '')}", emoji=False)
-        for uri, status, error in videos
-        if status == VideoStatus.FAILED
+        Text.from_markup(f"[red]input failed[/red] {escape(f.uri)}: {escape(f.error or '')}", emoji=False)
+        for f in report.failed_inputs
     ]
-    for f in failures:
+    for f in report.failures:
         lines.append(
             Text.from_markup(
                 f"[yellow]{escape(f.status)}[/yellow] {escape(f.uri)} segment {f.segment_index} "
@@ -194,41 +173,42 @@ def _failure_lines(videos, failures) -> list[Text]:
     return lines
 
 
-def _chain_lines(store: StageStore, job_id: str | None) -> list[Text]:
+def _chain_lines(report: StatusReport) -> list[Text]:
     """Scopes whose memory chain waits at a failed plot: nothing after it is reasoned or exported until
     `v2s resume` continues it (or `--give-up` steps over it)."""
     lines = []
-    for scope, segment_id, outcome, later in store.blocked_chains(job_id):
-        uri, idx = store.segment_place(segment_id)
-        resume = f"v2s resume {escape(job_id)}" if job_id else "v2s resume JOB"
+    resume = f"v2s resume {escape(report.job)}" if report.job else "v2s resume JOB"
+    for chain in report.blocked_chains:
         lines.append(
             Text.from_markup(
-                f"[red]memory chain waits[/red] {escape(scope)} at {escape(uri)} segment {idx} "
-                f"(id {segment_id}, {escape(str(outcome))}): {later} later plots and the "
-                f"scope's export wait; {resume} continues it, --give-up {segment_id} steps over it",
+                f"[red]memory chain waits[/red] {escape(chain.scope)} at {escape(chain.uri)} segment "
+                f"{chain.segment_index} (id {chain.segment_id}, {escape(str(chain.outcome))}): {chain.waiting} "
+                f"later plots and the scope's export wait; {resume} continues it, --give-up "
+                f"{chain.segment_id} steps over it",
                 emoji=False,
             )
         )
     return lines
 
 
-def _warning_lines(warnings: list[tuple[str, int, list]]) -> list[Text]:
+def _warning_lines(report: StatusReport) -> list[Text]:
     """The values the CPM dropped or cut by design (stored in the plot results), per segment, capped."""
-    total = sum(len(w) for _, _, w in warnings)
+    total = sum(len(w.warnings) for w in report.warnings)
     if not total:
         return []
+    segments = len(report.warnings)
     lines = [
         Text.from_markup(
             f"[yellow]warnings[/yellow] {total} from the character memory "
-            f"({len(warnings)} segment{'s' if len(warnings) != 1 else ''}; model values dropped or cut):"
+            f"({segments} segment{'s' if segments != 1 else ''}; model values dropped or cut):"
         )
     ]
     shown = 0
-    for uri, idx, found in warnings:
+    for found in report.warnings:
         if shown >= MAX_WARNINGS:
             break
-        lines.append(Text(f"  {uri} segment {idx}"))
-        for warning in found[: MAX_WARNINGS - shown]:
+        lines.append(Text(f"  {found.uri} segment {found.segment_index}"))
+        for warning in found.warnings[: MAX_WARNINGS - shown]:
             lines.append(Text(f"    {warning}"))
             shown += 1
     if total > shown:

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from annotator.settings import ModelSettings
 from jobs.settings import EngineSettings
-from jobs.sources import list_sources
+from jobs.sources import scan_sources
 from profiles_db.db import Database, shown_url, sqlite_url, with_known_password
 from profiles_db.outputs import OutputLease, output_key
 from profiles_db.stages import JobStatus, StageStore
@@ -88,7 +88,8 @@ def run_job(
     output is ours and Ray is up — so a run that cannot start changes nothing."""
     console = console or Console()
     _check_output(spec)
-    videos = list_sources(spec.source)
+    listing = scan_sources(spec.source)  # what it leaves out is kept with the job, for `v2s status`
+    videos = listing.videos
     check_model_access(ModelSettings())  # a wrong key stops the job here, before any segment is touched
     db_url = spec.db_url()
     db = open_database(db_url)
@@ -107,7 +108,11 @@ def run_job(
             if before_work is not None:
                 before_work(store)
             store.ensure_job(
-                job_id, spec.source, str(spec.out), spec.model_dump(mode="json", exclude={"database_url"})
+                job_id,
+                spec.source,
+                str(spec.out),
+                spec.model_dump(mode="json", exclude={"database_url"}),
+                skipped=[entry.model_dump() for entry in listing.skipped],
             )
             ctx = run_context(spec, job_id, db_url, out_dir, config)
             try:

@@ -77,18 +77,17 @@ class Listing(BaseModel):
 def scan_sources(source: str) -> Listing:
     """The videos of SOURCE, each file once, and every entry left out with its reason. Two paths to one file (a
     symlink, a hard link, a manifest row listed twice) or a byte-identical copy are one video, so one set of
-    records, under the smallest resolved path among them."""
+    records, under the smallest resolved path among them. Each skipped entry is logged with its reason too."""
     skipped: list[Skipped] = []
     videos = _one_per_file(_list(source, skipped), skipped)
+    for entry in skipped:
+        log.warning("skipped %s: %s", entry.uri, entry.reason)
     return Listing(videos=videos, skipped=skipped)
 
 
 def list_sources(source: str) -> list[VideoSource]:
-    """`scan_sources` for callers that only want the videos; each skipped entry is logged with its reason."""
-    listing = scan_sources(source)
-    for entry in listing.skipped:
-        log.warning("skipped %s: %s", entry.uri, entry.reason)
-    return listing.videos
+    """`scan_sources` for callers that only want the videos."""
+    return scan_sources(source).videos
 
 
 # how an entry was named in SOURCE (a path as found, a manifest row), and its video

@@ -1,19 +1,21 @@
 """`v2s status --format json`: what the status table shows, as one documented object (docs/cli.md).
 
 The shape is a contract for scripts: fields are only added, never renamed or retyped, without raising
-`format_version`. It is read through `StageStore`, like the table (`jobs/report.py`).
+`format_version`. It is read through `StageStore`; the table (`jobs/report.py`) is drawn from this report, so
+the two never count differently.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from jobs.report import ManifestUnreadable, read_manifest
 from profiles_db.db import Database
 from profiles_db.stages import RunStatus, Stage, StageStore, VideoStatus
+from workers.storage import filesystem, join
 
 STATUS_FORMAT_VERSION = 1
 
@@ -65,6 +67,15 @@ class ShardsWritten(BaseModel):
     error: str | None = None
 
 
+class SkippedInput(BaseModel):
+    """An entry of a job's source left out at its last listing (a dangling symlink, an unsupported suffix, a
+    folder named like a video, a second path to a file or a copy of one)."""
+
+    job: str
+    uri: str
+    reason: str
+
+
 class FailedInput(BaseModel):
     uri: str
     error: str | None = None
@@ -106,6 +117,7 @@ class StatusReport(BaseModel):
     total: Usage
     per_video: list[VideoUsage]
     shards: list[ShardsWritten]
+    skipped_inputs: list[SkippedInput] = []
     failed_inputs: list[FailedInput]
     failures: list[StageFailure]
     blocked_chains: list[BlockedChain]
@@ -140,6 +152,7 @@ def status_report(db: Database, job_id: str | None) -> StatusReport:
         total=Usage(**store.usage(job_id)),
         per_video=[VideoUsage(uri=uri, **u) for uri, u in usage["video"].items()],
         shards=[_shards(j.id, j.out) for j in jobs],
+        skipped_inputs=[SkippedInput(job=j.id, **entry) for j in jobs for entry in j.skipped_inputs or []],
         failed_inputs=[
             FailedInput(uri=uri, error=error) for uri, status, error in videos if status == VideoStatus.FAILED
         ],
@@ -150,6 +163,25 @@ def status_report(db: Database, job_id: str | None) -> StatusReport:
             for uri, idx, found in store.plot_warnings(job_id)
         ],
     )
+
+
+class ManifestUnreadable(Exception):
+    """The manifest exists (or may) but cannot be read from here: no bucket credentials, access denied..."""
+
+
+def read_manifest(out: str) -> dict | None:
+    """The output's manifest.json (local folder or bucket), or None before the first shard is closed.
+    ManifestUnreadable (one line, no secret) when it cannot be read from this machine."""
+    try:
+        fs, path = filesystem(join(out, "manifest.json"))
+        with fs.open(path, "r") as handle:
+            return json.load(handle)
+    except (FileNotFoundError, ValueError):
+        return None
+    except Exception as exc:  # botocore's NoCredentialsError, PermissionError, an unreachable endpoint...
+        raise ManifestUnreadable(
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
 
 
 def _stages(store: StageStore, job_id: str | None, segments: int, usage: dict) -> list[StageProgress]:

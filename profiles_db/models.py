@@ -36,6 +36,8 @@ class Job(Base):
     source: Mapped[str] = mapped_column(Text)
     out: Mapped[str] = mapped_column(Text)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # entries of the source left out at the last listing: [{"uri", "reason"}] (jobs/sources.py)
+    skipped_inputs: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
     status: Mapped[str] = mapped_column(
         String(16), default="pending"
     )  # pending|running|done|failed|cancelled

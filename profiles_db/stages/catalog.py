@@ -13,13 +13,25 @@ from profiles_db.stages.states import JobStatus, VideoStatus
 class CatalogMixin:
     """Part of StageStore (it provides db)."""
 
-    def ensure_job(self, job_id: str, source: str, out: str, config: dict[str, Any]) -> None:
+    def ensure_job(
+        self,
+        job_id: str,
+        source: str,
+        out: str,
+        config: dict[str, Any],
+        skipped: list[dict[str, str]] | None = None,
+    ) -> None:
+        """Create the job, or mark a resumed one running again; `skipped`: the source's entries this listing
+        left out, with why (a resume lists the source again, so it replaces what the last listing found)."""
         with self.db.transaction() as s:
             job = s.get(Job, job_id)
             if job is None:
-                s.add(Job(id=job_id, source=source, out=out, config=config, status=JobStatus.RUNNING))
+                job = Job(id=job_id, source=source, out=out, config=config, status=JobStatus.RUNNING)
+                s.add(job)
             else:
                 job.status = JobStatus.RUNNING
+            if skipped is not None:
+                job.skipped_inputs = skipped
 
     def finish_job(self, job_id: str, status: JobStatus, *, only_if: JobStatus | None = None) -> None:
         """Set the job's status (`only_if`: only while it still has that status, e.g. a crashed run marks its

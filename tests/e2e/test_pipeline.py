@@ -5,6 +5,7 @@ tests/support/e2e.py, shared with the bucket end-to-end tests)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,9 @@ def test_broken_inputs_fail_alone_with_clear_reasons(simulator_env, tmp_path):
     (bucket / "zero.mp4").write_bytes(b"")
     (bucket / "notes.mp4").write_text("these are meeting notes, not a film\n" * 50)
     render_silent_film(bucket / "silent.mp4", seconds=20)
+    # entries the listing leaves out, each reported with why: a dangling symlink, a second path to a file
+    (bucket / "gone.mp4").symlink_to(tmp_path / "deleted.mp4")
+    (bucket / "again.mp4").symlink_to(bucket / "good.mp4")
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app, ["run", str(bucket), "--out", str(out), "--max-segment-s", "60", "--num-cpus", "2"]
@@ -130,6 +134,17 @@ def test_broken_inputs_fail_alone_with_clear_reasons(simulator_env, tmp_path):
     text = " ".join(result.output.split())
     assert "zero.mp4: file is empty" in text
     assert "notes.mp4: not a readable video" in text
+    assert f"skipped input {bucket / 'gone.mp4'}: " in text and "dangling" in text
+    assert f"skipped input {bucket / 'again.mp4'}: " in text
     annotated = {Path(r["video"]["uri"]).name for r in checks.records(out)}
     assert annotated == {"good.mp4", "silent.mp4"}
+    # `v2s status` keeps saying so after the run, in the table and in its JSON, with the same reasons
+    db_arg = ["--database-url", str(out / "v2s.sqlite")]
+    shown = CliRunner().invoke(app, ["status", *db_arg], env={"COLUMNS": "400"})
+    assert shown.exit_code == 0, shown.output
+    assert "skipped inputs 2 not processed:" in shown.output
+    report = json.loads(CliRunner().invoke(app, ["status", *db_arg, "--format", "json"]).stdout)
+    reasons = {Path(e["uri"]).name: e["reason"] for e in report["skipped_inputs"]}
+    assert set(reasons) == {"gone.mp4", "again.mp4"}
+    assert all(f"  {bucket / name}: {reason}" in shown.output for name, reason in reasons.items())
     shutil.rmtree(out)

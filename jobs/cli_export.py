@@ -28,11 +28,7 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="the tag around the reasoning: think (default) or e.g. thinking")
         ] = "think",
         include_rejected: Annotated[
-            bool,
-            typer.Option(
-                "--include-rejected",
-                help="also records marked quality.accepted=false (rejected segments are in OUT/rejects/)",
-            ),
+            bool, typer.Option("--include-rejected", help="also records with quality.accepted false")
         ] = False,
         split: Annotated[
             str, typer.Option(help="fractions by video, e.g. train=0.98,validation=0.02")

@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from profiles_db.stages import Stage
+from profiles_db.stages import RunStatus, Stage
+
+SKIPPED = "skipped"  # a segment outcome beyond the stage states: nothing ran (its plot is not done)
 
 
 class PreparedVideo(BaseModel):
@@ -24,7 +26,7 @@ class SegmentOutcome(BaseModel):
     """The outcome of a segment's plot, or of its script and distillation."""
 
     segment_id: int
-    status: Literal["pending", "running", "done", "failed", "rejected", "skipped"]
+    status: RunStatus | Literal["skipped"]
     stage: Stage | None = None  # the stage that failed or was rejected
     error: str | None = None
     problems: list[str] = []  # quality-gate findings of a rejected script

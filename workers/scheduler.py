@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from profiles_db.stages import RunStatus
 from workers.context import VideoSource
 from workers.results import PreparedVideo, SegmentOutcome
 
@@ -125,7 +126,7 @@ class Scheduler:
         elif task.kind == TaskKind.PLOT:
             self._plotted(task, result)
         else:
-            if result.status != "done":
+            if result.status != RunStatus.DONE:
                 self.summary.stage_failures.append(result)
             self.remaining[task.video_id] -= 1
             self._export_when_ready(task.video_id)
@@ -166,10 +167,10 @@ class Scheduler:
 
     def _plotted(self, task: Task, result: SegmentOutcome) -> None:
         scope = self.scope_of[task.video_id]
-        if result.status == "done":
+        if result.status == RunStatus.DONE:
             self.queue.append(Task(TaskKind.ANNOTATE, task.video_id, task.segment_id))
             self._advance(scope)
-        elif result.status == "rejected":  # given up on purpose: no record, the chain goes on
+        elif result.status == RunStatus.REJECTED:  # given up on purpose: no record, the chain goes on
             self.remaining[task.video_id] -= 1
             self._advance(scope)
         else:  # the chain stops here; later segments would be reasoned over a memory with a hole

@@ -37,7 +37,7 @@ from workers.fetch import (
     release_copy,
 )
 from workers.metrics import record_stage, record_video
-from workers.results import PreparedVideo, SegmentOutcome
+from workers.results import SKIPPED, PreparedVideo, SegmentOutcome
 from workers.splitter import ProxyBatch, SplitSettings, split_video
 from workers.storage import cache_root, join, write_text
 
@@ -70,7 +70,7 @@ def _failed(st, segment_id: int, stage: Stage, result) -> SegmentOutcome:
         segment_id, stage, result.error or f"{stage} failed", outcome=result.outcome, usage=_usage(result)
     )
     record_stage(stage, RunStatus.FAILED, _usage(result))
-    return SegmentOutcome(segment_id=segment_id, status="failed", stage=stage, error=result.error)
+    return SegmentOutcome(segment_id=segment_id, status=RunStatus.FAILED, stage=stage, error=result.error)
 
 
 @ray.remote(num_cpus=1, max_retries=2)
@@ -212,7 +212,9 @@ def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> SegmentOu
         report = manager.apply(video.scope, segment_id, result.value)
     except ChainOrderError as exc:  # the answer stays in the response cache: a resume in order pays nothing
         st.fail(segment_id, Stage.PLOT, str(exc), outcome="out_of_order", usage=_usage(result))
-        return SegmentOutcome(segment_id=segment_id, status="failed", stage=Stage.PLOT, error=str(exc))
+        return SegmentOutcome(
+            segment_id=segment_id, status=RunStatus.FAILED, stage=Stage.PLOT, error=str(exc)
+        )
     for warning in report.warnings:
         log.warning("segment %s: %s", segment_id, warning)
     st.complete(
@@ -226,7 +228,7 @@ def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> SegmentOu
         _usage(result),
     )
     record_stage(Stage.PLOT, RunStatus.DONE, _usage(result))
-    return SegmentOutcome(segment_id=segment_id, status="done")
+    return SegmentOutcome(segment_id=segment_id, status=RunStatus.DONE)
 
 
 @ray.remote(num_cpus=0.25, max_retries=2)
@@ -235,7 +237,7 @@ def annotate_segment(ctx: RunContext, segment_id: int) -> SegmentOutcome:
     st = store(ctx)
     plot_status, plot_result = st.result(segment_id, Stage.PLOT)
     if plot_status != RunStatus.DONE:
-        return SegmentOutcome(segment_id=segment_id, status="skipped", reason=f"plot is {plot_status}")
+        return SegmentOutcome(segment_id=segment_id, status=SKIPPED, reason=f"plot is {plot_status}")
     plot = NextSegmentPlot.model_validate(plot_result["answer"])
     code_map: dict[str, str] = plot_result.get("code_map", {})
     status, script_result = st.result(segment_id, Stage.SCRIPT)
@@ -252,7 +254,7 @@ def annotate_segment(ctx: RunContext, segment_id: int) -> SegmentOutcome:
     if distill_status != RunStatus.DONE and st.claim(segment_id, Stage.DISTILL, _owner(), ctx.job_id):
         script = Script.model_validate(script_result["script"])
         return _distill(ctx, segment_id, plot, script)
-    return SegmentOutcome(segment_id=segment_id, status="done")
+    return SegmentOutcome(segment_id=segment_id, status=RunStatus.DONE)
 
 
 def _write_script(
@@ -284,7 +286,7 @@ def _write_script(
         _write_reject(ctx, video, segment, problems)
         record_stage(Stage.SCRIPT, RunStatus.REJECTED, _usage(result))
         rejected = SegmentOutcome(
-            segment_id=segment_id, status="rejected", stage=Stage.SCRIPT, problems=problems
+            segment_id=segment_id, status=RunStatus.REJECTED, stage=Stage.SCRIPT, problems=problems
         )
         return rejected, payload
     st.complete(segment_id, Stage.SCRIPT, payload, _usage(result))
@@ -306,7 +308,7 @@ def _distill(ctx: RunContext, segment_id: int, plot: NextSegmentPlot, script: Sc
         _usage(result),
     )
     record_stage(Stage.DISTILL, RunStatus.DONE, _usage(result))
-    return SegmentOutcome(segment_id=segment_id, status="done")
+    return SegmentOutcome(segment_id=segment_id, status=RunStatus.DONE)
 
 
 def _write_reject(ctx: RunContext, video: Video, segment: Segment, problems: list[str]) -> None:

@@ -6,6 +6,7 @@ tests/support/e2e.py, shared with the bucket end-to-end tests)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,4 +148,14 @@ def test_broken_inputs_fail_alone_with_clear_reasons(simulator_env, tmp_path):
     reasons = {Path(e["uri"]).name: e["reason"] for e in report["skipped_inputs"]}
     assert set(reasons) == {"gone.mp4", "again.mp4"}
     assert all(f"  {bucket / name}: {reason}" in shown.output for name, reason in reasons.items())
+    # and it agrees with the run's own summary on every count
+    assert re.search(r"videos\W+4 \(2 ok, 2 failed\)", text)
+    assert report["videos"] == {"done": 2, "failed": 2}
+    assert {Path(f["uri"]).name for f in report["failed_inputs"]} == {"zero.mp4", "notes.mp4"}
+    segments = int(re.search(r"segments\W+(\d+)", text).group(1))
+    assert report["segments"] == segments == sum(1 for _ in checks.records(out))
+    assert report["shards"][0]["records"] == segments
+    assert {s["stage"]: s["done"] for s in report["stages"]} == dict.fromkeys(
+        ("plot", "script", "distill", "export"), segments
+    )
     shutil.rmtree(out)

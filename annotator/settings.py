@@ -7,23 +7,7 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-class Price(BaseModel):
-    """USD per million tokens."""
-
-    input_per_m: float = 0.0
-    output_per_m: float = 0.0
-
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input_per_m + output_tokens * self.output_per_m) / 1_000_000
-
-
-DEFAULT_PRICES = {
-    "gemini-2.5-pro": Price(input_per_m=1.25, output_per_m=10.0),
-    "gemini-2.5-flash": Price(input_per_m=0.30, output_per_m=2.50),
-    "deepseek-chat": Price(input_per_m=0.27, output_per_m=1.10),
-    "deepseek-reasoner": Price(input_per_m=0.55, output_per_m=2.19),
-}
+from annotator.pricing import Price, PriceTable, Tier, load_price_table
 
 
 class RateLimit(BaseModel):
@@ -86,7 +70,23 @@ class ModelSettings(BaseSettings):
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
     rate_limit_window_s: float = 60.0  # the quota window; only benchmarks and tests shorten it
     response_cache: bool = True  # reuse validated answers stored in the job database (resumes cost nothing)
-    prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    # The price and token-rate table (annotator/data/prices.v1.json unless V2S_PRICES_FILE names another);
+    # V2S_PRICES='{"gemini-2.5-pro": {"input_per_m": 1.0, ...}}' overrides single models on top of it.
+    prices_file: str | None = None
+    prices: dict[str, Price] = Field(default_factory=dict)
+    # The service tier per stage: standard, or flex (Gemini's half-price synchronous tier; it may be slower
+    # and shed requests: after `flex_max_sheds` sheds of one call, that call goes on at the standard tier).
+    plot_tier: Literal["standard", "flex"] = "standard"
+    script_tier: Literal["standard", "flex"] = "standard"
+    distill_tier: Literal["standard", "flex"] = "standard"
+    flex_max_sheds: int = Field(2, ge=0)
+    flex_request_timeout_s: float = 900.0  # Flex answers in minutes (its documented target: 1–15)
+
+    def price_table(self) -> PriceTable:
+        return load_price_table(self.prices_file)
 
     def price(self, model: str) -> Price:
-        return self.prices.get(model, Price())
+        return self.prices.get(model) or self.price_table().price(model)
+
+    def tier(self, stage: str) -> Tier:
+        return getattr(self, f"{stage}_tier", "standard")

@@ -124,14 +124,22 @@ def _usage_tables(report: StatusReport) -> list[Table]:
         statuses = (str(getattr(row, status)) for status in STATUS_COLUMNS)
         stages.add_row(row.stage, *statuses, *_tokens(row))
     stages.add_row("job", *("" for _ in STATUS_COLUMNS), *_tokens(report.total))
-    if not report.per_video:
-        return [stages]
-    per_video = Table(title="per video")
-    for column in ("video", "tokens in", "tokens out", "cost USD"):
-        per_video.add_column(column)
-    for video in report.per_video:
-        per_video.add_row(escape(video.uri), *_tokens(video))
-    return [stages, per_video]
+    tables = [stages]
+    if len(report.per_tier) > 1 or any(t.tier != "standard" for t in report.per_tier):
+        per_tier = Table(title="per service tier")
+        for column in ("tier", "tokens in", "tokens out", "cost USD"):
+            per_tier.add_column(column)
+        for tier in report.per_tier:
+            per_tier.add_row(escape(tier.tier), *_tokens(tier))
+        tables.append(per_tier)
+    if report.per_video:
+        per_video = Table(title="per video")
+        for column in ("video", "tokens in", "tokens out", "cost USD"):
+            per_video.add_column(column)
+        for video in report.per_video:
+            per_video.add_row(escape(video.uri), *_tokens(video))
+        tables.append(per_video)
+    return tables
 
 
 def _shard_lines(report: StatusReport) -> list[Text]:

@@ -56,6 +56,12 @@ class VideoUsage(Usage):
     uri: str
 
 
+class TierUsage(Usage):
+    """What the job spent at one service tier (standard, flex)."""
+
+    tier: str
+
+
 class ShardsWritten(BaseModel):
     """The output's manifest: `shards`/`records` are null before the first shard is closed, or when the
     manifest cannot be read from here (`error` says why)."""
@@ -116,6 +122,7 @@ class StatusReport(BaseModel):
     stages: list[StageProgress]
     total: Usage
     per_video: list[VideoUsage]
+    per_tier: list[TierUsage] = []
     shards: list[ShardsWritten]
     skipped_inputs: list[SkippedInput] = []
     failed_inputs: list[FailedInput]
@@ -151,6 +158,7 @@ def status_report(db: Database, job_id: str | None) -> StatusReport:
         stages=_stages(store, job_id, segments, usage["stage"]),
         total=Usage(**store.usage(job_id)),
         per_video=[VideoUsage(uri=uri, **u) for uri, u in usage["video"].items()],
+        per_tier=[TierUsage(tier=tier, **u) for tier, u in usage["tier"].items()],
         shards=[_shards(j.id, j.out) for j in jobs],
         skipped_inputs=[SkippedInput(job=j.id, **entry) for j in jobs for entry in j.skipped_inputs or []],
         failed_inputs=[

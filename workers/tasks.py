@@ -61,6 +61,8 @@ def _usage(result) -> StageUsage:
         input_tokens=result.usage.input_tokens,
         output_tokens=result.usage.output_tokens,
         cost_usd=result.usage.cost_usd,
+        tier=result.usage.tier if result.usage.calls else None,
+        cached_tokens=result.usage.cached_tokens,
     )
 
 

@@ -7,6 +7,8 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from annotator.pricing import Tier
+
 # What became of a call, stored in stage_runs.outcome: one word per kind of failure, so a resume can pick one.
 Outcome = Literal[
     "done",
@@ -47,6 +49,7 @@ class ModelRequest(BaseModel):
     )  # (role, text) turns before `prompt` (repairs)
     max_output_tokens: int = 32768
     temperature: float = 0.2
+    tier: Tier = "standard"  # the service tier asked for (flex: half price, slower, may be shed)
 
 
 class ModelResponse(BaseModel):
@@ -56,6 +59,8 @@ class ModelResponse(BaseModel):
     output_tokens: int = 0
     finish_reason: str | None = None
     reasoning_content: str | None = None
+    tier: Tier = "standard"  # the tier the call was served (and is billed) at
+    cached_tokens: int = 0  # of input_tokens, those read from a context cache (billed at the cached price)
 
     @property
     def truncated(self) -> bool:

@@ -165,6 +165,7 @@ class GeminiBackend:
             media_resolution=_RESOLUTION.get(request.media.resolution)
             if request.media and request.media.resolution
             else None,
+            **self._tier_options(request),
         )
         response = self._call(
             lambda: self.client.models.generate_content(
@@ -173,6 +174,13 @@ class GeminiBackend:
             f"{request.stage} generateContent",
         )
         return self._to_response(request, response)
+
+    def _tier_options(self, request: ModelRequest) -> dict:
+        """Flex: `service_tier` on the request, and its own, longer timeout (it answers in minutes)."""
+        if request.tier != "flex":
+            return {}
+        timeout = types.HttpOptions(timeout=int(self.settings.flex_request_timeout_s * 1000))
+        return {"service_tier": types.ServiceTier.FLEX, "http_options": timeout}
 
     def _to_response(self, request: ModelRequest, response: types.GenerateContentResponse) -> ModelResponse:
         usage = response.usage_metadata
@@ -199,6 +207,8 @@ class GeminiBackend:
             if usage
             else 0,
             finish_reason=finish,
+            tier=_served_tier(usage, request),
+            cached_tokens=(usage.cached_content_token_count or 0) if usage else 0,
         )
 
     def _call(self, fn, what: str):
@@ -233,3 +243,14 @@ class GeminiBackend:
                 f"Gemini rejected the credentials (HTTP {exc.code}): {KEY_HINT}", outcome="auth"
             )
         return ModelCallError(message)
+
+
+def _served_tier(usage: types.GenerateContentResponseUsageMetadata | None, request: ModelRequest):
+    """The tier the answer was served (and billed) at, from usageMetadata.trafficType (ON_DEMAND_FLEX for
+    Flex, ON_DEMAND for standard), else the one asked for."""
+    traffic = getattr(usage, "traffic_type", None) if usage else None
+    if traffic == types.TrafficType.ON_DEMAND_FLEX:
+        return "flex"
+    if traffic == types.TrafficType.ON_DEMAND:
+        return "standard"
+    return request.tier

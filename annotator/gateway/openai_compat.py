@@ -62,6 +62,8 @@ class OpenAICompatBackend:
             content = [*self._media_parts(request.media), {"type": "text", "text": request.prompt}]
         messages.append({"role": "user", "content": content})
         kwargs = {"response_format": {"type": "json_object"}} if request.response_schema else {}
+        if request.tier == "flex":  # OpenAI's service_tier; servers without it (DeepSeek) ignore or refuse it
+            kwargs.update(service_tier="flex", timeout=self.settings.flex_request_timeout_s)
         try:
             completion = self.client.chat.completions.create(
                 model=request.model,
@@ -92,6 +94,8 @@ class OpenAICompatBackend:
             finish_reason=choice.finish_reason,
             reasoning_content=getattr(choice.message, "reasoning_content", None)
             or (choice.message.model_extra or {}).get("reasoning_content"),
+            tier="flex" if completion.service_tier == "flex" else "standard",
+            cached_tokens=_cached_tokens(usage),
         )
 
     def _media_parts(self, media: Media) -> list[dict]:
@@ -141,6 +145,18 @@ class OpenAICompatBackend:
 
     def _message(self, exc: openai.APIStatusError) -> str:
         return redact(f"{self.client.base_url} answered HTTP {exc.status_code}: {exc.message}", self._secrets)
+
+
+def _cached_tokens(usage) -> int:
+    """Prompt tokens served from the provider's prompt cache: OpenAI's prompt_tokens_details.cached_tokens,
+    DeepSeek's prompt_cache_hit_tokens."""
+    if usage is None:
+        return 0
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    if cached is None:
+        cached = (usage.model_extra or {}).get("prompt_cache_hit_tokens")
+    return int(cached or 0)
 
 
 def sample_frames(media: Media, fps: float, max_frames: int) -> tuple[list[bytes], float]:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from annotator.gateway.base import Backend, Media, ModelCallError, ModelRequest, ModelResponse, Outcome
 from annotator.gateway.retry import call_with_retries
+from annotator.gateway.tiers import TierFallback
 from annotator.prompting import Prompt
 from annotator.settings import ModelSettings
 
@@ -65,12 +66,16 @@ class Usage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    cached_tokens: int = 0  # of input_tokens, read from a context cache
+    tier: str = "standard"  # the tier of the last call (a Flex call that fell back ends "standard")
 
     def add(self, response: ModelResponse, cost: float) -> None:
         self.calls += 1
         self.input_tokens += response.input_tokens
         self.output_tokens += response.output_tokens
+        self.cached_tokens += response.cached_tokens
         self.cost_usd += cost
+        self.tier = response.tier
 
 
 class StructuredResult(BaseModel, Generic[T]):
@@ -107,10 +112,11 @@ def ask_structured(
 
     problem = ""
     outcome: Outcome = "invalid_output"
+    tiering = TierFallback(settings.tier(stage), settings.flex_max_sheds)
     for turn in range(settings.repair_turns + 1):
         try:
             response = call_with_retries(
-                lambda req=request: backend.generate(req),
+                lambda req=request: tiering.generate(backend, req),
                 attempts=settings.max_attempts,
                 initial_wait_s=settings.retry_initial_wait_s,
                 max_wait_s=settings.retry_max_wait_s,
@@ -119,7 +125,11 @@ def ask_structured(
         except ModelCallError as exc:
             tries = f" (gave up after {settings.max_attempts} attempts)" if exc.retryable else ""
             return result(outcome=exc.outcome, error=f"{exc}{tries}")
-        usage.add(response, settings.price(model).cost(response.input_tokens, response.output_tokens))
+        price = settings.price(model)
+        cost = price.cost(
+            response.input_tokens, response.output_tokens, response.tier, response.cached_tokens
+        )
+        usage.add(response, cost)
         try:
             if response.truncated:  # a repaired cut-off answer may validate but is missing its end
                 raise InvalidAnswer("the answer was cut off at the output token limit")

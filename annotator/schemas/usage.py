@@ -17,3 +17,5 @@ class StageUsage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    tier: str | None = None  # the service tier the stage was served at (standard, flex)
+    cached_tokens: int = 0  # of input_tokens, those read from a context cache

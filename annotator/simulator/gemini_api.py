@@ -74,6 +74,7 @@ class GenerateRequest:
     video: VideoPart | None = None
     low_resolution: bool = False
     media_resolution: str | None = None  # generationConfig.mediaResolution as sent
+    service_tier: str | None = None  # the request's serviceTier ("flex", "standard"), lower-cased
 
 
 def parse_generate(body: object) -> GenerateRequest:
@@ -107,6 +108,8 @@ def parse_generate(body: object) -> GenerateRequest:
     resolution = _get(config, "mediaResolution", "media_resolution") or ""
     request.low_resolution = str(resolution).upper().endswith("LOW")
     request.media_resolution = str(resolution) or None
+    tier = _get(body, "serviceTier", "service_tier")
+    request.service_tier = str(tier).lower().removeprefix("service_tier_") if tier else None
     return request
 
 
@@ -162,6 +165,7 @@ def generate_response(
     finish_reason: str = "STOP",
     empty: bool = False,
     blocked: str | None = None,
+    tier: str = "standard",
 ) -> dict:
     """A generateContent answer; `empty` drops the candidates, `blocked` plays a safety block the way Gemini
     does: "candidate" = a candidate without content stopped for SAFETY, "prompt" = promptFeedback.blockReason."""
@@ -183,6 +187,7 @@ def generate_response(
             "candidatesTokenCount": usage.output,
             "totalTokenCount": usage.prompt + usage.output,
             "promptTokensDetails": details,
+            "trafficType": "ON_DEMAND_FLEX" if tier == "flex" else "ON_DEMAND",
         },
         "modelVersion": model,
         "responseId": secrets.token_urlsafe(12),

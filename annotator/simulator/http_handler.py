@@ -208,6 +208,7 @@ class Handler(BaseHTTPRequestHandler):
             finish_reason=result.fault.finish_reason or "STOP",
             empty=result.fault.empty,
             blocked=result.fault.blocked,
+            tier=result.tier,
         )
         self._reply(200, body, start_s=result.start_s, end_s=result.end_s)
 
@@ -351,6 +352,7 @@ class Handler(BaseHTTPRequestHandler):
             finish_reason=result.fault.finish_reason or "stop",
             empty=result.fault.empty,
             blocked=result.fault.blocked is not None,
+            tier=result.tier,
         )
         self._reply(200, body, start_s=result.start_s, end_s=result.end_s)
 

@@ -36,6 +36,7 @@ class ChatRequest:
     chars: int = 0
     schema_title: str | None = None
     video: VideoPart | None = None
+    service_tier: str | None = None  # "flex", "default", "auto", … as sent
 
 
 def parse_chat(body: object) -> ChatRequest:
@@ -50,6 +51,8 @@ def parse_chat(body: object) -> ChatRequest:
     if body.get("stream"):
         raise invalid("the v2s simulator does not stream; send stream=false")
     request = ChatRequest(model=model)
+    tier = body.get("service_tier")
+    request.service_tier = tier if isinstance(tier, str) else None
     frames: list[bytes] = []
     for message in messages:
         if not isinstance(message, dict):
@@ -130,6 +133,7 @@ def chat_response(
     finish_reason: str = "stop",
     empty: bool = False,
     blocked: bool = False,
+    tier: str = "standard",
 ) -> dict:
     """A chat completion; `empty` answers with no choices, `blocked` with a content_filter finish and no text."""
     message: dict = {"role": "assistant", "content": None if blocked else text}
@@ -146,6 +150,7 @@ def chat_response(
         "created": int(time.time()),
         "model": model,
         "system_fingerprint": "v2s-simulator",
+        "service_tier": "flex" if tier == "flex" else "default",
         "choices": choices,
         "usage": {
             "prompt_tokens": usage.prompt,

@@ -43,6 +43,7 @@ from annotator.simulator import gemini_api
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
 from annotator.simulator.errors import SimError, invalid
 from annotator.simulator.files import DEFAULT_TTL_S, FileStore, VideoFacts, inspect_video
+from annotator.simulator.flex import FLEX, FlexPlay
 from annotator.simulator.gemini_api import GenerateRequest, VideoPart
 from annotator.simulator.http_handler import Handler
 from annotator.simulator.openai_api import ChatRequest
@@ -78,6 +79,7 @@ class Result:
     fault: Fault
     start_s: float | None
     end_s: float | None
+    tier: str = "standard"  # the tier that served it (flex when asked for and not shed)
 
 
 class SimulatorServer:
@@ -98,6 +100,7 @@ class SimulatorServer:
         file_processing_s: float = 0.0,
         allow_remote: bool = False,
         imperfection: float = 0.0,
+        flex: FlexPlay | None = None,
     ) -> None:
         if not allow_remote and not _is_loopback(host):
             raise ValueError(f"the simulator serves on loopback only; {host!r} is not a loopback address")
@@ -105,6 +108,7 @@ class SimulatorServer:
         self.host, self.port = host, port
         self.responder = Responder(screenplay, imperfection=imperfection)
         self.behaviours = behaviours or Behaviours()
+        self.flex = flex or FlexPlay()  # how the Flex tier answers (flex.py): slower, some requests shed
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.files = FileStore(
             ttl_s=file_ttl_s, processing_s=stuck_processing_s(self.behaviours, file_processing_s)
@@ -240,6 +244,9 @@ class SimulatorServer:
             clip, audio = self.resolve_clip(request.video, stage)
         info = self._request_info(api, model, stage, request, clip, received_s)
         fault = self.behaviours.before_answer(info) or Fault()
+        tier = "flex" if getattr(request, "service_tier", None) == FLEX else "standard"
+        if tier == "flex":
+            time.sleep(self.flex.admit())  # a shed request raises here, as the busy tier answers 503
         if fault.delay_s > 0:
             time.sleep(fault.delay_s)
         if fault.status is not None:
@@ -261,7 +268,7 @@ class SimulatorServer:
             reasoning_chars=len(answer.reasoning or ""),
         )
         return Result(
-            answer, text, usage, fault, clip.start_s if clip else None, clip.end_s if clip else None
+            answer, text, usage, fault, clip.start_s if clip else None, clip.end_s if clip else None, tier
         )
 
     def _request_info(

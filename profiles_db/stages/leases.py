@@ -131,6 +131,8 @@ class LeaseMixin:
                 run.input_tokens = (run.input_tokens or 0) + usage.input_tokens
                 run.output_tokens = (run.output_tokens or 0) + usage.output_tokens
                 run.cost_usd = (run.cost_usd or 0.0) + usage.cost_usd
+                run.cached_tokens = (run.cached_tokens or 0) + usage.cached_tokens
+                run.tier = usage.tier or run.tier
 
     @staticmethod
     def mark_exported(s: Session, exported: list[tuple[int, str, str]], job_id: str | None = None) -> None:

@@ -81,16 +81,20 @@ def run_job(
     job_id: str | None = None,
     *,
     before_work: Callable[[StageStore], None] | None = None,
+    prepare_only: bool = False,
 ) -> tuple[str, RunSummary]:
     """Run (or, with the id of an existing job, resume) a job. Finished stages are skipped, never redone.
 
     `before_work` (resume: reset failed stages, give some up) runs once the run has really started — the
-    output is ours and Ray is up — so a run that cannot start changes nothing."""
+    output is ours and Ray is up — so a run that cannot start changes nothing. `prepare_only` (`v2s plan`)
+    splits the videos and cuts their proxies, which a later run of the same output reuses, and asks no model:
+    the job ends "planned"."""
     console = console or Console()
     _check_output(spec)
     listing = scan_sources(spec.source)  # what it leaves out is kept with the job, for `v2s status`
     videos = listing.videos
-    check_model_access(ModelSettings())  # a wrong key stops the job here, before any segment is touched
+    if not prepare_only:  # a wrong key stops the job here, before any segment is touched
+        check_model_access(ModelSettings())
     db_url = spec.db_url()
     db = open_database(db_url)
     job_id = job_id or new_job_id()
@@ -116,12 +120,14 @@ def run_job(
             )
             ctx = run_context(spec, job_id, db_url, out_dir, config)
             try:
-                summary = _run_with_progress(ctx, videos, console, cancel_check(store, job_id))
+                stop = cancel_check(store, job_id)
+                summary = _run_with_progress(ctx, videos, console, stop, prepare_only)
             except BaseException:
                 # never left "running" by a run that is gone (a cancel that stopped it stays "cancelled")
                 store.finish_job(job_id, JobStatus.FAILED, only_if=JobStatus.RUNNING)
                 raise
-            store.finish_job(job_id, JobStatus.CANCELLED if summary.cancelled else store.job_outcome(job_id))
+            outcome = JobStatus.PLANNED if prepare_only else store.job_outcome(job_id)
+            store.finish_job(job_id, JobStatus.CANCELLED if summary.cancelled else outcome)
             return job_id, summary
         finally:
             heartbeat.stop()
@@ -132,7 +138,9 @@ def run_job(
         db.dispose()
 
 
-def _run_with_progress(ctx: RunContext, videos, console: Console, should_stop) -> RunSummary:
+def _run_with_progress(
+    ctx: RunContext, videos, console: Console, should_stop, prepare_only: bool = False
+) -> RunSummary:
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -155,7 +163,10 @@ def _run_with_progress(ctx: RunContext, videos, console: Console, should_stop) -
             elif kind in bars:
                 progress.advance(bars[kind])
 
-        return run_pipeline(ctx, videos, on_event, should_stop=should_stop)
+        if prepare_only:
+            for name in ("plot", "annotate"):
+                progress.remove_task(bars[name])
+        return run_pipeline(ctx, videos, on_event, should_stop=should_stop, prepare_only=prepare_only)
 
 
 def _check_output(spec: JobSpec) -> None:

@@ -61,14 +61,32 @@ def run_pipeline(
     videos: list[VideoSource],
     on_event: Event | None = None,
     should_stop: Callable[[], bool] | None = None,
+    *,
+    prepare_only: bool = False,
 ) -> RunSummary:
+    """Run the job's videos through every stage; `prepare_only` splits them and stops (`v2s plan`)."""
     emit = on_event or (lambda kind, data: None)
     stop = should_stop or (lambda: False)
     st = store(ctx)
-    repairs = _verified_output(ctx)
+    scheduler = Scheduler(
+        videos, max_in_flight=ctx.max_in_flight, order=st.scope_segments, emit=emit, prepare_only=prepare_only
+    )
+    if prepare_only:  # no record is written, so neither the output's shards nor a writer are needed
+        _drain(ctx, scheduler, videos, stop, None)
+        return scheduler.summary
+    scheduler.summary.repairs = _verified_output(ctx)
     writer = _writer(ctx)
-    scheduler = Scheduler(videos, max_in_flight=ctx.max_in_flight, order=st.scope_segments, emit=emit)
-    scheduler.summary.repairs = repairs
+    acks = _drain(ctx, scheduler, videos, stop, writer)
+    ray.get(acks)
+    summary = scheduler.summary
+    summary.records_written = ray.get(writer.finish.remote())
+    st.settle_videos(scheduler.touched)
+    emit("done", {"records": summary.records_written, "cancelled": summary.cancelled})
+    return summary
+
+
+def _drain(ctx: RunContext, scheduler: Scheduler, videos, stop, writer) -> list[ray.ObjectRef]:
+    """Submit what the scheduler says until nothing is left; returns the writer's outstanding acks."""
     by_id = {v.video_id: v for v in videos}
     pending: dict[ray.ObjectRef, Task] = {}
     acks: list[ray.ObjectRef] = []  # the writer's acknowledgements
@@ -94,9 +112,4 @@ def run_pipeline(
         if len(acks) > 4 * scheduler.limit:  # keep the list short: drop those already finished
             finished, acks = ray.wait(acks, num_returns=len(acks), timeout=0)
             ray.get(finished)
-    ray.get(acks)
-    summary = scheduler.summary
-    summary.records_written = ray.get(writer.finish.remote())
-    st.settle_videos(scheduler.touched)
-    emit("done", {"records": summary.records_written, "cancelled": summary.cancelled})
-    return summary
+    return acks

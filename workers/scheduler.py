@@ -74,10 +74,13 @@ class Scheduler:
         max_in_flight: int,
         order: Order,
         emit: Emit | None = None,
+        prepare_only: bool = False,
     ) -> None:
+        """`prepare_only`: split the videos and stop there (`v2s plan`); no chain is planned, nothing else runs."""
         self.videos = {v.video_id: v for v in videos}
         self.limit = max(1, max_in_flight)
         self.order, self.emit = order, emit or (lambda kind, data: None)
+        self.prepare_only = prepare_only
         self.summary = RunSummary(videos=len(self.videos))
         self.scope_of = {v.video_id: v.scope or v.video_id for v in self.videos.values()}
         self.unprepared: dict[str, int] = defaultdict(int)  # scope → its videos not yet prepared
@@ -142,7 +145,7 @@ class Scheduler:
             self.summary.segments += len(result.segments)
             self.touched.append(video_id)
         self.unprepared[scope] -= 1
-        if self.unprepared[scope] == 0:
+        if self.unprepared[scope] == 0 and not self.prepare_only:
             self._plan_chain(scope)
 
     def _plan_chain(self, scope: str) -> None:

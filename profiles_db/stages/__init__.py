@@ -1,6 +1,7 @@
 """The stage state: jobs, videos, segments and stage runs — progress, leases and resume (DESIGN.md §4, §8)."""
 
 from annotator.schemas.usage import StageUsage
+from profiles_db.stages.history import MeasuredStage, PlannedSegment
 from profiles_db.stages.leases import ClaimState
 from profiles_db.stages.states import (
     DETERMINISTIC_OUTCOMES,
@@ -26,6 +27,8 @@ __all__ = [
     "ClaimState",
     "Failure",
     "JobStatus",
+    "MeasuredStage",
+    "PlannedSegment",
     "RunStatus",
     "RunView",
     "Stage",

@@ -50,6 +50,7 @@ class JobStatus(StrEnum):
     PARTIAL = "partial"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PLANNED = "planned"  # `v2s plan`: its videos split and priced, no model asked
 
 
 FINAL = frozenset({RunStatus.DONE, RunStatus.REJECTED})

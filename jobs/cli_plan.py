@@ -1,0 +1,111 @@
+"""`v2s plan`: split a job's videos (kept for the run) and print what it will cost and take (jobs/plan.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from jobs.cli_common import console, database_url_option, escape, refusals
+
+TIER_HELP = "price every stage at this tier (standard or flex) instead of V2S_<STAGE>_TIER"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def plan(
+        source: Annotated[str, typer.Argument(help="a video file, a folder, a glob, or a manifest")],
+        out: Annotated[str, typer.Option(help="the output the run will use (its proxies are cut here)")],
+        database_url: Annotated[
+            str | None, database_url_option("SQLAlchemy URL; default OUT/v2s.sqlite")
+        ] = None,
+        max_segment_s: Annotated[float, typer.Option(help="longest segment, seconds")] = 300.0,
+        num_cpus: Annotated[int | None, typer.Option(help="CPUs for the embedded Ray")] = None,
+        tier: Annotated[str | None, typer.Option(help=TIER_HELP)] = None,
+        rate_limits: Annotated[
+            str | None, typer.Option(help='quotas per model, e.g. \'{"gemini-2.5-pro": {"rpm": 150}}\'')
+        ] = None,
+        concurrency: Annotated[int, typer.Option(help="model calls in flight at once")] = 8,
+        format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    ) -> None:
+        """Split SOURCE and estimate tokens, dollars per tier and wall time; no model is asked."""
+        from pydantic import TypeAdapter, ValidationError
+
+        from annotator.settings import RateLimit
+        from jobs.plan import PlanOptions, plan_job
+        from jobs.runner import JobSpec
+        from jobs.sources import SourceError
+
+        try:
+            limits = None
+            if rate_limits:
+                limits = TypeAdapter(dict[str, RateLimit]).validate_python(json.loads(rate_limits))
+            options = PlanOptions(tier=tier, rate_limits=limits, concurrency=concurrency)
+            spec = JobSpec(
+                source=source,
+                out=out,
+                database_url=database_url,
+                max_segment_s=max_segment_s,
+                num_cpus=num_cpus,
+            )
+        except (ValidationError, ValueError) as exc:
+            typer.echo(f"error: {str(exc).splitlines()[0]}", err=True)
+            raise typer.Exit(2) from None
+        shown = console if format == "table" else _quiet_console()
+        try:
+            result = plan_job(spec, options, shown)
+        except SourceError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except refusals() as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        if format == "json":
+            sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+        else:
+            print_plan(result)
+
+
+def _quiet_console():
+    from rich.console import Console
+
+    return Console(file=sys.stderr)  # progress on stderr, so stdout is the JSON alone
+
+
+def print_plan(plan) -> None:
+    from rich.table import Table
+
+    from annotator.pricing import TIERS
+
+    table = Table(title=f"plan {escape(plan.job)}: {plan.segments} segments, {plan.footage_s / 3600:.2f} h")
+    columns = ["stage", "model", "tier", "calls", "tokens in", "tokens out"]
+    columns += [f"$ {t}" for t in TIERS] + ["$ cached", "sizes from"]
+    for column in columns:
+        table.add_column(
+            column, justify="left" if column in ("stage", "model", "tier", "sizes from") else "right"
+        )
+    for s in plan.stages:
+        cached = f"{s.cached_cost_usd['standard']:.4f}" if s.cached_cost_usd else "-"
+        costs = [f"{s.cost_usd[t]:.4f}" for t in TIERS]
+        row = [s.stage, escape(s.model), s.tier, str(s.calls), f"{s.input_tokens:,}", f"{s.output_tokens:,}"]
+        table.add_row(*row, *costs, cached, s.basis)
+    total = plan.total
+    costs = [f"{total.cost_usd[t]:.4f}" for t in TIERS]
+    row = ["total", "", "", str(total.calls), f"{total.input_tokens:,}", f"{total.output_tokens:,}"]
+    table.add_row(*row, *costs, f"{total.cached_cost_usd['standard']:.4f}", "")
+    console.print(table)
+    console.print(
+        f"at the configured tiers: ${total.configured_cost_usd:.4f} "
+        f"(${plan.usd_per_video_hour():.2f} per video-hour at standard); "
+        f"wall time ≈ {plan.wall_time_s / 60:.1f} min, bound by {escape(plan.wall_time_bound)}",
+        emoji=False,
+    )
+    for uri, error in plan.failed_videos.items():
+        console.print(f"[red]input failed[/red] {escape(uri)}: {escape(error)}", emoji=False)
+    console.print(
+        f"[dim]prices: table {escape(plan.price_table)}; the segments and proxies are kept for "
+        f"`v2s run` on the same --out[/dim]",
+        emoji=False,
+    )

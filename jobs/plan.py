@@ -1,0 +1,235 @@
+"""`v2s plan`: what a job will cost and how long it will take, before any model is asked.
+
+The plan splits the job's videos for real (the same prepare step as `v2s run`, so the run that follows reuses
+the segments and proxies) and prices every model stage of every segment:
+
+- input tokens = the video's (the price table's documented rates: tokens per sampled frame at the stage's media
+  resolution, per second of audio) + the prompt's text (prompt, character context, synopsis);
+- output tokens per second of footage, and the prompt's text per call, are measured from the stages earlier
+  runs in the same database finished; without any, documented defaults stand in (and the plan says so);
+- dollars per tier from the price table: standard, flex, batch, and the script stage with its video read from
+  a context cache (the cached price plus the cache's storage for `cache_ttl_s`);
+- wall time: the longest of the slowest scope's plot chain (its plots run one after another), the calls over
+  the concurrency, and the calls and tokens over each model's quota.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from annotator.pricing import TIERS, Price, PriceTable
+from annotator.settings import ModelSettings, RateLimit
+from profiles_db.stages import MODEL_STAGES, MeasuredStage, PlannedSegment, Stage
+
+PLAN_FORMAT_VERSION = 1
+VIDEO_STAGES = (Stage.PLOT, Stage.SCRIPT)  # the stages that watch the segment
+# Without an earlier run to measure: prompt text per call and answer tokens per minute of footage, as the
+# sample film's run gives them (order of magnitude only; one earlier run of similar footage replaces them).
+DEFAULT_TEXT_TOKENS = {Stage.PLOT: 2500, Stage.SCRIPT: 2000, Stage.DISTILL: 3000}
+DEFAULT_OUTPUT_PER_MIN = {Stage.PLOT: 700, Stage.SCRIPT: 1500, Stage.DISTILL: 900}
+
+
+class PlanOptions(BaseModel):
+    concurrency: int = Field(8, ge=1)  # model calls in flight at once (the run's V2S_MAX_IN_FLIGHT)
+    # seconds one call takes at each tier (Flex answers in minutes: its documented target is 1–15)
+    latency_s: dict[str, float] = Field(default_factory=lambda: {"standard": 30.0, "flex": 180.0})
+    cache_ttl_s: float = Field(600.0, gt=0)  # how long a segment's cached video lives (plot → script)
+    rate_limits: dict[str, RateLimit] | None = None  # None: the configured ones (V2S_RATE_LIMITS)
+    tier: Literal["standard", "flex"] | None = None  # every stage at this tier instead of its setting
+
+
+class StageEstimate(BaseModel):
+    stage: Stage
+    model: str
+    tier: str  # the tier the stage is set to
+    calls: int
+    video_tokens: int
+    text_tokens: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: dict[str, float]  # tier → dollars
+    cached_cost_usd: dict[str, float] | None = None  # the same with the video from a context cache
+    basis: str  # where the text and output sizes come from
+
+
+class PlanTotal(BaseModel):
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: dict[str, float]  # every stage at that tier
+    cached_cost_usd: dict[str, float]  # … with the script's video from a context cache where it pays
+    configured_cost_usd: float  # at the tiers the stages are set to
+
+
+class Plan(BaseModel):
+    format_version: Literal[1] = PLAN_FORMAT_VERSION
+    job: str
+    source: str
+    price_table: str  # the price table's version
+    videos: int
+    failed_videos: dict[str, str]
+    segments: int
+    footage_s: float
+    stages: list[StageEstimate]
+    total: PlanTotal
+    wall_time_s: float
+    wall_time_bound: str  # what limits it: the plot chain, concurrency, or a model's quota
+
+    def usd_per_video_hour(self, tier: str = "standard") -> float:
+        return self.total.cost_usd[tier] / (self.footage_s / 3600) if self.footage_s else 0.0
+
+
+class _Rates(BaseModel):
+    text_tokens: float
+    output_per_s: float
+    basis: str
+
+
+def _measured_rates(
+    stage: Stage, history: list[MeasuredStage], table: PriceTable, resolution: str | None
+) -> _Rates:
+    rows = [m for m in history if m.stage == stage]
+    if not rows:
+        minutes = DEFAULT_OUTPUT_PER_MIN[stage]
+        return _Rates(text_tokens=DEFAULT_TEXT_TOKENS[stage], output_per_s=minutes / 60, basis="defaults")
+    seconds = sum(m.seconds for m in rows) or 1.0
+    text = [
+        max(0, m.input_tokens - _video_tokens(stage, table, m.seconds, m.has_audio, resolution)) for m in rows
+    ]
+    return _Rates(
+        text_tokens=sum(text) / len(rows),
+        output_per_s=sum(m.output_tokens for m in rows) / seconds,
+        basis=f"measured over {len(rows)} earlier segments",
+    )
+
+
+def _video_tokens(
+    stage: Stage, table: PriceTable, seconds: float, audio: bool, resolution: str | None
+) -> int:
+    if stage not in VIDEO_STAGES:
+        return 0
+    return table.media.video_tokens(seconds, has_audio=audio, resolution=resolution)
+
+
+def estimate(
+    job_id: str,
+    source: str,
+    segments: list[PlannedSegment],
+    history: list[MeasuredStage],
+    settings: ModelSettings,
+    options: PlanOptions,
+    failed_videos: dict[str, str] | None = None,
+) -> Plan:
+    """The plan of `segments` (pure: the database reads are the caller's)."""
+    table = settings.price_table()
+    stages = [_stage(stage, segments, history, settings, table, options) for stage in MODEL_STAGES]
+    total = PlanTotal(
+        calls=sum(s.calls for s in stages),
+        input_tokens=sum(s.input_tokens for s in stages),
+        output_tokens=sum(s.output_tokens for s in stages),
+        cost_usd={t: round(sum(s.cost_usd[t] for s in stages), 6) for t in TIERS},
+        cached_cost_usd={
+            t: round(sum((s.cached_cost_usd or s.cost_usd)[t] for s in stages), 6) for t in TIERS
+        },
+        configured_cost_usd=round(sum(s.cost_usd[s.tier] for s in stages), 6),
+    )
+    wall, bound = _wall_time(segments, stages, settings, options)
+    return Plan(
+        job=job_id,
+        source=source,
+        price_table=table.version,
+        videos=len({s.video_id for s in segments}) + len(failed_videos or {}),
+        failed_videos=failed_videos or {},
+        segments=len(segments),
+        footage_s=round(sum(s.end_s - s.start_s for s in segments), 3),
+        stages=stages,
+        total=total,
+        wall_time_s=round(wall, 1),
+        wall_time_bound=bound,
+    )
+
+
+def _stage(stage, segments, history, settings: ModelSettings, table: PriceTable, options) -> StageEstimate:
+    model = getattr(settings, f"{stage}_model")
+    resolution = getattr(settings, f"{stage}_media_resolution", None)
+    rates = _measured_rates(stage, history, table, resolution)
+    price = settings.price(model)
+    video = [_video_tokens(stage, table, s.end_s - s.start_s, s.has_audio, resolution) for s in segments]
+    text = round(rates.text_tokens * len(segments))
+    output = round(rates.output_per_s * sum(s.end_s - s.start_s for s in segments))
+    inputs = sum(video) + text
+    cost = {t: round(price.cost(inputs, output, t), 6) for t in TIERS}
+    cached = (
+        _cached_cost(price, video, inputs, output, options.cache_ttl_s) if stage == Stage.SCRIPT else None
+    )
+    return StageEstimate(
+        stage=stage,
+        model=model,
+        tier=options.tier or settings.tier(stage),
+        calls=len(segments),
+        video_tokens=sum(video),
+        text_tokens=text,
+        input_tokens=inputs,
+        output_tokens=output,
+        cost_usd=cost,
+        cached_cost_usd=cached,
+        basis=rates.basis,
+    )
+
+
+def _cached_cost(price: Price, video: list[int], inputs: int, output: int, ttl_s: float) -> dict | None:
+    """The script stage reading each segment's video from the cache its plot call left (when the model caches
+    and the video is above its smallest cacheable size), plus the storage of those caches for `ttl_s`."""
+    if price.cached_input_per_m is None or not price.min_cache_tokens:
+        return None
+    cached = [v for v in video if v >= price.min_cache_tokens]
+    storage = sum(price.storage_cost(v, ttl_s) for v in cached)
+    return {t: round(price.cost(inputs, output, t, cached_tokens=sum(cached)) + storage, 6) for t in TIERS}
+
+
+def _wall_time(segments, stages: list[StageEstimate], settings: ModelSettings, options) -> tuple[float, str]:
+    latency = {s.stage: options.latency_s.get(s.tier, options.latency_s["standard"]) for s in stages}
+    chains: dict[str, int] = defaultdict(int)
+    for segment in segments:
+        chains[segment.scope] += 1
+    longest = max(chains.values(), default=0)
+    bounds = {
+        "the longest plot chain": longest * latency[Stage.PLOT]
+        + (latency[Stage.SCRIPT] + latency[Stage.DISTILL] if longest else 0.0),
+        "concurrency": sum(s.calls * latency[s.stage] for s in stages) / options.concurrency,
+    }
+    limits = options.rate_limits if options.rate_limits is not None else settings.rate_limits
+    window = settings.rate_limit_window_s
+    by_model: dict[str, list[StageEstimate]] = defaultdict(list)
+    for s in stages:
+        by_model[s.model].append(s)
+    for model, used in by_model.items():
+        limit = limits.get(model)
+        if limit is None:
+            continue
+        if limit.rpm:
+            bounds[f"{model} requests per minute"] = sum(s.calls for s in used) / limit.rpm * window
+        if limit.tpm:
+            tokens = sum(s.input_tokens + s.output_tokens for s in used)
+            bounds[f"{model} tokens per minute"] = tokens / limit.tpm * window
+    bound = max(bounds, key=bounds.get)
+    return bounds[bound], bound
+
+
+def plan_job(spec, options: PlanOptions, console=None) -> Plan:
+    """Split the videos of `spec` (kept for the run) and price them; asks no model, needs no key."""
+    from jobs.runner import open_database, run_job
+    from profiles_db.stages import StageStore
+
+    job_id, summary = run_job(spec, console, prepare_only=True)
+    db = open_database(spec.db_url())
+    try:
+        store = StageStore(db)
+        segments = store.planned_segments(job_id)
+        history = store.measured_stages(exclude_job=job_id)
+    finally:
+        db.dispose()
+    return estimate(job_id, spec.source, segments, history, ModelSettings(), options, summary.failed_videos)

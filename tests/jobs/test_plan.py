@@ -1,0 +1,181 @@
+"""`v2s plan` against what the run then reports: real splitting on Ray, the real SDKs to the simulator.
+
+One earlier run (film A) is what the plan measures text and answer sizes from; the plan of two more films
+(B, C) asks no model, keeps its split for the run, and predicts that run's tokens within 10% and its
+standard-tier cost within 15% (issue 17's bar). The estimator's own rules (defaults, caching, quotas) are
+checked on the pure function."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from annotator.settings import ModelSettings, RateLimit
+from annotator.simulator.film import render_film
+from annotator.simulator.server import SimulatorServer
+from jobs.cli import app
+from jobs.plan import DEFAULT_OUTPUT_PER_MIN, Plan, PlanOptions, estimate
+from jobs.runner import JobSpec, run_job
+from profiles_db.db import Database, sqlite_url
+from profiles_db.stages import JobStatus, PlannedSegment, Stage, StageStore
+from tests.support.media import retitled
+from tests.support.play import small_screenplay
+
+pytestmark = pytest.mark.slow
+SEGMENT_S = 30
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    """(plan JSON, the plan's model calls, spans and proxy mtimes after the plan, the run's job id, db)."""
+    base = tmp_path_factory.mktemp("plan")
+    screenplay = small_screenplay()
+    film = render_film(screenplay, base / "calibration" / "film a.mp4")
+    (base / "next").mkdir()
+    retitled(film, base / "next" / "film b.mp4", "Film B")
+    retitled(film, base / "next" / "film c.mp4", "Film C")
+    db_url = sqlite_url(base / "v2s.sqlite")
+    saved = dict(os.environ)
+    with SimulatorServer(screenplay) as server:
+        os.environ.update(
+            {
+                "V2S_GEMINI_BASE_URL": server.base_url,
+                "V2S_GEMINI_API_KEY": "sim-test-key-plan",
+                "V2S_OPENAI_BASE_URL": f"{server.base_url}/v1",
+                "V2S_OPENAI_API_KEY": "sim-test-key-plan",
+            }
+        )
+        try:
+            earlier = JobSpec(
+                source=str(film), out=base / "out-a", database_url=db_url, max_segment_s=SEGMENT_S
+            )
+            run_job(earlier.model_copy(update={"num_cpus": 2}))
+            calls_before = _model_calls(server)
+            out = base / "out-b"
+            args = ["plan", str(base / "next"), "--out", str(out), "--database-url", db_url]
+            args += ["--max-segment-s", str(SEGMENT_S), "--num-cpus", "2", "--format", "json"]
+            shown = CliRunner().invoke(app, args)
+            assert shown.exit_code == 0, shown.output
+            plan = Plan.model_validate_json(shown.stdout)
+            plan_calls = _model_calls(server) - calls_before
+            db = Database(db_url)
+            store = StageStore(db)
+            spans = {
+                v: store.segment_spans(v) for v in {s.video_id for s in store.planned_segments(plan.job)}
+            }
+            mtimes = {p: p.stat().st_mtime_ns for p in (out / "proxies").rglob("*.mp4")}
+            job_id, _ = run_job(
+                JobSpec(
+                    source=str(base / "next"),
+                    out=out,
+                    database_url=db_url,
+                    max_segment_s=SEGMENT_S,
+                    num_cpus=2,
+                )
+            )
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    yield plan, plan_calls, spans, mtimes, job_id, db
+    db.dispose()
+
+
+def _model_calls(server: SimulatorServer) -> int:
+    return sum(1 for r in server.requests if r.endpoint in ("generateContent", "chat.completions"))
+
+
+def test_the_plan_asks_no_model_and_its_split_is_what_the_run_uses(planned):
+    plan, plan_calls, spans, mtimes, _, db = planned
+    store = StageStore(db)
+    assert plan_calls == 0
+    assert store.job(plan.job).status == JobStatus.PLANNED
+    assert plan.videos == 2 and plan.segments == sum(len(v) for v in spans.values()) >= 4
+    assert {v: store.segment_spans(v) for v in spans} == spans  # the same segments, proxies included
+    assert mtimes and all(p.stat().st_mtime_ns == m for p, m in mtimes.items())  # not cut again
+    assert all(s.basis.startswith("measured over") for s in plan.stages)
+
+
+def test_the_plan_predicts_the_runs_tokens_within_10_and_its_cost_within_15_percent(planned):
+    plan, _, _, _, job_id, db = planned
+    used = StageStore(db).usage_breakdown(job_id)["stage"]
+    for s in plan.stages:
+        real = used[s.stage]
+        assert s.input_tokens == pytest.approx(real["input_tokens"], rel=0.10), s.stage
+        assert s.output_tokens == pytest.approx(real["output_tokens"], rel=0.10), s.stage
+    spent = sum(used[s]["cost_usd"] for s in (Stage.PLOT, Stage.SCRIPT, Stage.DISTILL))
+    assert plan.total.cost_usd["standard"] == pytest.approx(spent, rel=0.15)
+    assert plan.total.configured_cost_usd == plan.total.cost_usd["standard"]  # every stage at standard
+    assert plan.total.cost_usd["flex"] == pytest.approx(  # flex halves the Gemini stages only
+        sum(s.cost_usd["standard"] * (0.5 if s.model.startswith("gemini") else 1.0) for s in plan.stages),
+        abs=1e-5,
+    )
+    ratios = {
+        s.stage: (
+            s.input_tokens / used[s.stage]["input_tokens"],
+            s.output_tokens / used[s.stage]["output_tokens"],
+        )
+        for s in plan.stages
+    }
+    print(
+        f"plan/run tokens (in, out) per stage: {ratios}; cost {plan.total.cost_usd['standard'] / spent:.3f}"
+    )
+
+
+# -- the estimator on its own ---------------------------------------------------------------------------
+
+
+def _segments(scopes: int, per_scope: int, seconds: float = 300.0) -> list[PlannedSegment]:
+    return [
+        PlannedSegment(f"scope-{k}", f"video-{k}", i * seconds, (i + 1) * seconds, True)
+        for k in range(scopes)
+        for i in range(per_scope)
+    ]
+
+
+def test_without_earlier_runs_the_plan_says_it_uses_defaults_and_prices_the_video_by_the_table():
+    settings = ModelSettings(_env_file=None)
+    plan = estimate("job-x", "src", _segments(1, 2), [], settings, PlanOptions())
+    plot = next(s for s in plan.stages if s.stage == Stage.PLOT)
+    assert plot.basis == "defaults"
+    # 2 × 300 s at 1 fps × 258 tokens per frame + 32 audio tokens per second
+    assert plot.video_tokens == 2 * (300 * 258 + 300 * 32)
+    assert plot.output_tokens == round(DEFAULT_OUTPUT_PER_MIN[Stage.PLOT] * 10)
+    distill = next(s for s in plan.stages if s.stage == Stage.DISTILL)
+    assert distill.video_tokens == 0 and distill.cached_cost_usd is None  # DeepSeek: no explicit cache
+    assert plan.usd_per_video_hour() == pytest.approx(plan.total.cost_usd["standard"] / (600 / 3600))
+
+
+def test_caching_the_script_stages_video_pays_and_its_storage_is_counted():
+    settings = ModelSettings(_env_file=None)
+    plan = estimate("job-x", "src", _segments(1, 4), [], settings, PlanOptions(cache_ttl_s=600))
+    script = next(s for s in plan.stages if s.stage == Stage.SCRIPT)
+    price = settings.price(script.model)
+    video_at_cached_price = script.video_tokens * (price.input_per_m - price.cached_input_per_m) / 1e6
+    storage = price.storage_cost(script.video_tokens, 600)
+    saved = script.cost_usd["standard"] - script.cached_cost_usd["standard"]
+    assert saved == pytest.approx(video_at_cached_price - storage, rel=1e-4) and saved > 0
+
+
+def test_wall_time_is_bound_by_the_longest_chain_or_the_quota():
+    settings = ModelSettings(_env_file=None)
+    options = PlanOptions(latency_s={"standard": 10.0, "flex": 100.0}, concurrency=100)
+    one_long_chain = estimate("j", "s", _segments(1, 20), [], settings, options)
+    assert one_long_chain.wall_time_bound == "the longest plot chain"
+    assert one_long_chain.wall_time_s == pytest.approx(20 * 10 + 10 + 10)
+    many = estimate("j", "s", _segments(200, 1), [], settings, options)
+    assert many.wall_time_bound == "concurrency"
+    assert many.wall_time_s == pytest.approx(3 * 200 * 10 / 100)
+    quota = options.model_copy(update={"rate_limits": {"gemini-2.5-pro": RateLimit(rpm=10)}})
+    limited = estimate("j", "s", _segments(200, 1), [], settings, quota)
+    assert limited.wall_time_bound == "gemini-2.5-pro requests per minute"
+    assert limited.wall_time_s == pytest.approx(400 / 10 * 60)  # plot + script calls on that model
+    flex = estimate("j", "s", _segments(1, 20), [], settings, options.model_copy(update={"tier": "flex"}))
+    assert flex.wall_time_s == pytest.approx(20 * 100 + 200) and all(s.tier == "flex" for s in flex.stages)
+
+
+def test_plan_json_round_trips():
+    plan = estimate("job-x", "src", _segments(2, 1), [], ModelSettings(_env_file=None), PlanOptions())
+    assert Plan.model_validate(json.loads(plan.model_dump_json())) == plan

@@ -29,18 +29,6 @@ sys.path.insert(0, str(ROOT))
 MODES = {"standard": {}, "flex": {"V2S_PLOT_TIER": "flex", "V2S_SCRIPT_TIER": "flex"}}
 
 
-def _videos(clip: Path, n: int, folder: Path, prefix: str) -> Path:
-    from annotator.media import ffmpeg_exe
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        video = folder / f"{prefix}_{i:04d}.mp4"
-        if not video.exists():
-            copy = ["-c", "copy", "-metadata", f"title={prefix}{i}", str(video)]
-            subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(clip), *copy], check=True)
-    return folder
-
-
 def _child(action: str, source: str, out: str, db: str, num_cpus: int) -> None:
     """One plan or run in this fresh process; prints one JSON line."""
     from rich.console import Console
@@ -93,6 +81,8 @@ def main() -> None:
         _child(*args.child, args.num_cpus)
         return
 
+    from bench_jobs import distinct_copies  # this folder is on sys.path: the script's own
+
     from annotator.simulator.film import render_film
     from annotator.simulator.flex import FlexPlay
     from annotator.simulator.screenplay import Screenplay
@@ -102,8 +92,8 @@ def main() -> None:
     clip = work / "clip.mp4"
     if not clip.exists():
         render_film(Screenplay.load(), clip, width=320, height=180, fps=8, until_s=args.clip_s)
-    source = _videos(clip, args.videos, work / "videos", "ep")
-    calibration = _videos(clip, 2, work / "calibration", "cal")
+    source = distinct_copies(clip, args.videos, work / "videos", "ep")
+    calibration = distinct_copies(clip, 2, work / "calibration", "cal")
     hours = args.videos * args.clip_s / 3600
     flex = FlexPlay(delay_s=args.flex_delay_s, shed_every=args.shed_every)
     rows: dict[str, dict] = {}
@@ -115,6 +105,9 @@ def main() -> None:
             "V2S_OPENAI_BASE_URL": f"{server.base_url}/v1",
             "V2S_OPENAI_API_KEY": "sim-bench-key",
             "PYTHONPATH": str(ROOT),
+            # the videos are copies of one clip: with the response cache on, every distillation after the
+            # first would be answered from it (the same prompt) and the call counts would say little
+            "V2S_RESPONSE_CACHE": "0",
         }
 
         def child(action: str, src: Path, out: Path, db: str, env: dict) -> dict:
@@ -132,7 +125,7 @@ def main() -> None:
             if mode == "standard":
                 child("run", calibration, work / "out-calibration", db, env)
                 rows["plan"] = child("plan", source, work / f"out-{mode}", db, env)
-            calls = server.request_count()
+            calls = len(server.requests)  # an index into the log of every request
             row = child("run", source, work / f"out-{mode}", db, env)
             row["model_calls"] = sum(
                 1 for r in server.requests[calls:] if r.endpoint in ("generateContent", "chat.completions")

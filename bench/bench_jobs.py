@@ -41,16 +41,16 @@ def _clip(seconds: float) -> Path:
     return clip
 
 
-def _videos(clip: Path, n: int, folder: Path) -> Path:
+def distinct_copies(clip: Path, n: int, folder: Path, prefix: str = "video") -> Path:
     """n distinct files of the clip: a stream copy with its own title, because the engine takes two paths to
-    one file (a hard link, a symlink) for one video, processed once."""
+    one file (a hard link, a symlink, a byte-identical copy) for one video, processed once."""
     from annotator.media import ffmpeg_exe
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        video = folder / f"video_{i:05d}.mp4"
+        video = folder / f"{prefix}_{i:05d}.mp4"
         if not video.exists():
-            copy = ["-c", "copy", "-metadata", f"title=v{i}", str(video)]
+            copy = ["-c", "copy", "-metadata", f"title={prefix}{i}", str(video)]
             subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(clip), *copy], check=True)
     return folder
 
@@ -138,7 +138,7 @@ def main() -> None:
             "PYTHONPATH": str(ROOT),
         }
         for n in sizes:
-            source = _videos(clip, n, work / f"videos-{n}")
+            source = distinct_copies(clip, n, work / f"videos-{n}")
             out = work / f"out-{n}"
             calls_before = server.request_count()
             done = subprocess.run(

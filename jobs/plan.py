@@ -36,7 +36,8 @@ class PlanOptions(BaseModel):
     concurrency: int = Field(8, ge=1)  # model calls in flight at once (the run's V2S_MAX_IN_FLIGHT)
     # seconds one call takes at each tier (Flex answers in minutes: its documented target is 1–15)
     latency_s: dict[str, float] = Field(default_factory=lambda: {"standard": 30.0, "flex": 180.0})
-    cache_ttl_s: float = Field(600.0, gt=0)  # how long a segment's cached video lives (plot → script)
+    # how long a segment's cached video lives: just past its plot call, for the script call that follows
+    cache_ttl_s: float = Field(120.0, gt=0)
     rate_limits: dict[str, RateLimit] | None = None  # None: the configured ones (V2S_RATE_LIMITS)
     tier: Literal["standard", "flex"] | None = None  # every stage at this tier instead of its setting
 

@@ -44,11 +44,9 @@ def print_summary(console: Console, job_id: str, summary: RunSummary, db: Databa
     table.add_row("shards", escape(f"{out}/shards (manifest: {out}/manifest.json)"))
     table.add_row("database", escape(shown_url(db.url)))
     console.print(table)
-    job = store.job(job_id)
-    for entry in (job.skipped_inputs if job is not None else None) or []:
-        console.print(
-            f"[yellow]skipped input[/yellow] {escape(entry['uri'])}: {escape(entry['reason'])}", emoji=False
-        )
+    for entry in getattr(store.job(job_id), "skipped_inputs", None) or []:
+        line = f"[yellow]skipped input[/yellow] {escape(entry['uri'])}: {escape(entry['reason'])}"
+        console.print(line, emoji=False)
     for uri, error in failed:
         console.print(f"[red]failed input[/red] {escape(uri)}: {escape(str(error))}", emoji=False)
     for failure in summary.stage_failures:
@@ -126,20 +124,19 @@ def _usage_tables(report: StatusReport) -> list[Table]:
     stages.add_row("job", *("" for _ in STATUS_COLUMNS), *_tokens(report.total))
     tables = [stages]
     if len(report.per_tier) > 1 or any(t.tier != "standard" for t in report.per_tier):
-        per_tier = Table(title="per service tier")
-        for column in ("tier", "tokens in", "tokens out", "cost USD"):
-            per_tier.add_column(column)
-        for tier in report.per_tier:
-            per_tier.add_row(escape(tier.tier), *_tokens(tier))
-        tables.append(per_tier)
+        tables.append(_usage_table("per service tier", "tier", [(t.tier, t) for t in report.per_tier]))
     if report.per_video:
-        per_video = Table(title="per video")
-        for column in ("video", "tokens in", "tokens out", "cost USD"):
-            per_video.add_column(column)
-        for video in report.per_video:
-            per_video.add_row(escape(video.uri), *_tokens(video))
-        tables.append(per_video)
+        tables.append(_usage_table("per video", "video", [(v.uri, v) for v in report.per_video]))
     return tables
+
+
+def _usage_table(title: str, what: str, rows: list[tuple[str, Usage]]) -> Table:
+    table = Table(title=title)
+    for column in (what, "tokens in", "tokens out", "cost USD"):
+        table.add_column(column)
+    for name, usage in rows:
+        table.add_row(escape(name), *_tokens(usage))
+    return table
 
 
 def _shard_lines(report: StatusReport) -> list[Text]:

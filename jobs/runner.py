@@ -92,7 +92,6 @@ def run_job(
     console = console or Console()
     _check_output(spec)
     listing = scan_sources(spec.source)  # what it leaves out is kept with the job, for `v2s status`
-    videos = listing.videos
     if not prepare_only:  # a wrong key stops the job here, before any segment is touched
         check_model_access(ModelSettings())
     db_url = spec.db_url()
@@ -111,24 +110,8 @@ def run_job(
             store = StageStore(db, config.stages)
             if before_work is not None:
                 before_work(store)
-            store.ensure_job(
-                job_id,
-                spec.source,
-                str(spec.out),
-                spec.model_dump(mode="json", exclude={"database_url"}),
-                skipped=[entry.model_dump() for entry in listing.skipped],
-            )
             ctx = run_context(spec, job_id, db_url, out_dir, config)
-            try:
-                stop = cancel_check(store, job_id)
-                summary = _run_with_progress(ctx, videos, console, stop, prepare_only)
-            except BaseException:
-                # never left "running" by a run that is gone (a cancel that stopped it stays "cancelled")
-                store.finish_job(job_id, JobStatus.FAILED, only_if=JobStatus.RUNNING)
-                raise
-            outcome = JobStatus.PLANNED if prepare_only else store.job_outcome(job_id)
-            store.finish_job(job_id, JobStatus.CANCELLED if summary.cancelled else outcome)
-            return job_id, summary
+            return job_id, _run_started(store, ctx, spec, listing, console, prepare_only)
         finally:
             heartbeat.stop()
             if started_here:
@@ -136,6 +119,25 @@ def run_job(
     finally:
         lease.release()
         db.dispose()
+
+
+def _run_started(
+    store: StageStore, ctx: RunContext, spec: JobSpec, listing, console, prepare_only
+) -> RunSummary:
+    """The job's row running, its videos through the pipeline, and its final status."""
+    job_id = ctx.job_id
+    config = spec.model_dump(mode="json", exclude={"database_url"})
+    skipped = [entry.model_dump() for entry in listing.skipped]
+    store.ensure_job(job_id, spec.source, str(spec.out), config, skipped=skipped)
+    try:
+        summary = _run_with_progress(ctx, listing.videos, console, cancel_check(store, job_id), prepare_only)
+    except BaseException:
+        # never left "running" by a run that is gone (a cancel that stopped it stays "cancelled")
+        store.finish_job(job_id, JobStatus.FAILED, only_if=JobStatus.RUNNING)
+        raise
+    outcome = JobStatus.PLANNED if prepare_only else store.job_outcome(job_id)
+    store.finish_job(job_id, JobStatus.CANCELLED if summary.cancelled else outcome)
+    return summary
 
 
 def _run_with_progress(

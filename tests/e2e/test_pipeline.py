@@ -140,7 +140,7 @@ def test_broken_inputs_fail_alone_with_clear_reasons(simulator_env, tmp_path):
     annotated = {Path(r["video"]["uri"]).name for r in checks.records(out)}
     assert annotated == {"good.mp4", "silent.mp4"}
     # `v2s status` keeps saying so after the run, in the table and in its JSON, with the same reasons
-    db_arg = ["--database-url", str(out / "v2s.sqlite")]
+    db_arg = ["--out", str(out)]  # its default database, OUT/v2s.sqlite
     shown = CliRunner().invoke(app, ["status", *db_arg], env={"COLUMNS": "400"})
     assert shown.exit_code == 0, shown.output
     assert "skipped inputs 2 not processed:" in shown.output

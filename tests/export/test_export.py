@@ -56,21 +56,8 @@ def run_out(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("export-run")
     screenplay = small_screenplay()
     film = render_film(screenplay, base / "film" / "the last train.mp4")
-    saved = dict(os.environ)
-    with SimulatorServer(screenplay) as server:
-        os.environ.update(
-            {
-                "V2S_GEMINI_BASE_URL": server.base_url,
-                "V2S_GEMINI_API_KEY": "sim-test-key-export",
-                "V2S_OPENAI_BASE_URL": f"{server.base_url}/v1",
-                "V2S_OPENAI_API_KEY": "sim-test-key-export",
-            }
-        )
-        try:
-            _, summary = run_job(JobSpec(source=str(film), out=base / "out", max_segment_s=90, num_cpus=2))
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+    with SimulatorServer(screenplay) as server, e2e.models_from(server, "sim-test-key-export"):
+        _, summary = run_job(JobSpec(source=str(film), out=base / "out", max_segment_s=90, num_cpus=2))
     assert summary.records_written >= 1 and not summary.failed_videos
     return base / "out"
 

@@ -13,18 +13,7 @@ from annotator.simulator.server import SimulatorServer
 from profiles_db.models import ResponseCacheEntry
 from profiles_db.response_cache import DatabaseResponseCache
 from tests.support.gateway import KEY, MODELS, settings_for
-from tests.support.play import make_proxy, segment_provenance, small_screenplay
 from workers.splitter import file_sha256
-
-
-@pytest.fixture(scope="module")
-def play():
-    return small_screenplay()
-
-
-@pytest.fixture(scope="module")
-def proxy(tmp_path_factory):
-    return make_proxy(tmp_path_factory.mktemp("proxy") / "seg1.mp4", segment_provenance(1, 0.0, 30.0))
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,7 @@ from annotator.simulator.flex import FlexPlay
 from annotator.simulator.server import SimulatorServer
 from annotator.stages import PlotReasoner, SegmentInput
 from tests.support.gateway import MODELS, settings_for
-from tests.support.play import make_proxy, segment_provenance, small_screenplay
 from workers.splitter import file_sha256
-
-
-@pytest.fixture(scope="module")
-def play():
-    return small_screenplay()
-
-
-@pytest.fixture(scope="module")
-def proxy(tmp_path_factory):
-    return make_proxy(tmp_path_factory.mktemp("proxy") / "seg1.mp4", segment_provenance(1, 0.0, 30.0))
 
 
 def ask_plot(server: SimulatorServer, api: str, proxy, **overrides):

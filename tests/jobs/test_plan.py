@@ -8,7 +8,6 @@ checked on the pure function."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from typer.testing import CliRunner
@@ -21,6 +20,7 @@ from jobs.plan import DEFAULT_OUTPUT_PER_MIN, Plan, PlanOptions, estimate
 from jobs.runner import JobSpec, run_job
 from profiles_db.db import Database, sqlite_url
 from profiles_db.stages import JobStatus, PlannedSegment, Stage, StageStore
+from tests.support.e2e import models_from
 from tests.support.media import retitled
 from tests.support.play import small_screenplay
 
@@ -38,47 +38,24 @@ def planned(tmp_path_factory):
     retitled(film, base / "next" / "film b.mp4", "Film B")
     retitled(film, base / "next" / "film c.mp4", "Film C")
     db_url = sqlite_url(base / "v2s.sqlite")
-    saved = dict(os.environ)
-    with SimulatorServer(screenplay) as server:
-        os.environ.update(
-            {
-                "V2S_GEMINI_BASE_URL": server.base_url,
-                "V2S_GEMINI_API_KEY": "sim-test-key-plan",
-                "V2S_OPENAI_BASE_URL": f"{server.base_url}/v1",
-                "V2S_OPENAI_API_KEY": "sim-test-key-plan",
-            }
+    with SimulatorServer(screenplay) as server, models_from(server, "sim-test-key-plan"):
+        earlier = JobSpec(source=str(film), out=base / "out-a", database_url=db_url, max_segment_s=SEGMENT_S)
+        run_job(earlier.model_copy(update={"num_cpus": 2}))
+        calls_before = _model_calls(server)
+        out = base / "out-b"
+        args = ["plan", str(base / "next"), "--out", str(out), "--database-url", db_url]
+        args += ["--max-segment-s", str(SEGMENT_S), "--num-cpus", "2", "--format", "json"]
+        shown = CliRunner().invoke(app, args)
+        assert shown.exit_code == 0, shown.output
+        plan = Plan.model_validate_json(shown.stdout)
+        plan_calls = _model_calls(server) - calls_before
+        db = Database(db_url)
+        store = StageStore(db)
+        spans = {v: store.segment_spans(v) for v in {s.video_id for s in store.planned_segments(plan.job)}}
+        mtimes = {p: p.stat().st_mtime_ns for p in (out / "proxies").rglob("*.mp4")}
+        job_id, _ = run_job(
+            earlier.model_copy(update={"source": str(base / "next"), "out": out, "num_cpus": 2})
         )
-        try:
-            earlier = JobSpec(
-                source=str(film), out=base / "out-a", database_url=db_url, max_segment_s=SEGMENT_S
-            )
-            run_job(earlier.model_copy(update={"num_cpus": 2}))
-            calls_before = _model_calls(server)
-            out = base / "out-b"
-            args = ["plan", str(base / "next"), "--out", str(out), "--database-url", db_url]
-            args += ["--max-segment-s", str(SEGMENT_S), "--num-cpus", "2", "--format", "json"]
-            shown = CliRunner().invoke(app, args)
-            assert shown.exit_code == 0, shown.output
-            plan = Plan.model_validate_json(shown.stdout)
-            plan_calls = _model_calls(server) - calls_before
-            db = Database(db_url)
-            store = StageStore(db)
-            spans = {
-                v: store.segment_spans(v) for v in {s.video_id for s in store.planned_segments(plan.job)}
-            }
-            mtimes = {p: p.stat().st_mtime_ns for p in (out / "proxies").rglob("*.mp4")}
-            job_id, _ = run_job(
-                JobSpec(
-                    source=str(base / "next"),
-                    out=out,
-                    database_url=db_url,
-                    max_segment_s=SEGMENT_S,
-                    num_cpus=2,
-                )
-            )
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
     yield plan, plan_calls, spans, mtimes, job_id, db
     db.dispose()
 

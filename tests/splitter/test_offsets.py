@@ -51,22 +51,12 @@ def env(tmp_path_factory):
     folder = tmp_path_factory.mktemp("offsets")
     screenplay = Screenplay.load(DEFAULT_SCREENPLAY)
     film = render_film(screenplay, folder / "short.mp4", until_s=40)
-    saved = dict(os.environ)
-    with SimulatorServer(screenplay) as server:
-        os.environ.update(
-            {
-                "V2S_GEMINI_BASE_URL": server.base_url,
-                "V2S_GEMINI_API_KEY": "sim-test-key-offsets",
-                "V2S_OPENAI_BASE_URL": f"{server.base_url}/v1",
-                "V2S_OPENAI_API_KEY": "sim-test-key-offsets",
-                "V2S_INLINE_MEDIA_MAX_BYTES": "0",  # every proxy through the Files API, so uploads count
-            }
-        )
-        try:
-            yield film, folder, server
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+    # every proxy through the Files API, so uploads count
+    with (
+        SimulatorServer(screenplay) as server,
+        checks.models_from(server, "sim-test-key-offsets", V2S_INLINE_MEDIA_MAX_BYTES="0"),
+    ):
+        yield film, folder, server
 
 
 def test_offsets_mode_tells_the_same_times_with_one_upload_per_video(env):

@@ -30,21 +30,29 @@ def simulator_environment(folder: Path) -> Iterator[tuple[Path, Screenplay, Simu
     started after this inherit it)."""
     film, screenplay_path = render_sample(folder)
     screenplay = Screenplay.load(screenplay_path)
+    with SimulatorServer(screenplay) as server, models_from(server, "sim-test-key-e2e"):
+        yield film, screenplay, server
+
+
+@contextmanager
+def models_from(server: SimulatorServer, key: str, **extra: str) -> Iterator[None]:
+    """Both backends pointed at the simulator through the environment (Ray workers started inside inherit
+    it), with `extra` V2S_ variables; the environment is put back as it was afterwards."""
     saved = dict(os.environ)
-    with SimulatorServer(screenplay) as server:
-        os.environ.update(
-            {
-                "V2S_GEMINI_BASE_URL": server.base_url,
-                "V2S_GEMINI_API_KEY": "sim-test-key-e2e",
-                "V2S_OPENAI_BASE_URL": f"{server.base_url}/v1",
-                "V2S_OPENAI_API_KEY": "sim-test-key-e2e",
-            }
-        )
-        try:
-            yield film, screenplay, server
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+    os.environ.update(
+        {
+            "V2S_GEMINI_BASE_URL": server.base_url,
+            "V2S_GEMINI_API_KEY": key,
+            "V2S_OPENAI_BASE_URL": f"{server.base_url}/v1",
+            "V2S_OPENAI_API_KEY": key,
+            **extra,
+        }
+    )
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def free_port() -> int:

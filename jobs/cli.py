@@ -299,12 +299,13 @@ def verify(
 
 def _register_more() -> None:
     # the cluster commands (submit, cancel) and the developer tools, each in a module of its own
-    from jobs import cli_cluster, cli_dev, cli_export, cli_plan
+    from jobs import cli_cluster, cli_dev, cli_export, cli_plan, cli_review
 
     cli_cluster.register(app)
     cli_dev.register(app)
     cli_export.register(app)
     cli_plan.register(app)
+    cli_review.register(app)
 
 
 _register_more()

@@ -287,22 +287,22 @@ def export(out: str, to: str, options: ExportOptions) -> ExportSummary:
     video_of, copies = media_plan(kept, to, options)
     files = render(kept, options, video_of)
     for relative, source in sorted(copies.items()):
-        _copy(source, join(to, relative))
+        copy_object(source, join(to, relative))
     for name, data in files.items():
-        _write(join(to, name), data)
+        write_bytes(join(to, name), data)
     rejected = len(records) - len(kept)
     counted = {n: d.count(b"\n") if n.endswith(".jsonl") else len(d) for n, d in files.items()}
     return ExportSummary(to=to, files=counted, skipped_rejected=rejected, media_copied=len(copies))
 
 
-def _write(uri: str, data: bytes) -> None:
+def write_bytes(uri: str, data: bytes) -> None:
     fs, path = filesystem(uri)
     if not is_remote(uri):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     fs.pipe_file(path, data)
 
 
-def _copy(source: str, target: str) -> None:
+def copy_object(source: str, target: str) -> None:
     """A proxy into the export: read through fsspec, so a bucket proxy is fetched like a local one."""
     src_fs, src_path = filesystem(source)
-    _write(target, src_fs.cat_file(src_path))
+    write_bytes(target, src_fs.cat_file(src_path))

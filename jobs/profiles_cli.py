@@ -40,7 +40,8 @@ def _database(database_url: str | None, old_db: str | None = None):
     return Database(url)
 
 
-def _rows(db, view: str, scope: str | None, order: str) -> list[dict]:
+def view_rows(db, view: str, scope: str | None, order: str) -> list[dict]:
+    """The rows of one of the SQL views (`docs/sql.md`), of one scope or all, its JSON arrays as lists."""
     where = " WHERE scope = :scope" if scope else ""
     with db.engine.connect() as conn:
         result = conn.execute(
@@ -75,7 +76,7 @@ def _cell(value) -> str:
 def _scope_for(db, scope: str | None) -> str:
     if scope:
         return scope
-    scopes = {r["scope"] for r in _rows(db, "v_character_profiles", None, "scope")}
+    scopes = {r["scope"] for r in view_rows(db, "v_character_profiles", None, "scope")}
     if len(scopes) != 1:
         console.print(
             f"[red]give --scope; the database holds {len(scopes)} scopes: "
@@ -90,7 +91,7 @@ def list_profiles(
     database_url: DbOpt = None, db: OldDbOpt = None, scope: ScopeOpt = None, format: FormatOpt = "table"
 ) -> None:
     """One row per canonical character, with aliases and former codes."""
-    rows = _rows(_database(database_url, db), "v_character_profiles", scope, "scope, code")
+    rows = view_rows(_database(database_url, db), "v_character_profiles", scope, "scope, code")
     columns = ["scope", "code", "name", "status", "aliases", "former_codes", "appearances", "role_type"]
     _emit(rows, columns, format, "characters")
 
@@ -163,7 +164,7 @@ def relationships(
 ) -> None:
     """Who relates to whom, with evidence and the segments it spans."""
     database = _database(database_url, db)
-    rows = _rows(database, "v_relationships", scope, "scope, a_code, b_code")
+    rows = view_rows(database, "v_relationships", scope, "scope, a_code, b_code")
     _current_codes(database, rows, "evidence")
     _emit(
         rows,
@@ -205,8 +206,8 @@ def graph(
 
     database = _database(database_url, db)
     chosen = _scope_for(database, scope)
-    people = _rows(database, "v_character_profiles", chosen, "code")
-    links = _rows(database, "v_relationships", chosen, "a_code")
+    people = view_rows(database, "v_character_profiles", chosen, "code")
+    links = view_rows(database, "v_relationships", chosen, "a_code")
     g = relationship_graph(people, links)
     out.parent.mkdir(parents=True, exist_ok=True)
     title = f"characters of {chosen}"

@@ -62,6 +62,10 @@ class TierUsage(Usage):
     tier: str
 
 
+class ModelUsage(Usage):
+    model: str
+
+
 class ShardsWritten(BaseModel):
     """The output's manifest: `shards`/`records` are null before the first shard is closed, or when the
     manifest cannot be read from here (`error` says why)."""
@@ -123,6 +127,7 @@ class StatusReport(BaseModel):
     total: Usage
     per_video: list[VideoUsage]
     per_tier: list[TierUsage] = []
+    per_model: list[ModelUsage] = []
     shards: list[ShardsWritten]
     skipped_inputs: list[SkippedInput] = []
     failed_inputs: list[FailedInput]
@@ -159,6 +164,7 @@ def status_report(db: Database, job_id: str | None) -> StatusReport:
         total=Usage(**store.usage(job_id)),
         per_video=[VideoUsage(uri=uri, **u) for uri, u in usage["video"].items()],
         per_tier=[TierUsage(tier=tier, **u) for tier, u in usage["tier"].items()],
+        per_model=[ModelUsage(model=model, **u) for model, u in usage["model"].items() if model],
         shards=[_shards(j.id, j.out) for j in jobs],
         skipped_inputs=[SkippedInput(job=j.id, **entry) for j in jobs for entry in j.skipped_inputs or []],
         failed_inputs=[

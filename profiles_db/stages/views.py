@@ -170,12 +170,13 @@ class ViewMixin:
             return _usage_dict(*s.execute(self._of_job(select(*_sum_usage()), job_id)).one())
 
     def usage_breakdown(self, job_id: str | None) -> dict[str, dict[str, dict[str, float]]]:
-        """{"stage": {plot: {...}}, "video": {uri: {...}}, "tier": {standard: {...}}} of tokens in/out and
-        cost, for `v2s status` (rows from before tiers were recorded were all standard)."""
-        out: dict[str, dict[str, dict[str, float]]] = {"stage": {}, "video": {}, "tier": {}}
+        """{"stage": {plot: {...}}, "video": {uri: {...}}, "tier": {standard: {...}}, "model": {name: {...}}} of
+        tokens in/out and cost, for `v2s status` (rows from before tiers were recorded were all standard)."""
+        out: dict[str, dict[str, dict[str, float]]] = {"stage": {}, "video": {}, "tier": {}, "model": {}}
         tier = func.coalesce(StageRun.tier, "standard")
+        groups = (("stage", StageRun.stage), ("video", Video.uri), ("tier", tier), ("model", StageRun.model))
         with self.db.sessions() as s:
-            for key, column in (("stage", StageRun.stage), ("video", Video.uri), ("tier", tier)):
+            for key, column in groups:
                 query = (
                     select(*_sum_usage(column))
                     .join(Segment, Segment.id == StageRun.segment_id)
@@ -183,7 +184,8 @@ class ViewMixin:
                     .group_by(column)
                     .order_by(column)
                 )
-                if key == "tier":  # the stages that called a model (export rows have no tier and no tokens)
+                # stages that called a model (export rows have neither tier nor model, and no tokens)
+                if key in ("tier", "model"):
                     query = query.where((StageRun.input_tokens > 0) | (StageRun.output_tokens > 0))
                 if job_id:
                     query = query.where(Video.job_id == job_id)

@@ -41,6 +41,8 @@ class Character:
     profile: dict  # a v_character_profiles row (aliases, former_codes, appearance_history as lists)
     history: IdentityHistory | None
     segments: list[tuple[str, int]] = field(default_factory=list)  # (video id, segment index) it is in
+    # each appearance of its history with the first segment it was seen in: (appearance, video id, index)
+    appearances: list[tuple[str, str | None, int | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -98,6 +100,7 @@ def _casts(db: Database, videos: list[VideoRecords]) -> list[ScopeCast]:
         for record in video.records:
             for character in record.characters:
                 appears[(video.scope, character.code)].append((video.video_id, record.video.segment_index))
+    first_seen = _first_seen(db)
     casts = []
     for scope in sorted({v.scope for v in videos}):
         rows = view_rows(db, "v_character_profiles", scope, "code")
@@ -106,11 +109,37 @@ def _casts(db: Database, videos: list[VideoRecords]) -> list[ScopeCast]:
                 profile=row,
                 history=identity_history(db, scope, row["code"]),
                 segments=appears.get((scope, row["code"]), []),
+                appearances=[
+                    (look, *first_seen.get((row["character_id"], look), (None, None)))
+                    for look in row.get("appearance_history") or []
+                ],
             )
             for row in rows
         ]
         casts.append(ScopeCast(scope, characters, view_rows(db, "v_relationships", scope, "a_code, b_code")))
     return casts
+
+
+FIRST_SEEN = """
+SELECT r.canonical_id, o.appearance, v.id, s.idx
+FROM character_observations o
+JOIN v_character_redirects r ON r.character_id = o.character_id AND r.kind = 'current'
+JOIN segments s ON s.id = o.segment_id
+JOIN videos v ON v.id = s.video_id
+WHERE o.appearance IS NOT NULL AND o.appearance <> ''
+ORDER BY v.episode, v.created_at, v.id, s.idx
+"""
+
+
+def _first_seen(db: Database) -> dict[tuple[int, str], tuple[str, int]]:
+    """(canonical character id, appearance) → the first (video id, segment index) it was observed in."""
+    from sqlalchemy import text
+
+    found: dict[tuple[int, str], tuple[str, int]] = {}
+    with db.engine.connect() as conn:
+        for cid, look, video_id, idx in conn.execute(text(FIRST_SEEN)):
+            found.setdefault((cid, look), (video_id, idx))
+    return found
 
 
 def _rejects(out: str) -> list[dict]:

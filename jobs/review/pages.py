@@ -146,11 +146,14 @@ def _card(character: Character) -> str:
         f'<a href="../{esc(video_page(vid))}#segment-{idx}">{esc(vid[:8])} #{idx}</a>'
         for vid, idx in character.segments
     ]
+    looks = [
+        f"{look} (from {vid[:8]} segment {idx})" if vid else look for look, vid, idx in character.appearances
+    ]
     return (
         f'<div class="card" data-code="{esc(p["code"])}"><h3>{esc(p.get("name") or p["code"])}</h3>'
         f'<p class="muted">{esc(p["code"])} · {esc(p.get("status"))} · {esc(p.get("role_type"))}</p>'
         f"{_list('aliases', p.get('aliases') or [])}{_list('former codes', p.get('former_codes') or [])}"
-        f"{_list('name history', names)}{_list('appearance history', p.get('appearance_history') or [])}"
+        f"{_list('name history', names)}{_list('appearance history', looks)}"
         f"<p>in segments: {' '.join(seen) or '-'}</p></div>"
     )
 

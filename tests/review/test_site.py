@@ -129,14 +129,18 @@ def test_the_demo_site_renders_and_an_event_click_seeks_its_video(browser, demo_
 
 def test_the_graph_has_one_node_per_canonical_character(browser, demo_site):
     db = Database(sqlite_url(demo_site / "v2s.sqlite"))
-    canonical = {r["code"] for r in view_rows(db, "v_character_profiles", None, "code")}
+    rows = view_rows(db, "v_character_profiles", None, "code")
     db.dispose()
+    canonical = {r["code"] for r in rows}
     (cast_page,) = (demo_site / "review" / "cast").glob("*.html")
     page, _ = _open(browser, cast_page)
     nodes = page.eval_on_selector_all("svg.graph g.node", "els => els.map(e => e.dataset.code)")
     assert sorted(nodes) == sorted(canonical) and len(nodes) == len(set(nodes))
     cards = page.eval_on_selector_all(".card", "els => els.map(e => e.dataset.code)")
     assert sorted(cards) == sorted(canonical)
+    # every costume of every appearance history says which segment it was first seen in
+    looks = sum(len(r["appearance_history"]) for r in rows)
+    assert looks >= len(rows) and page.locator(".card li", has_text="(from ").count() == looks
     page.close()
 
 

@@ -82,6 +82,12 @@ class ModelSettings(BaseSettings):
     flex_max_sheds: int = Field(2, ge=0)
     flex_request_timeout_s: float = 900.0  # Flex answers in minutes (its documented target: 1–15)
 
+    # Explicit context caching of a segment's video between its plot and script calls (Gemini, same model
+    # and resolution for both, clip above the model's smallest cache): made before the plot, read by both,
+    # deleted when the script is final; the TTL only bounds a cache whose script never comes.
+    context_cache: bool = False
+    context_cache_ttl_s: float = Field(300.0, gt=0)
+
     def price_table(self) -> PriceTable:
         return load_price_table(self.prices_file)
 

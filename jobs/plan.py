@@ -7,8 +7,9 @@ the segments and proxies) and prices every model stage of every segment:
   resolution, per second of audio) + the prompt's text (prompt, character context, synopsis);
 - output tokens per second of footage, and the prompt's text per call, are measured from the stages earlier
   runs in the same database finished; without any, documented defaults stand in (and the plan says so);
-- dollars per tier from the price table: standard, flex, batch, and the script stage with its video read from
-  a context cache (the cached price plus the cache's storage for `cache_ttl_s`);
+- dollars per tier from the price table: standard, flex, batch, and with each segment's video in a context
+  cache for its plot and script calls (made once at the input price, read at the cached price, stored for
+  the cache's TTL), as a run with V2S_CONTEXT_CACHE=1 pays it;
 - wall time: the longest of the slowest scope's plot chain (its plots run one after another), the calls over
   the concurrency, and the calls and tokens over each model's quota.
 """
@@ -36,8 +37,8 @@ class PlanOptions(BaseModel):
     concurrency: int = Field(8, ge=1)  # model calls in flight at once (the run's V2S_MAX_IN_FLIGHT)
     # seconds one call takes at each tier (Flex answers in minutes: its documented target is 1–15)
     latency_s: dict[str, float] = Field(default_factory=lambda: {"standard": 30.0, "flex": 180.0})
-    # how long a segment's cached video lives: just past its plot call, for the script call that follows
-    cache_ttl_s: float = Field(120.0, gt=0)
+    # how long a segment's cached video lives (None: V2S_CONTEXT_CACHE_TTL_S, what a run would use)
+    cache_ttl_s: float | None = Field(None, gt=0)
     rate_limits: dict[str, RateLimit] | None = None  # None: the configured ones (V2S_RATE_LIMITS)
     tier: Literal["standard", "flex"] | None = None  # every stage at this tier instead of its setting
 
@@ -61,7 +62,7 @@ class PlanTotal(BaseModel):
     input_tokens: int
     output_tokens: int
     cost_usd: dict[str, float]  # every stage at that tier
-    cached_cost_usd: dict[str, float]  # … with the script's video from a context cache where it pays
+    cached_cost_usd: dict[str, float]  # … with the videos in context caches where it pays
     configured_cost_usd: float  # at the tiers the stages are set to
 
 
@@ -163,9 +164,9 @@ def _stage(stage, segments, history, settings: ModelSettings, table: PriceTable,
     output = round(rates.output_per_s * sum(s.end_s - s.start_s for s in segments))
     inputs = sum(video) + text
     cost = {t: round(price.cost(inputs, output, t), 6) for t in TIERS}
-    cached = (
-        _cached_cost(price, video, inputs, output, options.cache_ttl_s) if stage == Stage.SCRIPT else None
-    )
+    ttl = options.cache_ttl_s or settings.context_cache_ttl_s
+    makes = stage == Stage.PLOT
+    cached = _cached_cost(price, video, inputs, output, ttl, makes) if stage in VIDEO_STAGES else None
     return StageEstimate(
         stage=stage,
         model=model,
@@ -181,14 +182,15 @@ def _stage(stage, segments, history, settings: ModelSettings, table: PriceTable,
     )
 
 
-def _cached_cost(price: Price, video: list[int], inputs: int, output: int, ttl_s: float) -> dict | None:
-    """The script stage reading each segment's video from the cache its plot call left (when the model caches
-    and the video is above its smallest cacheable size), plus the storage of those caches for `ttl_s`."""
+def _cached_cost(price: Price, video: list[int], inputs: int, output: int, ttl_s: float, makes: bool):
+    """The stage with each segment's video read from its context cache (annotator/gateway/context_cache.py):
+    at the cached price, where the model caches and the clip is at least its smallest cacheable size. The plot
+    stage `makes` the caches: their tokens once at the input price and their storage for `ttl_s`."""
     if price.cached_input_per_m is None or not price.min_cache_tokens:
         return None
     cached = [v for v in video if v >= price.min_cache_tokens]
-    storage = sum(price.storage_cost(v, ttl_s) for v in cached)
-    return {t: round(price.cost(inputs, output, t, cached_tokens=sum(cached)) + storage, 6) for t in TIERS}
+    making = sum(price.cost(v, 0) + price.storage_cost(v, ttl_s) for v in cached) if makes else 0.0
+    return {t: round(price.cost(inputs, output, t, cached_tokens=sum(cached)) + making, 6) for t in TIERS}
 
 
 def _wall_time(segments, stages: list[StageEstimate], settings: ModelSettings, options) -> tuple[float, str]:

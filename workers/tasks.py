@@ -27,6 +27,7 @@ from annotator.stages import (
 from profiles_db.cpm import ChainOrderError
 from profiles_db.models import Segment, Video
 from profiles_db.stages import MODEL_STAGES, RunStatus, Stage, StageUsage, VideoStatus
+from workers import video_cache
 from workers.context import RunContext, VideoSource, cpm, gateway, store
 from workers.fetch import (
     ensure_proxy,
@@ -207,8 +208,17 @@ def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> SegmentOu
     settings = gateway(ctx.db_url).settings
     reasoner = PlotReasoner(gateway(ctx.db_url), backend=settings.plot_backend, model=settings.plot_model)
     context = manager.context(video.scope, segment_id, token_budget=ctx.context_token_budget)
-    result = reasoner.reason(_segment_input(segment, chain_index), context)
+    shown = _segment_input(segment, chain_index)
+    cache = video_cache.open_for_plot(
+        gateway(ctx.db_url), shown.media, shown.duration_s, bool(video.has_audio)
+    )
+    if cache is not None:  # made for the plot and the script; its price is the plot stage's
+        shown = shown.model_copy(update={"media": shown.media.model_copy(update={"cache_name": cache.name})})
+    result = reasoner.reason(shown, context)
+    if cache is not None:
+        result.usage.cost_usd += cache.cost_usd
     if not result.ok:
+        video_cache.close(gateway(ctx.db_url), {video_cache.RESULT_KEY: cache and cache.model_dump()})
         return _failed(st, segment_id, Stage.PLOT, result)
     try:
         report = manager.apply(video.scope, segment_id, result.value)
@@ -226,6 +236,7 @@ def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> SegmentOu
             "answer": result.value.model_dump(mode="json"),
             "code_map": report.code_map,
             "warnings": report.warnings,
+            video_cache.RESULT_KEY: cache.model_dump() if cache is not None else None,
         },
         _usage(result),
     )
@@ -246,7 +257,8 @@ def annotate_segment(ctx: RunContext, segment_id: int) -> SegmentOutcome:
     if status not in (RunStatus.DONE, RunStatus.REJECTED) and st.claim(
         segment_id, Stage.SCRIPT, _owner(), ctx.job_id
     ):
-        outcome, script_result = _write_script(ctx, segment_id, plot, code_map)
+        outcome, script_result = _write_script(ctx, segment_id, plot, code_map, plot_result)
+        video_cache.close(gateway(ctx.db_url), plot_result)  # the script is final, or failed for this run
         if outcome is not None:
             return outcome
         status = RunStatus.DONE
@@ -260,7 +272,7 @@ def annotate_segment(ctx: RunContext, segment_id: int) -> SegmentOutcome:
 
 
 def _write_script(
-    ctx: RunContext, segment_id: int, plot: NextSegmentPlot, code_map: dict[str, str]
+    ctx: RunContext, segment_id: int, plot: NextSegmentPlot, code_map: dict[str, str], plot_result: dict
 ) -> tuple[SegmentOutcome | None, dict | None]:
     """The claimed script stage: (an outcome that ends the segment's work here, or None; the stored result)."""
     st, gw = store(ctx), gateway(ctx.db_url)
@@ -268,7 +280,9 @@ def _write_script(
     resolve = cpm(ctx).resolver(video.scope)
     profiles = [p for p in (resolve(c) for c in dict.fromkeys(code_map.values())) if p]
     writer = ScriptWriter(gw, backend=gw.settings.script_backend, model=gw.settings.script_model)
-    result = writer.write(_segment_input(segment, segment.idx), profiles, synopsis(plot, code_map))
+    shown = _segment_input(segment, segment.idx)
+    shown = shown.model_copy(update={"media": video_cache.for_script(gw, plot_result, shown.media)})
+    result = writer.write(shown, profiles, synopsis(plot, code_map))
     if not result.ok:
         return _failed(st, segment_id, Stage.SCRIPT, result), None
     problems = QualityGates().check(

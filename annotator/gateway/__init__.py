@@ -96,6 +96,18 @@ class Gateway:
                     raise ModelCallError(f"unknown backend {name!r}; use gemini or openai")
             return self._backends[name]
 
+    def cache_video(self, backend: str, model: str, media: Media):
+        """An explicit context cache of `media` for `model` (annotator/gateway/context_cache.py)."""
+        from annotator.gateway.context_cache import create_video_cache
+
+        inner = getattr(self.backend(backend), "inner", None)
+        if not hasattr(inner, "create_cache"):
+            raise ModelCallError(f"the {backend} backend has no context caches")
+        return create_video_cache(inner, self.settings, model, media)
+
+    def drop_cache(self, backend: str, name: str) -> None:
+        self.backend(backend).inner.delete_cache(name)
+
     def structured(
         self,
         *,

@@ -34,6 +34,7 @@ class Media(BaseModel):
     end_offset_s: float | None = None
     fps: float | None = None
     resolution: Literal["low", "medium", "high"] | None = None
+    cache_name: str | None = None  # an explicit context cache holding this video (cachedContents/…)
 
 
 class ModelRequest(BaseModel):

@@ -146,11 +146,43 @@ class GeminiBackend:
         """A free authenticated call (models.get): ModelCallError(outcome="auth") when the key is refused."""
         self._call(lambda: self.client.models.get(model=model), "models.get")
 
+    # -- explicit context caches --------------------------------------------------------------------------
+    def create_cache(self, model: str, media: Media, ttl_s: float) -> tuple[str, int]:
+        """Cache the video for `ttl_s` seconds: (the cache's name, the tokens it holds)."""
+        contents = [types.Content(role="user", parts=[self._video_part(media)])]
+        config = types.CreateCachedContentConfig(
+            contents=contents, ttl=f"{max(1, round(ttl_s))}s", display_name=f"v2s-{media.sha256[:16]}"
+        )
+        cache = self._call(lambda: self.client.caches.create(model=model, config=config), "caches.create")
+        tokens = cache.usage_metadata.total_token_count if cache.usage_metadata else 0
+        return cache.name, int(tokens or 0)
+
+    def delete_cache(self, name: str) -> None:
+        """Delete a cache (one already gone, expired or deleted, is not an error)."""
+        try:
+            self.client.caches.delete(name=name)
+        except errors.APIError as exc:
+            if exc.code not in (403, 404):
+                raise self._translate(exc, "caches.delete") from None
+
     # -- generation --------------------------------------------------------------------------------
     def generate(self, request: ModelRequest) -> ModelResponse:
+        media = request.media
+        what = f"{request.stage} generateContent"
+        if media is not None and media.cache_name:
+            try:
+                return self._call(lambda: self._generate(request), what, cache_gone=_CacheGone)
+            except _CacheGone:  # the cache expired or was deleted: show the video itself
+                log.info("%s: context cache %s is gone; sending the video", request.stage, media.cache_name)
+                request = request.model_copy(update={"media": media.model_copy(update={"cache_name": None})})
+        return self._call(lambda: self._generate(request), what)
+
+    def _generate(self, request: ModelRequest) -> ModelResponse:
+        """One generateContent; APIError is the caller's to translate."""
         contents: list[types.Content] = []
         first_parts: list[types.Part] = []
-        if request.media is not None:
+        cached = request.media.cache_name if request.media is not None else None
+        if request.media is not None and not cached:
             # Video first: Gemini's implicit context caching keys on the request prefix.
             first_parts.append(self._video_part(request.media))
         turns = [*request.history, ("user", request.prompt)]
@@ -165,14 +197,10 @@ class GeminiBackend:
             media_resolution=_RESOLUTION.get(request.media.resolution)
             if request.media and request.media.resolution
             else None,
+            cached_content=cached,
             **self._tier_options(request),
         )
-        response = self._call(
-            lambda: self.client.models.generate_content(
-                model=request.model, contents=contents, config=config
-            ),
-            f"{request.stage} generateContent",
-        )
+        response = self.client.models.generate_content(model=request.model, contents=contents, config=config)
         return self._to_response(request, response)
 
     def _tier_options(self, request: ModelRequest) -> dict:
@@ -211,10 +239,16 @@ class GeminiBackend:
             cached_tokens=(usage.cached_content_token_count or 0) if usage else 0,
         )
 
-    def _call(self, fn, what: str):
+    def _call(self, fn, what: str, *, cache_gone: type[Exception] | None = None):
         try:
             return fn()
         except errors.APIError as exc:
+            if (
+                cache_gone is not None
+                and exc.code in (403, 404)
+                and "cachedcontent" in (exc.message or "").lower()
+            ):
+                raise cache_gone() from None
             raise self._translate(exc, what) from None
         except httpx.TimeoutException:
             raise RetryableError(f"Gemini {what} timed out", outcome="timeout") from None
@@ -243,6 +277,10 @@ class GeminiBackend:
                 f"Gemini rejected the credentials (HTTP {exc.code}): {KEY_HINT}", outcome="auth"
             )
         return ModelCallError(message)
+
+
+class _CacheGone(Exception):
+    """The context cache a request named no longer exists (Gemini: 403 "CachedContent not found")."""
 
 
 def _served_tier(usage: types.GenerateContentResponseUsageMetadata | None, request: ModelRequest):

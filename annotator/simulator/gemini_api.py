@@ -75,6 +75,7 @@ class GenerateRequest:
     low_resolution: bool = False
     media_resolution: str | None = None  # generationConfig.mediaResolution as sent
     service_tier: str | None = None  # the request's serviceTier ("flex", "standard"), lower-cased
+    cached_content: str | None = None  # the cachedContents/ID whose contents come first
 
 
 def parse_generate(body: object) -> GenerateRequest:
@@ -108,6 +109,8 @@ def parse_generate(body: object) -> GenerateRequest:
     resolution = _get(config, "mediaResolution", "media_resolution") or ""
     request.low_resolution = str(resolution).upper().endswith("LOW")
     request.media_resolution = str(resolution) or None
+    cached = _get(body, "cachedContent", "cached_content")
+    request.cached_content = str(cached) if cached else None
     tier = _get(body, "serviceTier", "service_tier")
     request.service_tier = str(tier).lower().removeprefix("service_tier_") if tier else None
     return request
@@ -166,6 +169,7 @@ def generate_response(
     empty: bool = False,
     blocked: str | None = None,
     tier: str = "standard",
+    cached_tokens: int = 0,
 ) -> dict:
     """A generateContent answer; `empty` drops the candidates, `blocked` plays a safety block the way Gemini
     does: "candidate" = a candidate without content stopped for SAFETY, "prompt" = promptFeedback.blockReason."""
@@ -192,6 +196,8 @@ def generate_response(
         "modelVersion": model,
         "responseId": secrets.token_urlsafe(12),
     }
+    if cached_tokens:  # counted in promptTokenCount too, as Gemini reports a cache read
+        body["usageMetadata"]["cachedContentTokenCount"] = min(cached_tokens, usage.prompt)
     if empty or blocked == "prompt":
         del body["candidates"]
     if blocked == "prompt":

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from annotator.simulator import gemini_api, openai_api
+from annotator.simulator.caches import CacheEndpoints, merged
 from annotator.simulator.errors import SimError, invalid
-from annotator.simulator.files import CHUNK_GRANULARITY, UploadError, inspect_video
+from annotator.simulator.files import CHUNK_GRANULARITY, UploadError
 from annotator.simulator.gemini_api import API_VERSIONS
-from annotator.simulator.prompt_reader import Stage, detect_stage
-from annotator.simulator.tokens import estimate
+from annotator.simulator.prompt_reader import detect_stage
 
 if TYPE_CHECKING:
     from annotator.simulator.server import SimulatorServer
@@ -31,7 +31,7 @@ def _missing_file(file_id: str) -> SimError:
     return SimError(403, f"You do not have permission to access the File {file_id} or it may not exist.")
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(CacheEndpoints, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "v2s-simulator/1"
     # headers and body leave in separate writes; with Nagle on, the body waits for the client's delayed ACK
@@ -147,6 +147,9 @@ class Handler(BaseHTTPRequestHandler):
             return "health", self._health
         if parts[0] in API_VERSIONS and len(parts) in (2, 3):
             self._version = parts[0]
+            cached = self._cache_route(method, parts)
+            if cached is not None:
+                return cached
             if parts[1] == "files":
                 if len(parts) == 2 and method == "GET":
                     return "files.list", self._files_list
@@ -198,6 +201,9 @@ class Handler(BaseHTTPRequestHandler):
     def _generate(self, raw: bytes, query: dict) -> None:
         self._check_gemini_key(query)
         request = gemini_api.parse_generate(self._json(raw))
+        cache = self.sim.caches.get(request.cached_content) if request.cached_content else None
+        if cache is not None:
+            request = merged(request, cache, self._model or "")
         stage = detect_stage(request.schema_title, request.texts, has_video=request.video is not None)
         self._stage = stage.value
         result = self.sim.answer("gemini", self._model or "", stage, request, received_s=self._received_s)
@@ -205,6 +211,7 @@ class Handler(BaseHTTPRequestHandler):
             result.text,
             self._model or "",
             result.usage,
+            cached_tokens=self.sim.cache_tokens(cache) if cache is not None else 0,
             finish_reason=result.fault.finish_reason or "STOP",
             empty=result.fault.empty,
             blocked=result.fault.blocked,
@@ -217,23 +224,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self._json(raw)
         inner = body.get("generateContentRequest") if isinstance(body, dict) else None
         request = gemini_api.parse_generate(inner or body)
-        seconds, audio = 0.0, False
-        if request.video is not None:
-            try:
-                clip, audio = self.sim.resolve_clip(request.video, Stage.PLOT_FIRST)
-                seconds = clip.end_s - clip.start_s
-            except SimError:
-                facts = inspect_video(request.video.data) if request.video.data else None
-                seconds, audio = (facts.duration_s, facts.has_audio) if facts else (0.0, False)
-        usage = estimate(
-            prompt_chars=request.chars,
-            answer_chars=0,
-            video_s=seconds,
-            has_audio=audio,
-            fps=request.video.fps if request.video else None,
-            low_resolution=request.low_resolution,
-        )
-        self._reply(200, {"totalTokens": usage.prompt})
+        self._reply(200, {"totalTokens": self.sim.prompt_tokens(request)})
 
     def _gemini_models(self, raw: bytes, query: dict) -> None:
         self._check_gemini_key(query)

@@ -41,6 +41,7 @@ from pathlib import Path
 from annotator.schemas.provenance import Provenance
 from annotator.simulator import gemini_api
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
+from annotator.simulator.caches import Cache, CacheStore
 from annotator.simulator.errors import SimError, invalid
 from annotator.simulator.files import DEFAULT_TTL_S, FileStore, VideoFacts, inspect_video
 from annotator.simulator.flex import FLEX, FlexPlay
@@ -109,6 +110,7 @@ class SimulatorServer:
         self.responder = Responder(screenplay, imperfection=imperfection)
         self.behaviours = behaviours or Behaviours()
         self.flex = flex or FlexPlay()  # how the Flex tier answers (flex.py): slower, some requests shed
+        self.caches = CacheStore()  # explicit context caches (caches.py)
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.files = FileStore(
             ttl_s=file_ttl_s, processing_s=stuck_processing_s(self.behaviours, file_processing_s)
@@ -228,6 +230,28 @@ class SimulatorServer:
                 f"{prov.start_s:.1f}–{prov.end_s:.1f} s of {prov.source_uri}"
             )
         return Clip(start, end, prov.segment_index), facts.has_audio
+
+    def prompt_tokens(self, request: GenerateRequest) -> int:
+        """What countTokens says of a request (text and its video), answered or not."""
+        seconds, audio = 0.0, False
+        if request.video is not None:
+            try:
+                clip, audio = self.resolve_clip(request.video, Stage.PLOT_FIRST)
+                seconds = clip.end_s - clip.start_s
+            except SimError:
+                facts = inspect_video(request.video.data) if request.video.data else None
+                seconds, audio = (facts.duration_s, facts.has_audio) if facts else (0.0, False)
+        return estimate(
+            prompt_chars=request.chars,
+            answer_chars=0,
+            video_s=seconds,
+            has_audio=audio,
+            fps=request.video.fps if request.video else None,
+            low_resolution=request.low_resolution,
+        ).prompt
+
+    def cache_tokens(self, cache: Cache) -> int:
+        return self.prompt_tokens(cache.request)
 
     def answer(
         self,

@@ -125,15 +125,21 @@ def test_without_earlier_runs_the_plan_says_it_uses_defaults_and_prices_the_vide
     assert plan.usd_per_video_hour() == pytest.approx(plan.total.cost_usd["standard"] / (600 / 3600))
 
 
-def test_caching_the_script_stages_video_pays_and_its_storage_is_counted():
+def test_caching_the_video_between_plot_and_script_pays_and_its_making_is_counted():
     settings = ModelSettings(_env_file=None)
-    plan = estimate("job-x", "src", _segments(1, 4), [], settings, PlanOptions(cache_ttl_s=600))
-    script = next(s for s in plan.stages if s.stage == Stage.SCRIPT)
+    plan = estimate("job-x", "src", _segments(1, 4), [], settings, PlanOptions(cache_ttl_s=300))
+    plot, script = (next(s for s in plan.stages if s.stage == stage) for stage in (Stage.PLOT, Stage.SCRIPT))
     price = settings.price(script.model)
-    video_at_cached_price = script.video_tokens * (price.input_per_m - price.cached_input_per_m) / 1e6
-    storage = price.storage_cost(script.video_tokens, 600)
-    saved = script.cost_usd["standard"] - script.cached_cost_usd["standard"]
-    assert saved == pytest.approx(video_at_cached_price - storage, rel=1e-4) and saved > 0
+    discount = (price.input_per_m - price.cached_input_per_m) / 1e6
+    assert script.cost_usd["standard"] - script.cached_cost_usd["standard"] == pytest.approx(
+        script.video_tokens * discount, rel=1e-4
+    )
+    # the plot stage makes the caches: their tokens once at the input price, and their storage
+    making = plot.video_tokens * price.input_per_m / 1e6 + price.storage_cost(plot.video_tokens, 300)
+    assert plot.cached_cost_usd["standard"] == pytest.approx(
+        plot.cost_usd["standard"] - plot.video_tokens * discount + making, rel=1e-4
+    )
+    assert plan.total.cached_cost_usd["standard"] < plan.total.cost_usd["standard"]
 
 
 def test_wall_time_is_bound_by_the_longest_chain_or_the_quota():

@@ -10,12 +10,12 @@ from annotator.gateway.base import Backend, Media, ModelCallError, ModelRequest,
 from annotator.gateway.cache import CachedAnswer, ResponseCache, cache_key
 from annotator.gateway.limiter import LocalRateLimiter, RateLimiter
 from annotator.gateway.structured import StructuredResult, Usage, ask_structured
+from annotator.pricing import MediaRates
 from annotator.prompting import Prompt
 from annotator.settings import ModelSettings
 
-# Tokens a video costs per second of footage (Gemini's default sampling), for the limiter's estimate only.
-_VIDEO_TOKENS_PER_S = 300
 _ANSWER_ALLOWANCE_TOKENS = 1000
+_MEDIA_RATES = MediaRates()  # the documented video token rates (annotator/pricing.py), for the estimate only
 
 
 def estimate_tokens(request: ModelRequest) -> int:
@@ -24,7 +24,10 @@ def estimate_tokens(request: ModelRequest) -> int:
     tokens = chars // 4 + _ANSWER_ALLOWANCE_TOKENS
     media = request.media
     if media is not None and media.start_offset_s is not None and media.end_offset_s is not None:
-        tokens += int((media.end_offset_s - media.start_offset_s) * _VIDEO_TOKENS_PER_S)
+        seconds = media.end_offset_s - media.start_offset_s
+        tokens += _MEDIA_RATES.video_tokens(
+            seconds, has_audio=True, fps=media.fps, resolution=media.resolution
+        )
     return tokens
 
 

@@ -103,6 +103,7 @@ class StageRun(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     tier: Mapped[str | None] = mapped_column(String(16))  # standard|flex: what the last call was billed at
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    batch_name: Mapped[str | None] = mapped_column(String(256))  # the open provider batch holding its request
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -290,3 +291,26 @@ class OutputLock(Base):
     pid: Mapped[int] = mapped_column(Integer)
     acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ModelBatch(Base):
+    """A provider batch job (Gemini `batches/…`, OpenAI `batch_…`) holding stage requests, one per segment.
+
+    Written before the run waits on it: a resumed run polls it instead of paying for the same requests again."""
+
+    __tablename__ = "model_batches"
+    __table_args__ = (Index("ix_model_batches_job_state", "job_id", "state"),)
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)
+    job_id: Mapped[str | None] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(16))
+    backend: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(128))
+    wave: Mapped[int | None] = mapped_column(Integer)  # plot: the chain position every item of the wave holds
+    state: Mapped[str] = mapped_column(String(16))  # open|done|failed|cancelled|expired
+    items: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failed_items: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    keys: Mapped[list[Any] | None] = mapped_column(JSON)  # the segment ids of its requests, in request order
+    estimated_cost_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -2,7 +2,9 @@
 
 Uploads live in memory (segment proxies are small), one `StoredFile` per upload, and behave like Gemini's:
 a resumable upload (start → upload chunks → finalize), a `PROCESSING` period (default 0 s) before `ACTIVE`,
-and an expiry (`expirationTime`, 48 h by default) after which the file is gone as if deleted.
+and an expiry (`expirationTime`, 48 h by default) after which the file is gone as if deleted. Files the
+simulator writes itself (a batch's results, `add_generated`) are `source: GENERATED`, `ACTIVE` at once, and
+carry a `downloadUri` (`GET /{v}/files/{id}:download?alt=media`).
 """
 
 from __future__ import annotations
@@ -76,12 +78,15 @@ class StoredFile:
     finalized: float | None = None
     expires: float = 0.0
     facts: VideoFacts | None = None
+    source: str = "UPLOADED"  # GENERATED: written by the simulator (batch results), downloadable
 
     @property
     def name(self) -> str:
         return f"files/{self.id}"
 
     def state(self, now: float, processing_s: float) -> str:
+        if self.source == "GENERATED":
+            return "ACTIVE"
         if self.finalized is None or now < self.finalized + processing_s:
             return "PROCESSING"
         return "ACTIVE" if self.facts is not None or not self.mime_type.startswith("video/") else "FAILED"
@@ -99,8 +104,10 @@ class StoredFile:
             "sha256Hash": base64.b64encode(hashlib.sha256(self.data).hexdigest().encode()).decode(),
             "uri": f"{base_url}/{api_version}/{self.name}",
             "state": state,
-            "source": "UPLOADED",
+            "source": self.source,
         }
+        if self.source == "GENERATED":
+            body["downloadUri"] = f"{base_url}/{api_version}/{self.name}:download?alt=media"
         if self.display_name:
             body["displayName"] = self.display_name
         if state == "ACTIVE" and self.facts is not None:
@@ -165,6 +172,24 @@ class FileStore:
         with self._lock:
             self._files[upload.id] = upload
         return upload
+
+    def add_generated(self, data: bytes, mime_type: str, display_name: str | None = None) -> StoredFile:
+        """Store a file the simulator wrote (a batch's results): ACTIVE at once, downloadable."""
+        now = self.clock()
+        stored = StoredFile(
+            id=secrets.token_hex(6),
+            display_name=display_name,
+            mime_type=mime_type,
+            declared_size=len(data),
+            data=bytearray(data),
+            created=now,
+            finalized=now,
+            expires=now + self.ttl_s,
+            source="GENERATED",
+        )
+        with self._lock:
+            self._files[stored.id] = stored
+        return stored
 
     def received(self, upload_id: str) -> int:
         with self._lock:

@@ -249,5 +249,14 @@ def model_resource(name: str) -> dict:
         "displayName": name,
         "inputTokenLimit": 1048576,
         "outputTokenLimit": 65536,
-        "supportedGenerationMethods": ["generateContent", "countTokens"],
+        "supportedGenerationMethods": ["generateContent", "countTokens", "batchGenerateContent"],
     }
+
+
+def unknown_model(model: str, version: str, method: str) -> SimError:
+    """What Gemini says to a model name it does not serve (a 404 NOT_FOUND)."""
+    return SimError(
+        404,
+        f"models/{model} is not found for API version {version}, or is not supported for {method}. "
+        "Call ListModels to see the list of available models and their supported methods.",
+    )

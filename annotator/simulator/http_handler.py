@@ -1,7 +1,9 @@
 """HTTP routing of the simulator: which path is which endpoint, keys, the Files API, errors in each API's format.
 
 Every reply is recorded in `SimulatorServer.requests` before it is written, so a client that has its answer
-can already see the record.
+can already see the record. The cachedContents and batch routes are mixins: caches.py, batches.py (Gemini) and
+openai_batches.py (OpenAI: a path under /v1/files or /v1/batches with `Authorization: Bearer`; Gemini's Files
+API shares /v1/files but sends `x-goog-api-key`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from annotator.simulator import gemini_api, openai_api
-from annotator.simulator.caches import CacheEndpoints, merged
+from annotator.simulator.batches import BatchEndpoints, generate_body, prepare_generate
+from annotator.simulator.caches import CacheEndpoints
 from annotator.simulator.errors import SimError, invalid
 from annotator.simulator.files import CHUNK_GRANULARITY, UploadError
 from annotator.simulator.gemini_api import API_VERSIONS
+from annotator.simulator.openai_batches import OpenAIBatchEndpoints, chat_body
 from annotator.simulator.prompt_reader import detect_stage
 
 if TYPE_CHECKING:
@@ -31,7 +35,7 @@ def _missing_file(file_id: str) -> SimError:
     return SimError(403, f"You do not have permission to access the File {file_id} or it may not exist.")
 
 
-class Handler(CacheEndpoints, BaseHTTPRequestHandler):
+class Handler(CacheEndpoints, BatchEndpoints, OpenAIBatchEndpoints, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "v2s-simulator/1"
     # headers and body leave in separate writes; with Nagle on, the body waits for the client's delayed ACK
@@ -111,8 +115,15 @@ class Handler(CacheEndpoints, BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         parts = [p for p in url.path.split("/") if p]
-        openai_style = parts[-2:] == ["chat", "completions"] or (
-            parts[-1:] == ["models"] and method == "GET" and self._bearer() is not None
+        openai_style = (
+            parts[-2:] == ["chat", "completions"]
+            or (parts[-1:] == ["models"] and method == "GET" and self._bearer() is not None)
+            or (  # OpenAI files and batches; Gemini's Files API shares /v1/files but sends x-goog-api-key
+                parts[:1] == ["v1"]
+                and parts[1:2] in (["files"], ["batches"])
+                and self._bearer() is not None
+                and not self.headers.get("x-goog-api-key")
+            )
         )
         try:
             self._endpoint, handler = self._route(method, parts, openai_style)
@@ -137,6 +148,13 @@ class Handler(CacheEndpoints, BaseHTTPRequestHandler):
         if openai_style:
             if parts[-2:] == ["chat", "completions"] and method == "POST":
                 return "chat.completions", self._chat
+            if parts[1:2] in (["files"], ["batches"]):
+                routed = self._openai_batch_route(method, parts)
+                if routed is None:
+                    raise SimError(
+                        404, f"{method} {self.path.split('?')[0]} is not an endpoint of the v2s simulator"
+                    )
+                return routed
             return "models.list", self._openai_models
         if parts[:1] == ["upload"] and parts[1:2] and parts[1] in API_VERSIONS and parts[2:3] == ["files"]:
             if method != "POST":
@@ -147,7 +165,7 @@ class Handler(CacheEndpoints, BaseHTTPRequestHandler):
             return "health", self._health
         if parts[0] in API_VERSIONS and len(parts) in (2, 3):
             self._version = parts[0]
-            cached = self._cache_route(method, parts)
+            cached = self._cache_route(method, parts) or self._batch_route(method, parts)
             if cached is not None:
                 return cached
             if parts[1] == "files":
@@ -200,23 +218,11 @@ class Handler(CacheEndpoints, BaseHTTPRequestHandler):
     # -- Gemini models ---------------------------------------------------------------------------------------
     def _generate(self, raw: bytes, query: dict) -> None:
         self._check_gemini_key(query)
-        request = gemini_api.parse_generate(self._json(raw))
-        cache = self.sim.caches.get(request.cached_content) if request.cached_content else None
-        if cache is not None:
-            request = merged(request, cache, self._model or "")
-        stage = detect_stage(request.schema_title, request.texts, has_video=request.video is not None)
+        model = self._model or ""
+        request, cache, stage = prepare_generate(self.sim, model, gemini_api.parse_generate(self._json(raw)))
         self._stage = stage.value
-        result = self.sim.answer("gemini", self._model or "", stage, request, received_s=self._received_s)
-        body = gemini_api.generate_response(
-            result.text,
-            self._model or "",
-            result.usage,
-            cached_tokens=self.sim.cache_tokens(cache) if cache is not None else 0,
-            finish_reason=result.fault.finish_reason or "STOP",
-            empty=result.fault.empty,
-            blocked=result.fault.blocked,
-            tier=result.tier,
-        )
+        result = self.sim.answer("gemini", model, stage, request, received_s=self._received_s)
+        body = generate_body(self.sim, model, result, cache)  # what a batch item answers too (batches.py)
         self._reply(200, body, start_s=result.start_s, end_s=result.end_s)
 
     def _count_tokens(self, raw: bytes, query: dict) -> None:
@@ -335,16 +341,7 @@ class Handler(CacheEndpoints, BaseHTTPRequestHandler):
         stage = detect_stage(request.schema_title, request.texts, has_video=request.video is not None)
         self._stage = stage.value
         result = self.sim.answer("openai", request.model, stage, request, received_s=self._received_s)
-        body = openai_api.chat_response(
-            result.text,
-            request.model,
-            result.usage,
-            reasoning=result.answer.reasoning,
-            finish_reason=result.fault.finish_reason or "stop",
-            empty=result.fault.empty,
-            blocked=result.fault.blocked is not None,
-            tier=result.tier,
-        )
+        body = chat_body(request.model, result)  # what a batch item answers too (openai_batches.py)
         self._reply(200, body, start_s=result.start_s, end_s=result.end_s)
 
     def _openai_models(self, raw: bytes, query: dict) -> None:

@@ -13,8 +13,19 @@ Endpoints (`{v}` is v1, v1beta or v1alpha):
     POST   /upload/{v}/files                       resumable upload: start (X-Goog-Upload-Command: start)
     POST   /upload/{v}/files?upload_id=…           upload / finalize (returns {"file": {...}})
     GET    /{v}/files, /{v}/files/{id};  DELETE /{v}/files/{id}
+    GET    /{v}/files/{id}:download?alt=media      a generated file's bytes (a batch's results)
+    POST   /{v}/cachedContents;  GET /{v}/cachedContents[/{id}];  DELETE /{v}/cachedContents/{id}
+    POST   /{v}/models/{model}:batchGenerateContent   a batch (inlined requests or an uploaded JSONL file)
+    GET    /{v}/batches, /{v}/batches/{id};  POST /{v}/batches/{id}:cancel;  DELETE /{v}/batches/{id}
     POST   /v1/chat/completions                    OpenAI format, non-streaming, with `usage`
     GET    /v1/models                              OpenAI list when called with `Authorization: Bearer`
+    POST   /v1/files (multipart);  GET /v1/files/{id}[/content];  DELETE /v1/files/{id}    OpenAI, Bearer
+    POST   /v1/batches;  GET /v1/batches[/{id}];  POST /v1/batches/{id}/cancel            OpenAI, Bearer
+                                                   (404 with openai_batches=False, as DeepSeek answers)
+
+Batches (batches.py, openai_batches.py; store and timing in batch_store.py) are PENDING / validating for
+`BatchPlay.pending_s`, RUNNING / in_progress for `running_s`, then answered item by item exactly as
+generateContent / chat completions would answer them.
 
 Which part of the film a request is about is learned only from the request: the v2s provenance tag in the
 video's MP4 metadata gives the absolute [start_s, end_s]; `videoMetadata` offsets narrow it.
@@ -40,6 +51,7 @@ from pathlib import Path
 
 from annotator.schemas.provenance import Provenance
 from annotator.simulator import gemini_api
+from annotator.simulator.batch_store import BatchPlay, BatchStore
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
 from annotator.simulator.caches import Cache, CacheStore
 from annotator.simulator.errors import SimError, invalid
@@ -48,6 +60,7 @@ from annotator.simulator.flex import FLEX, FlexPlay
 from annotator.simulator.gemini_api import GenerateRequest, VideoPart
 from annotator.simulator.http_handler import Handler
 from annotator.simulator.openai_api import ChatRequest
+from annotator.simulator.openai_batches import OpenAIFileStore, openai_batches_from_env
 from annotator.simulator.prompt_reader import Stage
 from annotator.simulator.responder import Answer, Clip, Responder
 from annotator.simulator.scenarios import Scenario, stuck_processing_s
@@ -56,15 +69,16 @@ from annotator.simulator.tokens import Usage, estimate
 
 log = logging.getLogger(__name__)
 MODEL_CALLS = ("generateContent", "chat.completions")
+BATCH_CALLS = ("batch.generateContent", "batch.chat.completions")  # one record per answered batch item
 
 
 @dataclass(frozen=True)
 class RequestRecord:
     """One request the server answered (tests read these through `SimulatorServer.requests`)."""
 
-    endpoint: (
-        str  # generateContent, countTokens, chat.completions, files.upload/get/list/delete, models.list…
-    )
+    # generateContent, countTokens, chat.completions, batch.generateContent, batch.chat.completions (one per
+    # batch item), batches.create/get/list/cancel/delete, files.upload/get/list/delete/download, models.list…
+    endpoint: str
     stage: str | None  # a Stage value for model calls
     status: int
     model: str | None = None
@@ -87,7 +101,9 @@ class SimulatorServer:
     """The simulator as a context manager: `with SimulatorServer(play) as server: ... server.base_url`.
 
     `api_keys`: None accepts any non-empty key, a collection only those keys. `behaviours` decides faults per
-    request (behaviours.py). `file_ttl_s` / `file_processing_s` shape the Files API (48 h / 0 s by default)."""
+    request (behaviours.py). `file_ttl_s` / `file_processing_s` shape the Files API (48 h / 0 s by default).
+    `batches` times the batch APIs (default: `BatchPlay.from_env()`, V2S_SIM_BATCH_*); `openai_batches=False`
+    answers OpenAI's /v1/files and /v1/batches 404 like DeepSeek (default: V2S_SIM_OPENAI_BATCHES, on)."""
 
     def __init__(
         self,
@@ -102,6 +118,8 @@ class SimulatorServer:
         allow_remote: bool = False,
         imperfection: float = 0.0,
         flex: FlexPlay | None = None,
+        batches: BatchPlay | None = None,
+        openai_batches: bool | None = None,
     ) -> None:
         if not allow_remote and not _is_loopback(host):
             raise ValueError(f"the simulator serves on loopback only; {host!r} is not a loopback address")
@@ -111,6 +129,10 @@ class SimulatorServer:
         self.behaviours = behaviours or Behaviours()
         self.flex = flex or FlexPlay()  # how the Flex tier answers (flex.py): slower, some requests shed
         self.caches = CacheStore()  # explicit context caches (caches.py)
+        # batches of both APIs (batches.py); `self.batches.play` is their timing
+        self.batches = BatchStore(batches or BatchPlay.from_env())
+        self.openai_batches = openai_batches_from_env() if openai_batches is None else openai_batches
+        self.openai_files = OpenAIFileStore()  # OpenAI's Files API: batch input and output files
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.files = FileStore(
             ttl_s=file_ttl_s, processing_s=stuck_processing_s(self.behaviours, file_processing_s)
@@ -161,8 +183,9 @@ class SimulatorServer:
             return list(self._log)
 
     def request_count(self, stage: str | None = None) -> int:
-        """Model calls (generateContent and chat completions, any outcome), optionally of one stage."""
-        return sum(1 for r in self.requests if r.endpoint in MODEL_CALLS and stage in (None, r.stage))
+        """Model calls (generateContent, chat completions, batch items; any outcome), optionally of one stage."""
+        calls = MODEL_CALLS + BATCH_CALLS
+        return sum(1 for r in self.requests if r.endpoint in calls and stage in (None, r.stage))
 
     def record(
         self,
@@ -366,6 +389,8 @@ def serve(
         f"v2s simulator: {screenplay.title!r} ({screenplay.duration_s:.0f} s) at {url}\n"
         f"  Gemini: genai.Client(api_key=ANY, http_options=HttpOptions(base_url={url!r}))\n"
         f"  OpenAI: OpenAI(base_url={url + '/v1'!r}, api_key=ANY)\n"
+        f"  batches: pending {server.batches.play.pending_s:g} s, running {server.batches.play.running_s:g} s"
+        f"{'' if server.openai_batches else '; OpenAI batches off (404, as DeepSeek)'}\n"
         "  Ctrl-C stops.",
         flush=True,
     )

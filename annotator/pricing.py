@@ -47,6 +47,10 @@ class Price(BaseModel):
         )
         return per_m * self.multiplier(tier) / 1_000_000
 
+    def cost_of(self, response) -> float:
+        """Dollars of one answer (a ModelResponse: its tokens, cached tokens and the tier it was served at)."""
+        return self.cost(response.input_tokens, response.output_tokens, response.tier, response.cached_tokens)
+
     def storage_cost(self, tokens: int, seconds: float) -> float:
         return tokens * self.cache_storage_per_m_hour * seconds / 3600 / 1_000_000
 

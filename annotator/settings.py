@@ -74,13 +74,23 @@ class ModelSettings(BaseSettings):
     # V2S_PRICES='{"gemini-2.5-pro": {"input_per_m": 1.0, ...}}' overrides single models on top of it.
     prices_file: str | None = None
     prices: dict[str, Price] = Field(default_factory=dict)
-    # The service tier per stage: standard, or flex (Gemini's half-price synchronous tier; it may be slower
-    # and shed requests: after `flex_max_sheds` sheds of one call, that call goes on at the standard tier).
-    plot_tier: Literal["standard", "flex"] = "standard"
-    script_tier: Literal["standard", "flex"] = "standard"
-    distill_tier: Literal["standard", "flex"] = "standard"
+    # The service tier per stage: standard; flex (Gemini's half-price synchronous tier; it may be slower
+    # and shed requests: after `flex_max_sheds` sheds of one call, that call goes on at the standard tier);
+    # batch (the provider's asynchronous batch API at half price: the stage's requests of many segments go
+    # in one batch job, the plot chain in waves; a backend without batches makes standard calls).
+    plot_tier: Literal["standard", "flex", "batch"] = "standard"
+    script_tier: Literal["standard", "flex", "batch"] = "standard"
+    distill_tier: Literal["standard", "flex", "batch"] = "standard"
     flex_max_sheds: int = Field(2, ge=0)
     flex_request_timeout_s: float = 900.0  # Flex answers in minutes (its documented target: 1–15)
+    batch_poll_s: float = Field(30.0, gt=0)  # how often an open batch is asked for its state
+    batch_max_items: int = Field(1000, ge=1)  # requests per batch job at most
+    batch_rounds: int = Field(3, ge=1)  # batches per item at most: the first, then retries of failed items
+    batch_timeout_s: float = Field(26 * 3600.0, gt=0)  # Gemini and OpenAI finish or expire a batch in 24 h
+    # requests inlined in the create call (Gemini), or sent as a JSONL file through the Files API; auto
+    # inlines up to batch_inline_max_bytes (the API's limit for an inlined batch is 20 MB)
+    batch_input: Literal["auto", "inline", "file"] = "auto"
+    batch_inline_max_bytes: int = Field(16 * 1024 * 1024, ge=1)
 
     # Explicit context caching of a segment's video between its plot and script calls (Gemini, same model
     # and resolution for both, clip above the model's smallest cache): made before the plot, read by both,
@@ -96,3 +106,9 @@ class ModelSettings(BaseSettings):
 
     def tier(self, stage: str) -> Tier:
         return getattr(self, f"{stage}_tier", "standard")
+
+    def call_tier(self, stage: str) -> Tier:
+        """The tier of a synchronous call of the stage: a batch-tier stage's own calls (a fallback, a repair
+        outside a batch) are standard calls."""
+        tier = self.tier(stage)
+        return "standard" if tier == "batch" else tier

@@ -92,6 +92,7 @@ def status_view(db: Database, job_id: str | None):
     videos = sum(report.videos.values())
     parts: list = [_jobs_table(report), Text(f"videos {videos} ({counted}), segments {report.segments}")]
     parts.extend(_usage_tables(report))
+    parts.extend(_batch_tables(report))
     parts.extend(_shard_lines(report))
     parts.extend(_input_lines(report))
     parts.extend(_failure_lines(report))
@@ -137,6 +138,31 @@ def _usage_table(title: str, what: str, rows: list[tuple[str, Usage]]) -> Table:
     for name, usage in rows:
         table.add_row(escape(name), *_tokens(usage))
     return table
+
+
+def _batch_tables(report: StatusReport) -> list[Table]:
+    """What waits in open provider batches (paid when they finish)."""
+    if not report.open_batches:
+        return []
+    table = Table(title="open batches (waiting at the batch tier)")
+    for column in ("batch", "stage", "model", "wave", "attempt", "requests", "est. input USD", "open for"):
+        table.add_column(column, justify="right" if column not in ("batch", "stage", "model") else "left")
+    for b in report.open_batches:
+        table.add_row(
+            escape(b.name),
+            escape(b.stage),
+            escape(b.model),
+            str(b.wave or "-"),
+            str(b.attempt),
+            str(b.items),
+            f"{b.estimated_cost_usd:.4f}",
+            f"{b.age_s:.0f} s",
+        )
+    total = sum(b.estimated_cost_usd for b in report.open_batches)
+    table.caption = (
+        f"{sum(b.items for b in report.open_batches)} requests, about ${total:.4f} of input waiting"
+    )
+    return [table]
 
 
 def _shard_lines(report: StatusReport) -> list[Text]:

@@ -117,6 +117,20 @@ class SegmentWarnings(BaseModel):
     warnings: list[str]
 
 
+class WaitingBatch(BaseModel):
+    """A provider batch not yet read back: its requests are paid for when it finishes."""
+
+    name: str
+    stage: str
+    backend: str
+    model: str
+    wave: int | None = None
+    attempt: int = 1
+    items: int
+    estimated_cost_usd: float  # its requests' input at the batch price (outputs are not known before)
+    age_s: float
+
+
 class StatusReport(BaseModel):
     format_version: Literal[1] = STATUS_FORMAT_VERSION
     job: str | None = Field(description="the job asked for; null: every job of the database")
@@ -130,6 +144,7 @@ class StatusReport(BaseModel):
     per_model: list[ModelUsage] = []
     shards: list[ShardsWritten]
     skipped_inputs: list[SkippedInput] = []
+    open_batches: list[WaitingBatch] = []
     failed_inputs: list[FailedInput]
     failures: list[StageFailure]
     blocked_chains: list[BlockedChain]
@@ -167,6 +182,9 @@ def status_report(db: Database, job_id: str | None) -> StatusReport:
         per_model=[ModelUsage(model=model, **u) for model, u in usage["model"].items() if model],
         shards=[_shards(j.id, j.out) for j in jobs],
         skipped_inputs=[SkippedInput(job=j.id, **entry) for j in jobs for entry in j.skipped_inputs or []],
+        open_batches=[
+            WaitingBatch(**b.model_dump(exclude={"segment_ids"})) for b in store.open_batches(job_id)
+        ],
         failed_inputs=[
             FailedInput(uri=uri, error=error) for uri, status, error in videos if status == VideoStatus.FAILED
         ],

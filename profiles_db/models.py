@@ -305,7 +305,8 @@ class ModelBatch(Base):
     stage: Mapped[str] = mapped_column(String(16))
     backend: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(128))
-    wave: Mapped[int | None] = mapped_column(Integer)  # plot: the chain position every item of the wave holds
+    wave: Mapped[int | None] = mapped_column(Integer)  # plot: the wave of the chains it holds a step of
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # 2+: retries failed items
     state: Mapped[str] = mapped_column(String(16))  # open|done|failed|cancelled|expired
     items: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     failed_items: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

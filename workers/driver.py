@@ -9,17 +9,22 @@ stage leases in SQL make the retry safe.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import ray
 
-from workers.context import RunContext, VideoSource, database, store
+from annotator.gateway import ModelCallError
+from profiles_db.stages import MODEL_STAGES, Stage
+from workers.batch_tasks import run_stage_batch
+from workers.context import RunContext, VideoSource, database, gateway, store
 from workers.scheduler import RunSummary, Scheduler, Task, TaskKind
 from workers.shard_actor import ShardWriterActor
 from workers.shards import ShardWriter
 from workers.tasks import annotate_segment, build_records, prepare_video, reason_plot
 
 Event = Callable[[str, dict], None]
+log = logging.getLogger(__name__)
 
 __all__ = ["RunSummary", "run_pipeline"]
 
@@ -29,9 +34,32 @@ def _submit(ctx: RunContext, task: Task, videos: dict[str, VideoSource]) -> ray.
         return prepare_video.remote(ctx, videos[task.video_id])
     if task.kind == TaskKind.PLOT:
         return reason_plot.remote(ctx, task.segment_id, task.chain_index)
-    if task.kind == TaskKind.ANNOTATE:
-        return annotate_segment.remote(ctx, task.segment_id)
+    if task.kind == TaskKind.ANNOTATE:  # the script only when its distillation goes in a batch
+        return annotate_segment.remote(ctx, task.segment_id, distill=task.stage != Stage.SCRIPT)
+    if task.kind == TaskKind.BATCH:
+        items = [(item.segment_id, item.chain_index) for item in task.items]
+        return run_stage_batch.remote(ctx, task.stage, items, task.wave)
     return build_records.remote(ctx, task.video_id)
+
+
+def batch_stages(ctx: RunContext) -> list[Stage]:
+    """The stages at the batch tier whose backend has a batch API (the others make standard calls)."""
+    gw = gateway(ctx.db_url)
+    out = []
+    for stage in MODEL_STAGES:
+        if gw.settings.tier(stage) != "batch":
+            continue
+        backend = getattr(gw.settings, f"{stage.value}_backend")
+        try:
+            api = gw.batches(backend)
+        except ModelCallError as exc:
+            log.warning("%s: the batch tier is not available (%s); standard calls instead", stage, exc)
+            continue
+        if api is None:
+            log.warning("%s: the %s server has no batch API; standard calls instead", stage, backend)
+            continue
+        out.append(stage)
+    return out
 
 
 def _verified_output(ctx: RunContext) -> list[str]:
@@ -69,7 +97,13 @@ def run_pipeline(
     stop = should_stop or (lambda: False)
     st = store(ctx)
     scheduler = Scheduler(
-        videos, max_in_flight=ctx.max_in_flight, order=st.scope_segments, emit=emit, prepare_only=prepare_only
+        videos,
+        max_in_flight=ctx.max_in_flight,
+        order=st.scope_segments,
+        emit=emit,
+        prepare_only=prepare_only,
+        batch_stages=() if prepare_only else batch_stages(ctx),
+        batch_max_items=gateway(ctx.db_url).settings.batch_max_items,
     )
     if prepare_only:  # no record is written, so neither the output's shards nor a writer are needed
         _drain(ctx, scheduler, videos, stop, None)

@@ -10,6 +10,11 @@
   its records are built (a name learned in the last segment reaches the first segment's record).
 - Back-pressure: at most `max_in_flight` tasks at a time; work under way (which frees memory and finishes
   videos) goes before new videos. A cancel stops new work; what runs finishes.
+- Stages at the batch tier (`batch_stages`) run as provider batches, one task per batch. The plot chains go in
+  *waves*: a wave holds the next plot of every chain whose previous plot is applied (so never two of one
+  scope), and goes once the previous wave is back and no video is left to prepare (or it is full); a scope's
+  segment k is never reasoned before k−1 is applied. Scripts and distillations whose input is ready gather in
+  a pool that goes as one batch whenever no batch of that stage is out.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from profiles_db.stages import RunStatus
+from profiles_db.stages import RunStatus, Stage
 from workers.context import VideoSource
 from workers.results import PreparedVideo, SegmentOutcome
 
@@ -29,14 +34,18 @@ class TaskKind(StrEnum):
     PLOT = "plot"
     ANNOTATE = "annotate"
     RECORDS = "records"
+    BATCH = "batch"  # one provider batch of a stage's requests (its items are plot or annotate tasks)
 
 
 @dataclass(frozen=True)
 class Task:
     kind: TaskKind
-    video_id: str
+    video_id: str = ""
     segment_id: int | None = None  # plot and annotate
     chain_index: int | None = None  # plot: 1-based position in the scope's chain
+    stage: Stage | None = None  # batch: its stage; annotate: script only when the distill goes in a batch
+    items: tuple[Task, ...] = ()  # batch: the plot or annotate task of each of its segments
+    wave: int | None = None  # a plot batch: its wave number
 
 
 @dataclass
@@ -75,8 +84,11 @@ class Scheduler:
         order: Order,
         emit: Emit | None = None,
         prepare_only: bool = False,
+        batch_stages: Iterable[Stage] = (),
+        batch_max_items: int = 1000,
     ) -> None:
-        """`prepare_only`: split the videos and stop there (`v2s plan`); no chain is planned, nothing else runs."""
+        """`prepare_only`: split the videos and stop there (`v2s plan`); no chain is planned, nothing else runs.
+        `batch_stages`: the stages sent as provider batches of at most `batch_max_items` requests."""
         self.videos = {v.video_id: v for v in videos}
         self.limit = max(1, max_in_flight)
         self.order, self.emit = order, emit or (lambda kind, data: None)
@@ -94,15 +106,22 @@ class Scheduler:
         self.to_prepare = deque(self.videos)
         self.queue: deque[Task] = deque()
         self.in_flight = 0
+        self.preparing = 0
+        self.batching = Batching(frozenset(batch_stages), batch_max_items)
 
     # -- what runs next ------------------------------------------------------------------------------
     def next_tasks(self) -> list[Task]:
         """The tasks to submit now (each counts against max_in_flight until `finished` is told of it)."""
         out: list[Task] = []
+        if not self.summary.cancelled:
+            all_prepared = not self.to_prepare and self.preparing == 0
+            self.queue.extendleft(reversed(self.batching.due(all_prepared)))
         while self.in_flight < self.limit and not self.summary.cancelled and (self.queue or self.to_prepare):
-            out.append(
-                self.queue.popleft() if self.queue else Task(TaskKind.PREPARE, self.to_prepare.popleft())
-            )
+            if self.queue:
+                out.append(self.queue.popleft())
+            else:
+                out.append(Task(TaskKind.PREPARE, self.to_prepare.popleft()))
+                self.preparing += 1
             self.in_flight += 1
         return out
 
@@ -112,6 +131,7 @@ class Scheduler:
             self.summary.cancelled = True
             self.queue.clear()
             self.to_prepare.clear()
+            self.batching.clear()
 
     @property
     def idle(self) -> bool:
@@ -123,16 +143,48 @@ class Scheduler:
         if task.kind == TaskKind.RECORDS:
             self.emit(task.kind, {"video_id": task.video_id})
             return
-        self.emit(task.kind, result.model_dump(mode="json"))
+        if task.kind == TaskKind.BATCH:  # its items, one by one, as if each had been a task of its own
+            self.batching.returned(task.stage)
+            outcomes = {o.segment_id: o for o in result}
+            for item in task.items:
+                self._item_finished(item, outcomes[item.segment_id], task.stage)
+            return
         if task.kind == TaskKind.PREPARE:
+            self.preparing -= 1
+            self.emit(task.kind, result.model_dump(mode="json"))
             self._prepared(task.video_id, result)
-        elif task.kind == TaskKind.PLOT:
+            return
+        self._item_finished(task, result, task.stage or (Stage.PLOT if task.kind == TaskKind.PLOT else None))
+
+    def _item_finished(self, task: Task, result: SegmentOutcome, stage: Stage | None) -> None:
+        """A plot, a script-only annotation, a script or a distillation (alone or as a batch item) came back."""
+        if task.kind == TaskKind.PLOT:
+            self.emit(task.kind, result.model_dump(mode="json"))
             self._plotted(task, result)
-        else:
-            if result.status != RunStatus.DONE:
-                self.summary.stage_failures.append(result)
-            self.remaining[task.video_id] -= 1
-            self._export_when_ready(task.video_id)
+            return
+        if stage == Stage.SCRIPT and result.status == RunStatus.DONE:  # its distillation is still to come
+            self._distill(task)
+            return
+        self.emit(TaskKind.ANNOTATE, result.model_dump(mode="json"))
+        if result.status != RunStatus.DONE:
+            self.summary.stage_failures.append(result)
+        self.remaining[task.video_id] -= 1
+        self._export_when_ready(task.video_id)
+
+    def _annotate(self, video_id: str, segment_id: int) -> None:
+        """Script and distillation of a segment whose plot is done: a batch item, or a task that writes the
+        script (and distils it too, unless the distillation goes in a batch)."""
+        if Stage.SCRIPT in self.batching.stages:
+            self.batching.add(Stage.SCRIPT, Task(TaskKind.ANNOTATE, video_id, segment_id, stage=Stage.SCRIPT))
+            return
+        script_only = Stage.SCRIPT if Stage.DISTILL in self.batching.stages else None
+        self.queue.append(Task(TaskKind.ANNOTATE, video_id, segment_id, stage=script_only))
+
+    def _distill(self, task: Task) -> None:
+        if Stage.DISTILL in self.batching.stages:
+            self.batching.add(Stage.DISTILL, Task(TaskKind.ANNOTATE, task.video_id, task.segment_id))
+        else:  # the task finds the script done and distils it
+            self.queue.append(Task(TaskKind.ANNOTATE, task.video_id, task.segment_id))
 
     def _prepared(self, video_id: str, result: PreparedVideo) -> None:
         scope = self.scope_of[video_id]
@@ -158,7 +210,7 @@ class Scheduler:
         self.chains[scope] = chain
         self.emit("chain", {"scope": scope, "segments": len(chain.segments)})
         if chain.segments:
-            self.queue.append(self._next_plot(scope))
+            self._plot(self._next_plot(scope), front=False)
         else:
             chain.complete = True
 
@@ -168,10 +220,18 @@ class Scheduler:
         chain.position += 1
         return Task(TaskKind.PLOT, video_id, segment_id, chain_index=chain.position)
 
+    def _plot(self, task: Task, *, front: bool) -> None:
+        if Stage.PLOT in self.batching.stages:
+            self.batching.add(Stage.PLOT, task)
+        elif front:
+            self.queue.appendleft(task)
+        else:
+            self.queue.append(task)
+
     def _plotted(self, task: Task, result: SegmentOutcome) -> None:
         scope = self.scope_of[task.video_id]
         if result.status == RunStatus.DONE:
-            self.queue.append(Task(TaskKind.ANNOTATE, task.video_id, task.segment_id))
+            self._annotate(task.video_id, task.segment_id)
             self._advance(scope)
         elif result.status == RunStatus.REJECTED:  # given up on purpose: no record, the chain goes on
             self.remaining[task.video_id] -= 1
@@ -190,7 +250,7 @@ class Scheduler:
         chain = self.chains[scope]
         if chain.position < len(chain.segments):  # the next plot reads the memory this one wrote
             if not self.summary.cancelled:
-                self.queue.appendleft(self._next_plot(scope))
+                self._plot(self._next_plot(scope), front=True)
             return
         chain.complete = True
         for video_id in chain.video_ids:
@@ -201,3 +261,41 @@ class Scheduler:
         chain = self.chains[self.scope_of[video_id]]
         if chain.complete and self.remaining[video_id] == 0 and not self.summary.cancelled:
             self.queue.append(Task(TaskKind.RECORDS, video_id))
+
+
+class Batching:
+    """The batch-tier stages' waiting items, and when they go: one batch per stage out at a time."""
+
+    def __init__(self, stages: frozenset[Stage], max_items: int) -> None:
+        self.stages, self.max_items = stages, max(1, max_items)
+        self.waiting: dict[Stage, list[Task]] = {stage: [] for stage in stages}
+        self.out: set[Stage] = set()
+        self.waves = 0
+
+    def add(self, stage: Stage, item: Task) -> None:
+        self.waiting[stage].append(item)
+
+    def returned(self, stage: Stage | None) -> None:
+        self.out.discard(stage)
+
+    def clear(self) -> None:
+        for items in self.waiting.values():
+            items.clear()
+
+    def due(self, all_prepared: bool) -> list[Task]:
+        """The batches to submit now. A plot wave waits until every video is prepared (so that every chain's
+        first plot is in the first wave) unless it is full already."""
+        out = []
+        for stage, items in self.waiting.items():
+            if not items or stage in self.out:
+                continue
+            if stage == Stage.PLOT and not all_prepared and len(items) < self.max_items:
+                continue
+            taken, self.waiting[stage] = items[: self.max_items], items[self.max_items :]
+            wave = None
+            if stage == Stage.PLOT:
+                self.waves += 1
+                wave = self.waves
+            out.append(Task(TaskKind.BATCH, stage=stage, items=tuple(taken), wave=wave))
+            self.out.add(stage)
+        return out

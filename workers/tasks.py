@@ -10,42 +10,29 @@ from pathlib import Path
 
 import ray
 
-from annotator.gateway.base import Media
-from annotator.media import MediaError, probe, read_provenance
+from annotator.media import MediaError, probe
 from annotator.records import build_record
 from annotator.schemas import DistilledThinking, NextSegmentPlot, Script
 from annotator.schemas.provenance import Provenance
 from annotator.schemas.record import MemoryGap, RecordVideo
-from annotator.stages import (
-    PlotReasoner,
-    QualityGates,
-    ScriptWriter,
-    SegmentInput,
-    ThinkingDistiller,
-    synopsis,
-)
-from profiles_db.cpm import ChainOrderError
-from profiles_db.models import Segment, Video
-from profiles_db.stages import MODEL_STAGES, RunStatus, Stage, StageUsage, VideoStatus
-from workers import video_cache
+from profiles_db.stages import MODEL_STAGES, RunStatus, Stage, VideoStatus
+from workers import stage_steps as steps
 from workers.context import RunContext, VideoSource, cpm, gateway, store
 from workers.fetch import (
     ensure_proxy,
     local_copy,
-    local_proxy,
     proxy_present,
-    proxy_sha256,
     release_copy,
 )
-from workers.metrics import record_stage, record_video
+from workers.metrics import record_video
 from workers.results import SKIPPED, PreparedVideo, SegmentOutcome
 from workers.splitter import ProxyBatch, SplitSettings, split_video
-from workers.storage import cache_root, join, write_text
+from workers.storage import cache_root
 
 log = logging.getLogger(__name__)
 
 
-def _owner() -> str:
+def owner() -> str:
     """The lease owner: the Ray task id, which a retry of the task keeps (so a task re-run after its node
     died takes its own lease back at once); host:pid outside Ray."""
     try:
@@ -53,27 +40,6 @@ def _owner() -> str:
     except Exception:  # not inside a Ray task
         task_id = None
     return f"task:{task_id}" if task_id else f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _usage(result) -> StageUsage:
-    return StageUsage(
-        model=result.model,
-        prompt_version=result.prompt_version,
-        input_tokens=result.usage.input_tokens,
-        output_tokens=result.usage.output_tokens,
-        cost_usd=result.usage.cost_usd,
-        tier=result.usage.tier if result.usage.calls else None,
-        cached_tokens=result.usage.cached_tokens,
-    )
-
-
-def _failed(st, segment_id: int, stage: Stage, result) -> SegmentOutcome:
-    """Store a stage's failure with its specific outcome and reason; the run goes on with other segments."""
-    st.fail(
-        segment_id, stage, result.error or f"{stage} failed", outcome=result.outcome, usage=_usage(result)
-    )
-    record_stage(stage, RunStatus.FAILED, _usage(result))
-    return SegmentOutcome(segment_id=segment_id, status=RunStatus.FAILED, stage=stage, error=result.error)
 
 
 @ray.remote(num_cpus=1, max_retries=2)
@@ -149,7 +115,7 @@ def _cut_proxies(
 ) -> list[tuple[float, float, str]]:
     """OUT/proxies/… locally or in the bucket, whole ones reused; the first missing or broken one cuts them all
     in one ffmpeg run. Returns (start, end, proxy URI) per segment. In offsets mode every segment shares one
-    proxy of the whole video, addressed by offsets when the stages send it (see _segment_input)."""
+    proxy of the whole video, addressed by offsets when the stages send it (see stage_steps.segment_input)."""
     proxy_settings = split.proxy
     if split.proxy_mode == "offsets":
         tag = Provenance(
@@ -181,167 +147,43 @@ def _cut_proxies(
     return proxies
 
 
-def _segment_input(segment: Segment, index: int) -> SegmentInput:
-    """The segment and its proxy. A proxy covering more than the segment (offsets mode: one per video) is
-    narrowed by start/end offsets, seconds within the proxy file; the model's times then count from the start
-    offset, i.e. they are segment-relative as with a proxy of its own (docs/splitting.md)."""
-    proxy = local_proxy(segment.proxy_uri)
-    media = Media(path=proxy, sha256=proxy_sha256(proxy), resolution=None)
-    shown = read_provenance(proxy)
-    if shown is not None and (
-        abs(shown.start_s - segment.start_s) > 1e-3 or abs(shown.end_s - segment.end_s) > 1e-3
-    ):
-        media.start_offset_s = round(segment.start_s - shown.start_s, 3)
-        media.end_offset_s = round(segment.end_s - shown.start_s, 3)
-    return SegmentInput(index=index, start_s=segment.start_s, end_s=segment.end_s, media=media)
-
-
 @ray.remote(num_cpus=0.25, max_retries=2)
 def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> SegmentOutcome:
     """Plot reasoning of one segment; the driver calls these strictly in order within a scope."""
-    st, manager = store(ctx), cpm(ctx)
-    segment, video = st.segment(segment_id)
+    st = store(ctx)
     # wait out a dead worker's lease: the next segment's plot must not run before this one's
-    if st.claim_waiting(segment_id, Stage.PLOT, _owner(), ctx.job_id) != "claimed":
+    if st.claim_waiting(segment_id, Stage.PLOT, owner(), ctx.job_id) != "claimed":
         status, _ = st.result(segment_id, Stage.PLOT)
         return SegmentOutcome(segment_id=segment_id, status=status, stage=Stage.PLOT)
-    settings = gateway(ctx.db_url).settings
-    reasoner = PlotReasoner(gateway(ctx.db_url), backend=settings.plot_backend, model=settings.plot_model)
-    context = manager.context(video.scope, segment_id, token_budget=ctx.context_token_budget)
-    shown = _segment_input(segment, chain_index)
-    cache = video_cache.open_for_plot(
-        gateway(ctx.db_url), shown.media, shown.duration_s, bool(video.has_audio)
-    )
-    if cache is not None:  # made for the plot and the script; its price is the plot stage's
-        shown = shown.model_copy(update={"media": shown.media.model_copy(update={"cache_name": cache.name})})
-    result = reasoner.reason(shown, context)
-    if cache is not None:
-        result.usage.cost_usd += cache.cost_usd
-    if not result.ok:
-        video_cache.close(gateway(ctx.db_url), {video_cache.RESULT_KEY: cache and cache.model_dump()})
-        return _failed(st, segment_id, Stage.PLOT, result)
-    try:
-        report = manager.apply(video.scope, segment_id, result.value)
-    except ChainOrderError as exc:  # the answer stays in the response cache: a resume in order pays nothing
-        st.fail(segment_id, Stage.PLOT, str(exc), outcome="out_of_order", usage=_usage(result))
-        return SegmentOutcome(
-            segment_id=segment_id, status=RunStatus.FAILED, stage=Stage.PLOT, error=str(exc)
-        )
-    for warning in report.warnings:
-        log.warning("segment %s: %s", segment_id, warning)
-    st.complete(
-        segment_id,
-        Stage.PLOT,
-        {
-            "answer": result.value.model_dump(mode="json"),
-            "code_map": report.code_map,
-            "warnings": report.warnings,
-            video_cache.RESULT_KEY: cache.model_dump() if cache is not None else None,
-        },
-        _usage(result),
-    )
-    record_stage(Stage.PLOT, RunStatus.DONE, _usage(result))
-    return SegmentOutcome(segment_id=segment_id, status=RunStatus.DONE)
+    ask, cache = steps.plot_ask(ctx, segment_id, chain_index)
+    return steps.finish_plot(ctx, segment_id, gateway(ctx.db_url).ask(ask), cache)
 
 
 @ray.remote(num_cpus=0.25, max_retries=2)
-def annotate_segment(ctx: RunContext, segment_id: int) -> SegmentOutcome:
-    """Script generation + quality gates + thinking distillation for a segment whose plot is done."""
+def annotate_segment(ctx: RunContext, segment_id: int, distill: bool = True) -> SegmentOutcome:
+    """Script generation + quality gates + thinking distillation for a segment whose plot is done (the script
+    only, when `distill` is False: its distillation goes in a batch)."""
     st = store(ctx)
     plot_status, plot_result = st.result(segment_id, Stage.PLOT)
     if plot_status != RunStatus.DONE:
         return SegmentOutcome(segment_id=segment_id, status=SKIPPED, reason=f"plot is {plot_status}")
-    plot = NextSegmentPlot.model_validate(plot_result["answer"])
-    code_map: dict[str, str] = plot_result.get("code_map", {})
     status, script_result = st.result(segment_id, Stage.SCRIPT)
     if status not in (RunStatus.DONE, RunStatus.REJECTED) and st.claim(
-        segment_id, Stage.SCRIPT, _owner(), ctx.job_id
+        segment_id, Stage.SCRIPT, owner(), ctx.job_id
     ):
-        outcome, script_result = _write_script(ctx, segment_id, plot, code_map, plot_result)
-        video_cache.close(gateway(ctx.db_url), plot_result)  # the script is final, or failed for this run
+        ask = steps.script_ask(ctx, segment_id, plot_result)
+        result = gateway(ctx.db_url).ask(ask)
+        outcome, script_result = steps.finish_script(ctx, segment_id, result, plot_result)
         if outcome is not None:
             return outcome
         status = RunStatus.DONE
-    if status != RunStatus.DONE:
+    if status != RunStatus.DONE or not distill:
         return SegmentOutcome(segment_id=segment_id, status=status)
     distill_status, _ = st.result(segment_id, Stage.DISTILL)
-    if distill_status != RunStatus.DONE and st.claim(segment_id, Stage.DISTILL, _owner(), ctx.job_id):
-        script = Script.model_validate(script_result["script"])
-        return _distill(ctx, segment_id, plot, script)
+    if distill_status != RunStatus.DONE and st.claim(segment_id, Stage.DISTILL, owner(), ctx.job_id):
+        ask = steps.distill_ask(ctx, plot_result, script_result)
+        return steps.finish_distill(ctx, segment_id, gateway(ctx.db_url).ask(ask))
     return SegmentOutcome(segment_id=segment_id, status=RunStatus.DONE)
-
-
-def _write_script(
-    ctx: RunContext, segment_id: int, plot: NextSegmentPlot, code_map: dict[str, str], plot_result: dict
-) -> tuple[SegmentOutcome | None, dict | None]:
-    """The claimed script stage: (an outcome that ends the segment's work here, or None; the stored result)."""
-    st, gw = store(ctx), gateway(ctx.db_url)
-    segment, video = st.segment(segment_id)
-    resolve = cpm(ctx).resolver(video.scope)
-    profiles = [p for p in (resolve(c) for c in dict.fromkeys(code_map.values())) if p]
-    writer = ScriptWriter(gw, backend=gw.settings.script_backend, model=gw.settings.script_model)
-    shown = _segment_input(segment, segment.idx)
-    shown = shown.model_copy(update={"media": video_cache.for_script(gw, plot_result, shown.media)})
-    result = writer.write(shown, profiles, synopsis(plot, code_map))
-    if not result.ok:
-        return _failed(st, segment_id, Stage.SCRIPT, result), None
-    problems = QualityGates().check(
-        result.value, segment.end_s - segment.start_s, lambda c: resolve(c) is not None
-    )
-    payload = {"script": result.value.model_dump(mode="json")}
-    if problems:
-        st.fail(
-            segment_id,
-            Stage.SCRIPT,
-            "; ".join(problems),
-            outcome="rejected",
-            rejected=True,
-            usage=_usage(result),
-            result=payload,
-        )
-        _write_reject(ctx, video, segment, problems)
-        record_stage(Stage.SCRIPT, RunStatus.REJECTED, _usage(result))
-        rejected = SegmentOutcome(
-            segment_id=segment_id, status=RunStatus.REJECTED, stage=Stage.SCRIPT, problems=problems
-        )
-        return rejected, payload
-    st.complete(segment_id, Stage.SCRIPT, payload, _usage(result))
-    record_stage(Stage.SCRIPT, RunStatus.DONE, _usage(result))
-    return None, payload
-
-
-def _distill(ctx: RunContext, segment_id: int, plot: NextSegmentPlot, script: Script) -> SegmentOutcome:
-    """The claimed distill stage."""
-    st, gw = store(ctx), gateway(ctx.db_url)
-    distiller = ThinkingDistiller(gw, backend=gw.settings.distill_backend, model=gw.settings.distill_model)
-    result = distiller.distill(plot, script)
-    if not result.ok:
-        return _failed(st, segment_id, Stage.DISTILL, result)
-    st.complete(
-        segment_id,
-        Stage.DISTILL,
-        {"thinking": result.value.model_dump(mode="json"), "reasoning_content": result.reasoning_content},
-        _usage(result),
-    )
-    record_stage(Stage.DISTILL, RunStatus.DONE, _usage(result))
-    return SegmentOutcome(segment_id=segment_id, status=RunStatus.DONE)
-
-
-def _write_reject(ctx: RunContext, video: Video, segment: Segment, problems: list[str]) -> None:
-    import json
-
-    entry = {
-        "video": video.uri,
-        "video_id": video.id,
-        "segment": segment.idx,
-        "start_s": segment.start_s,
-        "end_s": segment.end_s,
-        "reasons": problems,
-    }
-    # named by video id (never by the source's name): any key or file name is safe here, local or bucket
-    write_text(
-        join(ctx.out_dir, "rejects", f"{video.id}_{segment.idx:04d}.json"), json.dumps(entry, indent=2)
-    )
 
 
 @ray.remote(num_cpus=0.25, max_retries=2)

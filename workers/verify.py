@@ -86,7 +86,8 @@ def verify_output(writer, *, repair: bool) -> VerifyReport:
         report.unrepairable.append(finding)
     expected = json.dumps(manifest_document(list(recorded.values())))
     current = storage.read_manifest()
-    if current is None or _parsed(current) != _parsed(expected):
+    fresh = current is None and not recorded  # a new output: nothing written yet, nothing to mend
+    if not fresh and (current is None or _parsed(current) != _parsed(expected)):
         report.manifest_rewritten = True
         if repair and report.ok:
             writer.write_manifest()

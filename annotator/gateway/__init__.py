@@ -7,9 +7,10 @@ import threading
 from pydantic import BaseModel
 
 from annotator.gateway.base import Backend, Media, ModelCallError, ModelRequest, ModelResponse, RetryableError
+from annotator.gateway.batch import BatchBackend
 from annotator.gateway.cache import CachedAnswer, ResponseCache, cache_key
 from annotator.gateway.limiter import LocalRateLimiter, RateLimiter
-from annotator.gateway.structured import StructuredResult, Usage, ask_structured
+from annotator.gateway.structured import StageAsk, StructuredResult, Usage, ask_structured
 from annotator.pricing import MediaRates
 from annotator.prompting import Prompt
 from annotator.settings import ModelSettings
@@ -80,6 +81,7 @@ class Gateway:
         self.cache = cache if self.settings.response_cache else None
         self._backends: dict[str, Backend] = {name: self._limited(b) for name, b in (backends or {}).items()}
         self._lock = threading.Lock()
+        self._batch_apis: dict[str, BatchBackend | None] = {}
 
     def _limited(self, backend: Backend) -> LimitedBackend:
         return LimitedBackend(backend, self.limiter, default_cooldown_s=self.settings.retry_initial_wait_s)
@@ -111,6 +113,71 @@ class Gateway:
     def drop_cache(self, backend: str, name: str) -> None:
         self.backend(backend).inner.delete_cache(name)
 
+    # -- the response cache: a validated answer is never paid for twice ---------------------------------------
+    def _key(self, ask: StageAsk) -> str:
+        return cache_key(
+            stage=ask.stage,
+            backend=ask.backend,
+            model=ask.model,
+            prompt_version=ask.prompt.version,
+            prompt_text=ask.prompt.text,
+            media=ask.media,
+        )
+
+    def cached(self, ask: StageAsk) -> StructuredResult | None:
+        """The stored answer to this exact request, with its own usage (no call is made now: the stage that
+        finally uses it accounts for it once; its first asker may have died before recording it)."""
+        hit = self.cache.get(self._key(ask)) if self.cache is not None else None
+        if hit is None:
+            return None
+        return StructuredResult[ask.schema_type](
+            value=ask.schema_type.model_validate(hit.answer),
+            model=ask.model,
+            prompt_version=ask.prompt.version,
+            usage=Usage(
+                calls=0, input_tokens=hit.input_tokens, output_tokens=hit.output_tokens, cost_usd=hit.cost_usd
+            ),
+            reasoning_content=hit.reasoning_content,
+            cached=True,
+        )
+
+    def remember(self, ask: StageAsk, result: StructuredResult) -> None:
+        if self.cache is None or result.value is None or result.cached:
+            return
+        self.cache.put(
+            self._key(ask),
+            CachedAnswer(
+                answer=result.value.model_dump(mode="json"),
+                reasoning_content=result.reasoning_content,
+                calls=result.usage.calls,
+                input_tokens=result.usage.input_tokens,
+                output_tokens=result.usage.output_tokens,
+                cost_usd=result.usage.cost_usd,
+            ),
+        )
+
+    # -- batches ------------------------------------------------------------------------------------------------
+    def batches(self, backend: str) -> BatchBackend | None:
+        """The backend's batch API, or None when it has none (its batch-tier stages make standard calls)."""
+        with self._lock:
+            if backend in self._batch_apis:
+                return self._batch_apis[backend]
+        inner = getattr(self.backend(backend), "inner", None)
+        api: BatchBackend | None = None
+        if backend == "gemini" and inner is not None:
+            from annotator.gateway.gemini_batch import GeminiBatches
+
+            api = GeminiBatches(inner)
+        elif backend == "openai" and inner is not None:
+            from annotator.gateway.openai_batch import OpenAIBatches
+
+            api = OpenAIBatches(inner)
+        if api is not None and not api.supports_batches():
+            api = None
+        with self._lock:
+            self._batch_apis[backend] = api
+        return api
+
     def structured(
         self,
         *,
@@ -121,54 +188,36 @@ class Gateway:
         schema: type[BaseModel],
         media: Media | None = None,
     ) -> StructuredResult:
+        ask = StageAsk(
+            stage=stage, backend=backend, model=model, prompt=prompt, schema_type=schema, media=media
+        )
+        return self.ask(ask)
+
+    def ask(self, ask: StageAsk) -> StructuredResult:
+        """A validated answer to one request: the stored one, else a synchronous call with its repairs."""
         try:
-            chosen = self.backend(backend)
+            chosen = self.backend(ask.backend)
         except ModelCallError as exc:
             return StructuredResult(
-                outcome=exc.outcome, error=str(exc), model=model, prompt_version=prompt.version, usage=Usage()
+                outcome=exc.outcome,
+                error=str(exc),
+                model=ask.model,
+                prompt_version=ask.prompt.version,
+                usage=Usage(),
             )
-        key = None
-        if self.cache is not None:
-            key = cache_key(
-                stage=stage,
-                backend=backend,
-                model=model,
-                prompt_version=prompt.version,
-                prompt_text=prompt.text,
-                media=media,
-            )
-            hit = self.cache.get(key)
-            if hit is not None:
-                return StructuredResult[schema](
-                    value=schema.model_validate(hit.answer),
-                    model=model,
-                    prompt_version=prompt.version,
-                    # no call now; the answer's own usage, so the stage that finally uses it accounts for
-                    # it once (its first asker may have died before recording it, e.g. a killed driver)
-                    usage=Usage(
-                        calls=0,
-                        input_tokens=hit.input_tokens,
-                        output_tokens=hit.output_tokens,
-                        cost_usd=hit.cost_usd,
-                    ),
-                    reasoning_content=hit.reasoning_content,
-                    cached=True,
-                )
+        hit = self.cached(ask)
+        if hit is not None:
+            return hit
         result = ask_structured(
-            chosen, self.settings, stage=stage, model=model, prompt=prompt, schema=schema, media=media
+            chosen,
+            self.settings,
+            stage=ask.stage,
+            model=ask.model,
+            prompt=ask.prompt,
+            schema=ask.schema_type,
+            media=ask.media,
         )
-        if key is not None and result.value is not None:
-            self.cache.put(
-                key,
-                CachedAnswer(
-                    answer=result.value.model_dump(mode="json"),
-                    reasoning_content=result.reasoning_content,
-                    calls=result.usage.calls,
-                    input_tokens=result.usage.input_tokens,
-                    output_tokens=result.usage.output_tokens,
-                    cost_usd=result.usage.cost_usd,
-                ),
-            )
+        self.remember(ask, result)
         return result
 
 
@@ -181,5 +230,6 @@ __all__ = [
     "ModelRequest",
     "ModelResponse",
     "RetryableError",
+    "StageAsk",
     "StructuredResult",
 ]

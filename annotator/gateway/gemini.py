@@ -62,9 +62,9 @@ class GeminiBackend:
         self._upload_lock = threading.RLock()  # re-entered when a Files API error forgets uploads
 
     # -- media -------------------------------------------------------------------------------------
-    def _video_part(self, media: Media) -> types.Part:
+    def _video_part(self, media: Media, *, upload: bool = False) -> types.Part:
         size = media.path.stat().st_size
-        if size <= self.settings.inline_media_max_bytes:
+        if size <= self.settings.inline_media_max_bytes and not upload:
             part = types.Part.from_bytes(data=media.path.read_bytes(), mime_type=media.mime_type)
         else:
             uploaded = self._uploaded(media)
@@ -85,7 +85,7 @@ class GeminiBackend:
                 cached.expiration_time is None or cached.expiration_time.timestamp() > time.time() + 600
             ):
                 return cached
-            uploaded = self._call(lambda: self._shared(media), "upload")
+            uploaded = self.call(lambda: self._shared(media), "upload")
             limit = self.settings.file_active_timeout_s
             deadline = time.monotonic() + limit
             while uploaded.state == types.FileState.PROCESSING:
@@ -97,9 +97,7 @@ class GeminiBackend:
                         outcome="timeout",
                     )
                 time.sleep(self.settings.file_poll_interval_s)
-                uploaded = self._call(
-                    lambda name=uploaded.name: self.client.files.get(name=name), "files.get"
-                )
+                uploaded = self.call(lambda name=uploaded.name: self.client.files.get(name=name), "files.get")
             if uploaded.state == types.FileState.FAILED:
                 raise ModelCallError(f"Gemini could not process the upload of {media.path.name}")
             self._uploads[media.sha256] = uploaded
@@ -126,7 +124,7 @@ class GeminiBackend:
             if exc.code not in (400, 409):
                 raise self._translate(exc, "upload") from None
         # another worker uploaded it meanwhile, or an expiring file holds the name
-        return self._existing(name) or self._call(lambda: upload(None), "upload")
+        return self._existing(name) or self.call(lambda: upload(None), "upload")
 
     def _existing(self, name: str) -> types.File | None:
         try:
@@ -144,7 +142,7 @@ class GeminiBackend:
 
     def check_access(self, model: str) -> None:
         """A free authenticated call (models.get): ModelCallError(outcome="auth") when the key is refused."""
-        self._call(lambda: self.client.models.get(model=model), "models.get")
+        self.call(lambda: self.client.models.get(model=model), "models.get")
 
     # -- explicit context caches --------------------------------------------------------------------------
     def create_cache(self, model: str, media: Media, ttl_s: float) -> tuple[str, int]:
@@ -153,7 +151,7 @@ class GeminiBackend:
         config = types.CreateCachedContentConfig(
             contents=contents, ttl=f"{max(1, round(ttl_s))}s", display_name=f"v2s-{media.sha256[:16]}"
         )
-        cache = self._call(lambda: self.client.caches.create(model=model, config=config), "caches.create")
+        cache = self.call(lambda: self.client.caches.create(model=model, config=config), "caches.create")
         tokens = cache.usage_metadata.total_token_count if cache.usage_metadata else 0
         return cache.name, int(tokens or 0)
 
@@ -171,20 +169,29 @@ class GeminiBackend:
         what = f"{request.stage} generateContent"
         if media is not None and media.cache_name:
             try:
-                return self._call(lambda: self._generate(request), what, cache_gone=_CacheGone)
+                return self.call(lambda: self._generate(request), what, cache_gone=_CacheGone)
             except _CacheGone:  # the cache expired or was deleted: show the video itself
                 log.info("%s: context cache %s is gone; sending the video", request.stage, media.cache_name)
                 request = request.model_copy(update={"media": media.model_copy(update={"cache_name": None})})
-        return self._call(lambda: self._generate(request), what)
+        return self.call(lambda: self._generate(request), what)
 
     def _generate(self, request: ModelRequest) -> ModelResponse:
         """One generateContent; APIError is the caller's to translate."""
+        contents, config = self.contents_and_config(request)
+        response = self.client.models.generate_content(model=request.model, contents=contents, config=config)
+        return self.to_response(request, response)
+
+    def contents_and_config(
+        self, request: ModelRequest, *, batch: bool = False
+    ) -> tuple[list[types.Content], types.GenerateContentConfig]:
+        """The request as google-genai types, for a call or (`batch`: the video always uploaded, so a batch
+        stays small; no tier options) a batch item."""
         contents: list[types.Content] = []
         first_parts: list[types.Part] = []
         cached = request.media.cache_name if request.media is not None else None
         if request.media is not None and not cached:
             # Video first: Gemini's implicit context caching keys on the request prefix.
-            first_parts.append(self._video_part(request.media))
+            first_parts.append(self._video_part(request.media, upload=batch))
         turns = [*request.history, ("user", request.prompt)]
         for i, (role, text) in enumerate(turns):
             parts = ([*first_parts] if i == 0 else []) + [types.Part.from_text(text=text)]
@@ -198,10 +205,9 @@ class GeminiBackend:
             if request.media and request.media.resolution
             else None,
             cached_content=cached,
-            **self._tier_options(request),
+            **({} if batch else self._tier_options(request)),
         )
-        response = self.client.models.generate_content(model=request.model, contents=contents, config=config)
-        return self._to_response(request, response)
+        return contents, config
 
     def _tier_options(self, request: ModelRequest) -> dict:
         """Flex: `service_tier` on the request, and its own, longer timeout (it answers in minutes)."""
@@ -210,7 +216,7 @@ class GeminiBackend:
         timeout = types.HttpOptions(timeout=int(self.settings.flex_request_timeout_s * 1000))
         return {"service_tier": types.ServiceTier.FLEX, "http_options": timeout}
 
-    def _to_response(self, request: ModelRequest, response: types.GenerateContentResponse) -> ModelResponse:
+    def to_response(self, request: ModelRequest, response: types.GenerateContentResponse) -> ModelResponse:
         usage = response.usage_metadata
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason:
@@ -239,7 +245,7 @@ class GeminiBackend:
             cached_tokens=(usage.cached_content_token_count or 0) if usage else 0,
         )
 
-    def _call(self, fn, what: str, *, cache_gone: type[Exception] | None = None):
+    def call(self, fn, what: str, *, cache_gone: type[Exception] | None = None):
         try:
             return fn()
         except errors.APIError as exc:

@@ -52,7 +52,8 @@ class OpenAICompatBackend:
                 redact(f"{self.client.base_url} models.list failed: {type(exc).__name__}", self._secrets)
             ) from None
 
-    def generate(self, request: ModelRequest) -> ModelResponse:
+    def chat_body(self, request: ModelRequest) -> dict:
+        """The chat completion request's body (a call's arguments, or a batch line's `body`)."""
         messages: list[dict] = [
             {"role": "user" if role == "user" else "assistant", "content": text}
             for role, text in request.history
@@ -61,20 +62,28 @@ class OpenAICompatBackend:
         if request.media is not None:  # DeepSeek is text-only: its stages (distill) send no media
             content = [*self._media_parts(request.media), {"type": "text", "text": request.prompt}]
         messages.append({"role": "user", "content": content})
-        kwargs = {"response_format": {"type": "json_object"}} if request.response_schema else {}
+        body: dict = {
+            "model": request.model,
+            "messages": messages,
+            "max_tokens": request.max_output_tokens,
+            "temperature": request.temperature,
+        }
+        if request.response_schema:
+            body["response_format"] = {"type": "json_object"}
+        return body
+
+    def generate(self, request: ModelRequest) -> ModelResponse:
+        kwargs = {}
         if request.tier == "flex":  # OpenAI's service_tier; servers without it (DeepSeek) ignore or refuse it
             kwargs.update(service_tier="flex", timeout=self.settings.flex_request_timeout_s)
         try:
-            completion = self.client.chat.completions.create(
-                model=request.model,
-                messages=messages,
-                max_tokens=request.max_output_tokens,
-                temperature=request.temperature,
-                **kwargs,
-            )
+            completion = self.client.chat.completions.create(**self.chat_body(request), **kwargs)
         except (openai.APIStatusError, openai.APIConnectionError) as exc:
-            raise self._call_error(exc, request.model) from None
+            raise self.call_error(exc, request.model) from None
+        return self.to_response(request, completion)
 
+    def to_response(self, request: ModelRequest, completion) -> ModelResponse:
+        """A chat completion as our answer; empty, filtered and choice-less answers raise."""
         choice = completion.choices[0] if completion.choices else None
         if choice is None or choice.message is None:
             raise RetryableError(f"{request.model} returned an empty response (no choices)", outcome="empty")
@@ -94,7 +103,7 @@ class OpenAICompatBackend:
             finish_reason=choice.finish_reason,
             reasoning_content=getattr(choice.message, "reasoning_content", None)
             or (choice.message.model_extra or {}).get("reasoning_content"),
-            tier="flex" if completion.service_tier == "flex" else "standard",
+            tier="flex" if completion.service_tier == "flex" else "standard",  # a batch's reader sets batch
             cached_tokens=_cached_tokens(usage),
         )
 
@@ -125,7 +134,7 @@ class OpenAICompatBackend:
             return ModelCallError(f"{self.client.base_url} denied access: {KEY_HINT}", outcome="auth")
         return None
 
-    def _call_error(
+    def call_error(
         self, exc: openai.APIStatusError | openai.APIConnectionError, model: str
     ) -> ModelCallError:
         """A failed chat call as our error: throttling, server faults and lost connections are worth a retry

@@ -9,7 +9,7 @@ from functools import cache
 from typing import Generic, TypeVar
 
 import json_repair
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from annotator.gateway.base import Backend, Media, ModelCallError, ModelRequest, ModelResponse, Outcome
 from annotator.gateway.retry import call_with_retries
@@ -78,6 +78,18 @@ class Usage(BaseModel):
         self.tier = response.tier
 
 
+class StageAsk(BaseModel):
+    """One stage's request for a validated answer, before it is sent (a call, or an item of a batch)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    stage: str
+    backend: str
+    model: str
+    prompt: Prompt
+    schema_type: type[BaseModel]
+    media: Media | None = None
+
+
 class StructuredResult(BaseModel, Generic[T]):
     value: T | None = None
     outcome: Outcome = "done"
@@ -105,14 +117,14 @@ def ask_structured(
 ) -> StructuredResult[T]:
     """One stage's model exchange: the first ask plus up to `settings.repair_turns` repair turns."""
     usage = Usage()
-    request = _first_request(settings, stage, model, prompt, schema, media)
+    request = first_request(settings, stage, model, prompt, schema, media)
 
     def result(**kw) -> StructuredResult[T]:
         return StructuredResult[schema](model=model, prompt_version=prompt.version, usage=usage, **kw)
 
     problem = ""
     outcome: Outcome = "invalid_output"
-    tiering = TierFallback(settings.tier(stage), settings.flex_max_sheds)
+    tiering = TierFallback(settings.call_tier(stage), settings.flex_max_sheds)
     for turn in range(settings.repair_turns + 1):
         try:
             response = call_with_retries(
@@ -125,26 +137,41 @@ def ask_structured(
         except ModelCallError as exc:
             tries = f" (gave up after {settings.max_attempts} attempts)" if exc.retryable else ""
             return result(outcome=exc.outcome, error=f"{exc}{tries}")
-        price = settings.price(model)
-        cost = price.cost(
-            response.input_tokens, response.output_tokens, response.tier, response.cached_tokens
-        )
-        usage.add(response, cost)
-        try:
-            if response.truncated:  # a repaired cut-off answer may validate but is missing its end
-                raise InvalidAnswer("the answer was cut off at the output token limit")
-            value = schema.model_validate(parse_json_object(response.text))
-            return result(value=value, reasoning_content=response.reasoning_content)
-        except (InvalidAnswer, ValidationError) as exc:
-            problem = describe(exc) if isinstance(exc, ValidationError) else str(exc)
-            outcome = "truncated" if response.truncated else "invalid_output"
-            log.info("%s answer failed validation (turn %d): %s", stage, turn + 1, problem)
-        request = _repair_request(request, response, problem)
+        usage.add(response, settings.price(model).cost_of(response))
+        checked = check_answer(response, schema)
+        if checked.value is not None:
+            return result(value=checked.value, reasoning_content=response.reasoning_content)
+        problem, outcome = checked.problem, checked.outcome
+        log.info("%s answer failed validation (turn %d): %s", stage, turn + 1, problem)
+        request = repair_request(request, response, problem)
+    return result(outcome=outcome, error=gave_up(stage, outcome, usage.calls, problem))
+
+
+def gave_up(stage: str, outcome: Outcome, calls: int, problem: str) -> str:
     what = "was cut off (max output tokens)" if outcome == "truncated" else "never matched the schema"
-    return result(outcome=outcome, error=f"{stage} answer {what} after {usage.calls} calls: {problem}")
+    return f"{stage} answer {what} after {calls} calls: {problem}"
 
 
-def _first_request(
+class CheckedAnswer(BaseModel):
+    """An answer validated against the stage's schema: the value, or what is wrong with it."""
+
+    value: BaseModel | None = None
+    problem: str = ""
+    outcome: Outcome = "done"
+
+
+def check_answer(response: ModelResponse, schema: type[BaseModel]) -> CheckedAnswer:
+    """Parse and validate one answer (a call's or a batch item's): the same rules for both."""
+    try:
+        if response.truncated:  # a repaired cut-off answer may validate but is missing its end
+            raise InvalidAnswer("the answer was cut off at the output token limit")
+        return CheckedAnswer(value=schema.model_validate(parse_json_object(response.text)))
+    except (InvalidAnswer, ValidationError) as exc:
+        problem = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+        return CheckedAnswer(problem=problem, outcome="truncated" if response.truncated else "invalid_output")
+
+
+def first_request(
     settings: ModelSettings,
     stage: str,
     model: str,
@@ -169,7 +196,7 @@ def _first_request(
     )
 
 
-def _repair_request(request: ModelRequest, response: ModelResponse, problem: str) -> ModelRequest:
+def repair_request(request: ModelRequest, response: ModelResponse, problem: str) -> ModelRequest:
     """The next turn: the exchange so far as history, and a prompt that says what to fix."""
     hint = (
         "Your answer was cut off before the end. Reply again with the complete JSON object, more concisely."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from annotator.gateway import Gateway, StructuredResult
+from annotator.gateway import Gateway, StageAsk, StructuredResult
 from annotator.prompting import render
 from annotator.schemas import DistilledThinking, PlotReasoning, Script
 
@@ -12,6 +12,9 @@ class ThinkingDistiller:
         self.gateway, self.backend, self.model, self.version = gateway, backend, model, prompt_version
 
     def distill(self, plot: PlotReasoning, script: Script) -> StructuredResult[DistilledThinking]:
+        return self.gateway.ask(self.ask(plot, script))
+
+    def ask(self, plot: PlotReasoning, script: Script) -> StageAsk:
         plot_view = plot.model_dump(
             mode="json",
             include={"segment_info", "characters", "plot_summary", "relationships"},
@@ -23,6 +26,10 @@ class ThinkingDistiller:
             plot=plot_view,
             script=script.model_dump(mode="json", exclude_none=True),
         )
-        return self.gateway.structured(
-            stage="distill", backend=self.backend, model=self.model, prompt=prompt, schema=DistilledThinking
+        return StageAsk(
+            stage="distill",
+            backend=self.backend,
+            model=self.model,
+            prompt=prompt,
+            schema_type=DistilledThinking,
         )

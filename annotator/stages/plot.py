@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from annotator.gateway import Gateway, StructuredResult
+from annotator.gateway import Gateway, StageAsk, StructuredResult
 from annotator.prompting import render
 from annotator.schemas import (
     CharacterContext,
@@ -27,6 +27,9 @@ class PlotReasoner:
     def reason(
         self, segment: SegmentInput, context: CharacterContext | None
     ) -> StructuredResult[PlotReasoning]:
+        return self.gateway.ask(self.ask(segment, context))
+
+    def ask(self, segment: SegmentInput, context: CharacterContext | None) -> StageAsk:
         """The first segment of a scope starts cold; every later one sees the known characters and the story."""
         cold = context is None or (not context.characters and not context.previous_summary)
         if cold:
@@ -45,12 +48,12 @@ class PlotReasoner:
                 previous_summary=context.previous_summary or "(no summary of the previous clip)",
             )
             schema = NextSegmentPlot
-        return self.gateway.structured(
+        return StageAsk(
             stage="plot",
             backend=self.backend,
             model=self.model,
             prompt=prompt,
-            schema=schema,
+            schema_type=schema,
             media=segment.media,
         )
 

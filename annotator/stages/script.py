@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from annotator.gateway import Gateway, StructuredResult
+from annotator.gateway import Gateway, StageAsk, StructuredResult
 from annotator.prompting import render
 from annotator.schemas import CharacterProfile, Script
 from annotator.schemas.context import PROMPT_FIELDS
@@ -16,6 +16,9 @@ class ScriptWriter:
     def write(
         self, segment: SegmentInput, profiles: list[CharacterProfile], synopsis: str
     ) -> StructuredResult[Script]:
+        return self.gateway.ask(self.ask(segment, profiles, synopsis))
+
+    def ask(self, segment: SegmentInput, profiles: list[CharacterProfile], synopsis: str) -> StageAsk:
         prompt = render(
             "script",
             self.version,
@@ -23,11 +26,11 @@ class ScriptWriter:
             character_profiles=[p.model_dump(include=PROMPT_FIELDS, exclude_none=True) for p in profiles],
             synopsis=synopsis or "(no synopsis)",
         )
-        return self.gateway.structured(
+        return StageAsk(
             stage="script",
             backend=self.backend,
             model=self.model,
             prompt=prompt,
-            schema=Script,
+            schema_type=Script,
             media=segment.media,
         )

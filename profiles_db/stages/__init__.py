@@ -1,6 +1,7 @@
 """The stage state: jobs, videos, segments and stage runs — progress, leases and resume (DESIGN.md §4, §8)."""
 
 from annotator.schemas.usage import StageUsage
+from profiles_db.stages.batches import OpenBatch
 from profiles_db.stages.history import MeasuredStage, PlannedSegment
 from profiles_db.stages.leases import ClaimState
 from profiles_db.stages.states import (
@@ -28,6 +29,7 @@ __all__ = [
     "Failure",
     "JobStatus",
     "MeasuredStage",
+    "OpenBatch",
     "PlannedSegment",
     "RunStatus",
     "RunView",

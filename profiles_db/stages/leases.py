@@ -124,6 +124,7 @@ class LeaseMixin:
                 s.add(run)
             run.status, run.outcome, run.error = status, outcome, error
             run.lease_owner, run.lease_expires = None, None
+            run.batch_name = None
             if result is not None:
                 run.result = result
             if usage is not None:

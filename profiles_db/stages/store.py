@@ -1,13 +1,14 @@
 """StageStore: every read and write of the stage state (DESIGN.md §4, §8), in one object.
 
 Its parts live in sibling modules, one concern each: the catalog of jobs, videos and segments
-(`catalog`), claims, leases and their resume controls (`leases`), the plot chain (`chains`), the reads
+(`catalog`), claims, leases and their resume controls (`leases`), provider batches (`batches`), the plot chain (`chains`), the reads
 for reports and exports (`views`), and those `v2s plan` estimates from (`history`).
 """
 
 from __future__ import annotations
 
 from profiles_db.db import Database
+from profiles_db.stages.batches import BatchMixin
 from profiles_db.stages.catalog import CatalogMixin
 from profiles_db.stages.chains import ChainMixin
 from profiles_db.stages.history import HistoryMixin
@@ -16,7 +17,7 @@ from profiles_db.stages.states import Clock, StageSettings, utcnow
 from profiles_db.stages.views import ViewMixin
 
 
-class StageStore(CatalogMixin, LeaseMixin, ChainMixin, ViewMixin, HistoryMixin):
+class StageStore(CatalogMixin, LeaseMixin, BatchMixin, ChainMixin, ViewMixin, HistoryMixin):
     def __init__(
         self,
         db: Database,

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("backend", sa.String(length=32), nullable=False),
         sa.Column("model", sa.String(length=128), nullable=False),
         sa.Column("wave", sa.Integer(), nullable=True),
+        sa.Column("attempt", sa.Integer(), nullable=False, server_default="1"),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("items", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("failed_items", sa.Integer(), nullable=False, server_default="0"),

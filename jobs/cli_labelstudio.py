@@ -80,7 +80,9 @@ def push(
     out: Annotated[str, typer.Argument(help="the run's output folder")],
     url: Annotated[str, typer.Option(help="the Label Studio server, e.g. http://127.0.0.1:8080")],
     api_key: ApiKeyOpt = None,
-    title: Annotated[str | None, typer.Option(help="project title (default: v2s review of OUT)")] = None,
+    title: Annotated[
+        str | None, typer.Option(help="project title, 50 characters at most (default: v2s review of NAME)")
+    ] = None,
     database_url: DatabaseUrlOpt = None,
     media: MediaOpt = "local",
     document_root: RootOpt = "/",
@@ -94,7 +96,9 @@ def push(
     try:
         export = _export(out, database_url, media, document_root, url_prefix)
         ls = LabelStudio(url, api_key or "")
-        project = ls.create_project(title or f"v2s review of {out}", export.config, f"v2s run output {out}")
+        # Label Studio takes titles of 50 characters at most; the description names OUT in full
+        name = title or f"v2s review of {Path(str(out).rstrip('/')).name}"
+        project = ls.create_project(name[:50], export.config, f"v2s run output {out}")
         if media == "local":
             for n, folder in enumerate(export.proxy_dirs, start=1):
                 ls.add_local_storage(project, folder, f"v2s proxies {n}")

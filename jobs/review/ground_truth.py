@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from annotator.schemas import Record
 from evaluation.loader import scripts_from_records
 from evaluation.schema import Script
 from jobs.export import read_records, write_bytes
@@ -121,23 +120,3 @@ def write_gt(db: Database, to: str) -> dict[str, int]:
     lines = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
     write_bytes(join(to, "ground_truth.jsonl"), lines.encode())
     return {"ground_truth.jsonl": len(records)}
-
-
-def corrected_records(out: str, db: Database) -> list[Record]:
-    """The run's records with each reviewed segment's script replaced by its correction (others as written)."""
-    by_id = {r["id"]: r for r in gt_records(db)}
-    fixed = []
-    for record in read_records(out):
-        gt = by_id.get(record.id)
-        if gt is not None:
-            record = record.model_copy(update={"script": _script_of(record, gt)})
-        fixed.append(record)
-    return fixed
-
-
-def _script_of(record: Record, gt: dict[str, Any]):
-    from annotator.schemas.script import Script as RecordScript
-
-    data = record.script.model_dump(mode="json")
-    data["script"] = gt["script"]["script"]
-    return RecordScript.model_validate(data)

@@ -14,9 +14,7 @@ from jobs.cli_common import DatabaseUrlOpt, console, db_for, escape
 API_KEY_ENV = "LABEL_STUDIO_API_KEY"
 MediaOpt = Annotated[
     str,
-    typer.Option(
-        help="local: Label Studio serves the proxies from disk (local files); url: see --url-prefix"
-    ),
+    typer.Option(help="local: Label Studio serves the proxies from disk (local files); url: see --media-url"),
 ]
 RootOpt = Annotated[
     str, typer.Option(help="the server's LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (--media local)")
@@ -44,12 +42,12 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _export(out: str, database_url: str | None, media: str, document_root: str, url_prefix: str | None):
+def _export(out: str, database_url: str | None, media: str, document_root: str, media_url: str | None):
     from jobs.review.ls_export import MediaSettings, build_export
 
     db = db_for(out, database_url)
     try:
-        settings = MediaSettings(media=media, document_root=document_root, url_prefix=url_prefix)
+        settings = MediaSettings(media=media, document_root=document_root, url_prefix=media_url)
         return build_export(out, db, settings)
     finally:
         db.dispose()
@@ -61,7 +59,7 @@ def export_labelstudio(
     database_url: DatabaseUrlOpt = None,
     media: MediaOpt = "local",
     document_root: RootOpt = "/",
-    url_prefix: PrefixOpt = None,
+    media_url: PrefixOpt = None,
 ) -> None:
     """Write a Label Studio labeling config and one task per segment whose predictions pre-fill its timeline."""
     from pydantic import ValidationError
@@ -69,7 +67,7 @@ def export_labelstudio(
     from jobs.review.ls_export import write_export
 
     try:
-        written = write_export(_export(out, database_url, media, document_root, url_prefix), str(to))
+        written = write_export(_export(out, database_url, media, document_root, media_url), str(to))
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         raise _fail(exc) from None
     for name, size in written.items():
@@ -86,7 +84,7 @@ def push(
     database_url: DatabaseUrlOpt = None,
     media: MediaOpt = "local",
     document_root: RootOpt = "/",
-    url_prefix: PrefixOpt = None,
+    media_url: PrefixOpt = None,
 ) -> None:
     """Create a Label Studio project with the run's tasks (and a local storage of the proxies' folders)."""
     from pydantic import ValidationError
@@ -94,7 +92,7 @@ def push(
     from jobs.review.ls_client import LabelStudio, LabelStudioError
 
     try:
-        export = _export(out, database_url, media, document_root, url_prefix)
+        export = _export(out, database_url, media, document_root, media_url)
         ls = LabelStudio(url, api_key or "")
         # Label Studio takes titles of 50 characters at most; the description names OUT in full
         name = title or f"v2s review of {Path(str(out).rstrip('/')).name}"
@@ -169,6 +167,8 @@ def _import(export_file: Path | None, out: str, url: str | None, project: int | 
 
 
 def _read_export(path: Path) -> list:
+    if not path.is_file():
+        raise ValueError(f"{path}: no such Label Studio export file")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

@@ -61,7 +61,7 @@ def build_export(out: str, db: Database, media: MediaSettings) -> LsExport:
     if not records:
         raise ValueError(f"{out} has no records in shards/part-*.jsonl: is it the --out of a finished run?")
     if media.media == "url" and not media.url_prefix:
-        raise ValueError("--media url needs --url-prefix (where OUT's files are served)")
+        raise ValueError("--media url needs --media-url (where OUT's files are served)")
     scopes = _scopes(db, records)
     manager = CharacterProfileManager(db)
     resolvers = {scope: manager.resolver(scope) for scope in set(scopes.values())}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from evaluation.alignment import AlignSettings
 from evaluation.core import EvalSettings, evaluate_dataset
 from evaluation.judges import JudgeError, get_judge
 from evaluation.report import print_tables
+from evaluation.schema import Script
 
 # The options as types, so the command's signature reads as a list of what it takes.
 GtOption = Annotated[
@@ -67,6 +69,14 @@ def eval_command(
     identity_scope: IdentityScopeOption = "video",
 ) -> None:
     """Score scripts with the paper's V2S metrics (§4.1), plus v2s's character identity figure."""
+    check_options(gt, pred, judge=judge, format=format, identity_scope=identity_scope)
+    score_and_report(
+        gt, pred, judge=judge, format=format, group_size=group_size, out=out, identity_scope=identity_scope
+    )
+
+
+def check_options(gt: Path, pred: Path, *, judge: str, format: str, identity_scope: str) -> None:
+    """The choices and paths of `v2s eval`, refused the way the command line refuses a bad option."""
     for option, value in (("--judge", judge), ("--format", format), ("--identity-scope", identity_scope)):
         if value not in _CHOICES[option]:
             first, second = _CHOICES[option]
@@ -74,6 +84,19 @@ def eval_command(
     for name, path in (("--gt", gt), ("--pred", pred)):
         if not path.exists():
             raise typer.BadParameter(f"{path} does not exist", param_hint=name)
+
+
+def score_and_report(
+    gt: Path | Mapping[str, Script],
+    pred: Path | Mapping[str, Script],
+    *,
+    judge: str,
+    format: str,
+    group_size: int,
+    out: Path | None,
+    identity_scope: str,
+) -> None:
+    """Score `pred` against `gt` (paths `load_scripts` reads, or scripts by id) and print the report."""
     try:
         result = evaluate_dataset(
             gt,

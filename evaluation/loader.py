@@ -96,6 +96,15 @@ def _records_to_scripts(records: list[tuple[dict[str, Any], str]]) -> dict[str, 
     return out
 
 
+def scripts_from_records(records: list[dict[str, Any]], source: str = "records") -> dict[str, Script]:
+    """Scripts by id from output records already read (dicts), grouped by video as `load_scripts` groups a
+    JSONL of them; `source` names them in errors."""
+    for n, record in enumerate(records, start=1):
+        if not _is_record(record):
+            raise ValueError(f"{source} #{n}: not an output record (needs 'video' and 'script' objects)")
+    return _records_to_scripts([(record, f"{source} #{n}") for n, record in enumerate(records, start=1)])
+
+
 def _read_jsonl(path: Path) -> list[tuple[dict[str, Any], str]]:
     records = []
     with path.open(encoding="utf-8") as fh:

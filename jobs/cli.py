@@ -147,7 +147,7 @@ def db_upgrade(database_url: DatabaseUrlOpt = None, url: OldUrlOpt = None) -> No
 
 def _register_eval() -> None:
     try:
-        from evaluation.cli import eval_command
+        from jobs.cli_eval import eval_command
     except ImportError:  # evaluation is optional at import time; the command explains itself
         return
     app.command("eval", help="Score scripts against ground truth with the V2S metrics.")(eval_command)

@@ -10,7 +10,10 @@ import typer
 
 from jobs.cli_common import DatabaseUrlOpt, console, db_for, escape
 
-review_app = typer.Typer(no_args_is_help=True, help="Review a run: a static site of its scripts and cast.")
+review_app = typer.Typer(
+    no_args_is_help=True,
+    help="Review a run: a static site of its scripts and cast; the Label Studio round trip.",
+)
 
 
 @review_app.command("build")
@@ -65,4 +68,7 @@ def serve(
 
 
 def register(app: typer.Typer) -> None:
+    from jobs import cli_labelstudio
+
+    cli_labelstudio.register(review_app)
     app.add_typer(review_app, name="review")

@@ -192,6 +192,7 @@ class Merge(Base):
     )  # what was re-pointed, so unmerge can undo it
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    undone_reason: Mapped[str | None] = mapped_column(Text)  # who undid it and why (e.g. a review), 0010
 
 
 class IdentityProposal(Base):
@@ -315,3 +316,66 @@ class ModelBatch(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# -- ground truth from review (migration 0010; docs/sql.md) -------------------------------------------------
+class GtSegment(Base):
+    """A reviewer's corrected script of one segment: the newest review of a segment replaces the older one."""
+
+    __tablename__ = "gt_segments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), unique=True)
+    record_id: Mapped[str] = mapped_column(String(64))  # the output record the review started from
+    reviewer: Mapped[str] = mapped_column(String(256))
+    reviewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    source: Mapped[str] = mapped_column(String(32))  # labelstudio
+    source_ref: Mapped[str] = mapped_column(
+        Text, default=""
+    )  # e.g. the Label Studio project, task, annotation
+    # what the reviewer changed against the record: [{"region", "field", "old", "new"}]
+    changes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    scenes: Mapped[list[GtScene]] = relationship(
+        back_populates="gt_segment", order_by="GtScene.position", cascade="all, delete-orphan"
+    )
+
+
+class GtScene(Base):
+    __tablename__ = "gt_scenes"
+    __table_args__ = (UniqueConstraint("gt_segment_id", "position"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gt_segment_id: Mapped[int] = mapped_column(ForeignKey("gt_segments.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # 1-based, in time order
+    region_id: Mapped[str] = mapped_column(String(64))  # sc1… for the record's scenes, LS's id for new ones
+    scene_id: Mapped[int] = mapped_column(Integer)
+    location: Mapped[str] = mapped_column(Text, default="")
+    type: Mapped[str] = mapped_column(Text, default="")
+    environment: Mapped[str] = mapped_column(Text, default="")
+    time: Mapped[str] = mapped_column(Text, default="")
+    mood: Mapped[str] = mapped_column(Text, default="")
+    start_s: Mapped[float | None] = mapped_column(Float)  # absolute seconds in the source video
+    end_s: Mapped[float | None] = mapped_column(Float)
+    gt_segment: Mapped[GtSegment] = relationship(back_populates="scenes")
+    events: Mapped[list[GtEvent]] = relationship(
+        back_populates="gt_scene", order_by="GtEvent.position", cascade="all, delete-orphan"
+    )
+
+
+class GtEvent(Base):
+    __tablename__ = "gt_events"
+    __table_args__ = (UniqueConstraint("gt_scene_id", "position"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gt_scene_id: Mapped[int] = mapped_column(ForeignKey("gt_scenes.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # 1-based within its scene, in time order
+    region_id: Mapped[str] = mapped_column(String(64))  # sc1e3… for the record's events
+    timestamp_s: Mapped[float] = mapped_column(Float)  # absolute seconds in the source video
+    end_s: Mapped[float | None] = mapped_column(Float)
+    character: Mapped[str] = mapped_column(Text, default="")  # the name as reviewed ("Environment" too)
+    character_code: Mapped[str | None] = mapped_column(String(32))  # the CPM code, resolved on read
+    dialogue: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str | None] = mapped_column(Text)
+    expression: Mapped[str | None] = mapped_column(Text)
+    audio_cue: Mapped[str | None] = mapped_column(Text)
+    subtext: Mapped[str | None] = mapped_column(Text)
+    voice_type: Mapped[str | None] = mapped_column(String(16))
+    gt_scene: Mapped[GtScene] = relationship(back_populates="events")

@@ -156,8 +156,9 @@ class CharacterProfileManager:
 
         return self._profile_after(scope, self._write(scope, run))
 
-    def unmerge(self, scope: str, code: str) -> CharacterProfile:
-        """Undo the last merge of the record that carries `code`, restoring what it moved.
+    def unmerge(self, scope: str, code: str, *, reason: str | None = None) -> CharacterProfile:
+        """Undo the last merge of the record that carries `code`, restoring what it moved; `reason` (who
+        split them and why, e.g. a reviewer) is kept on the merge row as `undone_reason`.
 
         Returns the record's profile; should what it got back be the name of a third character, the usual
         same-name merge applies and the profile is that character's."""
@@ -167,7 +168,9 @@ class CharacterProfileManager:
             if rid is None:
                 raise ValueError(f"{code!r} is not a code of scope {scope!r}")
             warnings: list[str] = []
-            st.unmerge(rid, warnings)
+            undone = st.unmerge(rid, warnings)
+            if undone is not None:
+                undone.undone_reason = clean(reason or "manual unmerge") or "manual unmerge"
             record = st.chars[rid]
             if record.status == "named" and record.code.startswith("unknown_"):
                 # it was named after the character it joined; on its own again it needs a char_ code

@@ -54,6 +54,11 @@ def tagged(thinking: str, tag: str = THINK_TAG) -> str:
     return f"<{tag}>\n{thinking}\n</{tag}>\n"
 
 
+def assistant_turn(thinking: str, clip_script: Script) -> str:
+    """The SFT target: the reasoning in its tag, then the script as the model should write it (clip-relative)."""
+    return f"{tagged(thinking)}{_clip_json(clip_script)}"
+
+
 def build_record(
     *,
     job_id: str,
@@ -81,7 +86,7 @@ def build_record(
     _resolve_text(named_script, name_of)
     absolute = named_script.shifted(video.start_s)
     thinking_text = replace_codes(thinking.as_text(), name_of)
-    assistant = f"{tagged(thinking_text)}{_clip_json(named_script)}"
+    assistant = assistant_turn(thinking_text, named_script)
     record_plot = _record_plot(plot, thinking, video.start_s, name_of)  # before `used` is read: it adds to it
     return Record(
         id=record_id(video.video_id, video.start_s, video.end_s, pipeline_version),

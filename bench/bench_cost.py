@@ -94,6 +94,9 @@ def main() -> None:
     parser.add_argument("--flex-delay-s", type=float, default=0.3, help="extra seconds a Flex answer takes")
     parser.add_argument("--shed-every", type=int, default=7, help="every n-th Flex request is shed (0: none)")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help="comma-separated modes to run (standard always runs first)"
+    )
     parser.add_argument("--child", nargs=4, metavar=("ACTION", "SOURCE", "OUT", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -114,6 +117,11 @@ def main() -> None:
     source = distinct_copies(clip, args.videos, work / "videos", "ep")
     calibration = distinct_copies(clip, 2, work / "calibration", "cal")
     hours = args.videos * args.clip_s / 3600
+    wanted = {"standard", *args.modes.split(",")}
+    unknown = wanted - set(MODES)
+    if unknown:
+        sys.exit(f"--modes: unknown {', '.join(sorted(unknown))}; choose from {', '.join(MODES)}")
+    modes = {m: t for m, t in MODES.items() if m in wanted}
     flex = FlexPlay(delay_s=args.flex_delay_s, shed_every=args.shed_every)
     rows: dict[str, dict] = {}
     with SimulatorServer(Screenplay.load(), flex=flex) as server:
@@ -138,15 +146,15 @@ def main() -> None:
                 sys.exit(f"{action} {out} failed:\n{done.stderr[-4000:]}")
             return json.loads(done.stdout.strip().splitlines()[-1])
 
-        for mode, tiers in MODES.items():
+        for mode, tiers in modes.items():
             db = f"sqlite:///{work / f'{mode}.sqlite'}"
             env = {**base_env, **tiers}
             if mode == "standard":
                 child("run", calibration, work / "out-calibration", db, env)
                 rows["plan"] = child("plan", source, work / f"out-{mode}", db, env)
             calls = len(server.requests)  # an index into the log of every request
-            row = child("run", source, work / f"out-{mode}", db, env)
             batches = server.batches.created
+            row = child("run", source, work / f"out-{mode}", db, env)
             row["model_calls"] = sum(1 for r in server.requests[calls:] if r.endpoint in ANSWERS)
             row["batches"] = server.batches.created - batches
             row["cost"] = sum(s["cost_usd"] for s in row["stage"].values())
@@ -159,14 +167,14 @@ def main() -> None:
     print(f"{args.videos} videos × {args.clip_s:g} s ({hours:.3f} video-hours), num_cpus={args.num_cpus}")
     head = f"{'mode':<14}{'$':>10}{'$/video-h':>12}{'wall s':>9}{'calls':>7}{'batches':>9}{'records':>9}"
     print(f"{head}  same records")
-    for mode in MODES:
+    for mode in modes:
         row = rows[mode]
         same = row["records_by_id"] == standard["records_by_id"]
         print(
             f"{mode:<14}{row['cost']:>10.4f}{row['cost'] / hours:>12.2f}{row['wall_s']:>9.1f}"
             f"{row['model_calls']:>7}{row['batches']:>9}{row['records']:>9}  {same}"
         )
-    ratios = ", ".join(f"{m} {rows[m]['cost'] / standard['cost']:.3f}" for m in MODES if m != "standard")
+    ratios = ", ".join(f"{m} {rows[m]['cost'] / standard['cost']:.3f}" for m in modes if m != "standard")
     print(f"cost / standard: {ratios}; Flex sheds: {sheds}; context caches made {made}, left {left}")
     plan = rows["plan"]["plan"]
     real_in = sum(s["input_tokens"] for s in standard["stage"].values())

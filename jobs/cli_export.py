@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli_common import console, escape
+from jobs.cli_common import DatabaseUrlOpt, console, db_for, escape
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +34,13 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="fractions by video, e.g. train=0.98,validation=0.02")
         ] = "train=1",
         name: Annotated[str, typer.Option(help="dataset name (LLaMA-Factory's dataset_info.json)")] = "v2s",
+        corrected: Annotated[
+            bool,
+            typer.Option(
+                "--corrected", help="reviewed segments with the reviewers' script (v2s review import first)"
+            ),
+        ] = False,
+        database_url: DatabaseUrlOpt = None,
     ) -> None:
         """Write the records of OUT in the layout of a fine-tuning tool; the same OUT gives the same bytes."""
         from pydantic import ValidationError
@@ -54,7 +61,12 @@ def register(app: typer.Typer) -> None:
                 splits=parse_splits(split),
                 name=name,
             )
-            summary = export(out, to, options)
+            db = db_for(out, database_url) if corrected else None
+            try:
+                summary = export(out, to, options, _corrections(db) if db is not None else None)
+            finally:
+                if db is not None:
+                    db.dispose()
         except (ValidationError, ValueError, StorageError, FileNotFoundError) as exc:
             console.print(f"[red]error:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from None
@@ -63,7 +75,15 @@ def register(app: typer.Typer) -> None:
             console.print(f"{escape(summary.to)}/{escape(file)}: {count} {unit}")
         if summary.media_copied:
             console.print(f"{summary.media_copied} videos copied into {escape(summary.to)}/media/")
+        if corrected:
+            console.print(f"{summary.corrected} records carry a reviewer's corrected script")
         if summary.skipped_rejected:
             console.print(
                 f"{summary.skipped_rejected} rejected records left out (--include-rejected keeps them)"
             )
+
+
+def _corrections(db):
+    from jobs.review.corrected import corrected_records
+
+    return lambda records: corrected_records(records, db)

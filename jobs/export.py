@@ -49,6 +49,7 @@ class ExportOptions(BaseModel):
     include_rejected: bool = False
     splits: dict[str, float] = Field(default_factory=lambda: {"train": 1.0})
     name: str = "v2s"
+    corrected: bool = False  # reviewed segments with the reviewers' script (jobs/review/corrected.py)
 
     @field_validator("think_tag")
     @classmethod
@@ -240,6 +241,7 @@ class ExportSummary(BaseModel):
     files: dict[str, int]  # name → rows (JSONL) or bytes (other files)
     skipped_rejected: int = 0
     media_copied: int = 0
+    corrected: int = 0  # records with a reviewer's script (--corrected)
 
 
 def read_records(out: str) -> list[Record]:
@@ -277,12 +279,16 @@ def _styled(path: str, to: str, style: PathStyle) -> str:
     return Path(os.path.relpath(Path(path).resolve(), Path(to).resolve())).as_posix()
 
 
-def export(out: str, to: str, options: ExportOptions) -> ExportSummary:
-    """Write the records of `out` to `to` in `options.format`; returns what was written."""
+def export(out: str, to: str, options: ExportOptions, corrections=None) -> ExportSummary:
+    """Write the records of `out` to `to` in `options.format`; returns what was written. `corrections`
+    (records → (records, how many corrected)) puts the reviewers' scripts in (`--corrected`)."""
     out, to = str(normalise(out)), str(normalise(to))
     if not is_remote(to):
         to = str(Path(to).resolve())
     records = read_records(out)
+    corrected = 0
+    if corrections is not None:
+        records, corrected = corrections(records)
     kept = [r for r in records if options.keeps(r)]
     video_of, copies = media_plan(kept, to, options)
     files = render(kept, options, video_of)
@@ -292,7 +298,9 @@ def export(out: str, to: str, options: ExportOptions) -> ExportSummary:
         write_bytes(join(to, name), data)
     rejected = len(records) - len(kept)
     counted = {n: d.count(b"\n") if n.endswith(".jsonl") else len(d) for n, d in files.items()}
-    return ExportSummary(to=to, files=counted, skipped_rejected=rejected, media_copied=len(copies))
+    return ExportSummary(
+        to=to, files=counted, skipped_rejected=rejected, media_copied=len(copies), corrected=corrected
+    )
 
 
 def write_bytes(uri: str, data: bytes) -> None:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from annotator.schemas.plot import MainEvent
 from annotator.schemas.script import Script
 
-SCHEMA_VERSION = "2.0.0"
+SCHEMA_VERSION = "2.1.0"
 """The record schema's version (semantic: docs/training.md says what bumps which part); every record carries it
 and every JSON Schema's `$id` names it."""
 
@@ -80,6 +80,16 @@ class RecordQuality(BaseModel):
     problems: list[str] = Field(default_factory=list)
 
 
+class RecordReview(BaseModel):
+    """Who corrected the record's script in review (`v2s export --corrected`): the script and the assistant
+    turn's script are the reviewer's; the reasoning is still the one distilled for the engine's script."""
+
+    reviewer: str
+    reviewed_at: str = Field(description="ISO 8601, UTC")
+    source: str = Field(default="", description="where the review came from, e.g. a Label Studio task")
+    changes: int = Field(default=0, description="fields the reviewer changed")
+
+
 class RecordMeta(BaseModel):
     job: str
     pipeline_version: str
@@ -111,3 +121,4 @@ class Record(BaseModel):
     characters: list[RecordCharacter]
     meta: RecordMeta
     quality: RecordQuality = Field(default_factory=RecordQuality)
+    review: RecordReview | None = Field(default=None, description="set on rows corrected in review")

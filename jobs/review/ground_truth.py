@@ -72,7 +72,12 @@ def _as_record(g: StoredGt, resolve) -> dict[str, Any]:
             "series": series,
         },
         "script": {"meta": {}, "script": scenes},
-        "review": {"reviewer": g.reviewer, "reviewed_at": g.reviewed_at.isoformat(), "source": g.source_ref},
+        "review": {
+            "reviewer": g.reviewer,
+            "reviewed_at": g.reviewed_at.isoformat(),
+            "source": g.source_ref,
+            "changes": len(g.changes),
+        },
     }
 
 

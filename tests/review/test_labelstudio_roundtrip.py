@@ -103,6 +103,7 @@ def test_a_review_in_label_studio_comes_back_as_ground_truth_a_score_and_a_renam
         _check_ground_truth(db, region, old_line, server.user, len(events))
         _check_memory(db, server.user)
         _check_score(out, record, old_line)
+        _check_corrected_export(out, demo / "exports", record, old_line, server.user)
         # importing the same annotations again changes nothing
         _run("review", "import", "--out", str(out), "--url", server.url, "--project", str(project), *key)
         _check_ground_truth(db, region, old_line, server.user, len(events))
@@ -110,6 +111,30 @@ def test_a_review_in_label_studio_comes_back_as_ground_truth_a_score_and_a_renam
             assert len(s.scalars(select(NameEvent).where(NameEvent.new_name == NEW_NAME)).all()) == 1
     finally:
         db.dispose()
+
+
+def _check_corrected_export(out: Path, to: Path, record: dict, old_line: str, reviewer: str) -> None:
+    """`v2s export --corrected`: the reviewed record's script and SFT target carry the reviewer's line and
+    the new name, marked with who reviewed it; every other record is exported as it was."""
+    rows = {}
+    for mode in ("plain", "corrected"):
+        flags = ["--corrected"] if mode == "corrected" else []
+        for fmt in ("hf", "swift"):
+            _run("export", str(out), "--to", str(to / f"{mode}-{fmt}"), "--format", fmt, *flags)
+            lines = (to / f"{mode}-{fmt}" / "train.jsonl").read_text().splitlines()
+            rows[mode, fmt] = {json.loads(line)["id"]: json.loads(line) for line in lines}
+    reviewed = rows["corrected", "hf"][record["id"]]
+    lines = [e["dialogue"] for scene in reviewed["script"]["script"] for e in scene["events"]]
+    assert NEW_LINE in lines and old_line not in lines
+    assert NEW_NAME in {e["character"] for scene in reviewed["script"]["script"] for e in scene["events"]}
+    assert reviewed["review"]["reviewer"] == reviewer and reviewed["review"]["changes"] >= 1
+    target = rows["corrected", "swift"][record["id"]]["messages"][-1]["content"]
+    script_part = target.split("</think>\n", 1)[1]  # the reasoning before it is the engine's, unchanged
+    assert NEW_LINE in script_part and old_line not in script_part
+    for fmt in ("hf", "swift"):
+        others = set(rows["plain", fmt]) - {record["id"]}
+        assert others and all(rows["corrected", fmt][i] == rows["plain", fmt][i] for i in others)
+    assert rows["plain", "hf"][record["id"]]["review"] is None
 
 
 def _position(record: dict, flat_index: int) -> tuple[int, int]:

@@ -10,7 +10,7 @@ import typer
 
 from jobs.cli_common import console, database_url_option, escape, refusals
 
-TIER_HELP = "price every stage at this tier (standard or flex) instead of V2S_<STAGE>_TIER"
+TIER_HELP = "price every stage at this tier (standard, flex or batch) instead of V2S_<STAGE>_TIER"
 
 
 def register(app: typer.Typer) -> None:

@@ -35,12 +35,15 @@ DEFAULT_OUTPUT_PER_MIN = {Stage.PLOT: 700, Stage.SCRIPT: 1500, Stage.DISTILL: 90
 
 class PlanOptions(BaseModel):
     concurrency: int = Field(8, ge=1)  # model calls in flight at once (the run's V2S_MAX_IN_FLIGHT)
-    # seconds one call takes at each tier (Flex answers in minutes: its documented target is 1–15)
-    latency_s: dict[str, float] = Field(default_factory=lambda: {"standard": 30.0, "flex": 180.0})
+    # seconds one call takes at each tier (Flex answers in minutes: its documented target is 1–15); at
+    # batch, one batch's turnaround (within 24 h, usually far less; an hour is a planning figure)
+    latency_s: dict[str, float] = Field(
+        default_factory=lambda: {"standard": 30.0, "flex": 180.0, "batch": 3600.0}
+    )
     # how long a segment's cached video lives (None: V2S_CONTEXT_CACHE_TTL_S, what a run would use)
     cache_ttl_s: float | None = Field(None, gt=0)
     rate_limits: dict[str, RateLimit] | None = None  # None: the configured ones (V2S_RATE_LIMITS)
-    tier: Literal["standard", "flex"] | None = None  # every stage at this tier instead of its setting
+    tier: Literal["standard", "flex", "batch"] | None = None  # every stage at this tier, not its setting
 
 
 class StageEstimate(BaseModel):
@@ -202,13 +205,16 @@ def _wall_time(segments, stages: list[StageEstimate], settings: ModelSettings, o
     bounds = {
         "the longest plot chain": longest * latency[Stage.PLOT]
         + (latency[Stage.SCRIPT] + latency[Stage.DISTILL] if longest else 0.0),
-        "concurrency": sum(s.calls * latency[s.stage] for s in stages) / options.concurrency,
+        # a batch stage's calls are one batch per wave or pool, not calls in flight: they do not queue here
+        "concurrency": sum(s.calls * latency[s.stage] for s in stages if s.tier != "batch")
+        / options.concurrency,
     }
     limits = options.rate_limits if options.rate_limits is not None else settings.rate_limits
     window = settings.rate_limit_window_s
     by_model: dict[str, list[StageEstimate]] = defaultdict(list)
     for s in stages:
-        by_model[s.model].append(s)
+        if s.tier != "batch":  # batches have their own quotas (enqueued tokens), not requests per minute
+            by_model[s.model].append(s)
     for model, used in by_model.items():
         limit = limits.get(model)
         if limit is None:

@@ -157,6 +157,10 @@ def test_wall_time_is_bound_by_the_longest_chain_or_the_quota():
     assert limited.wall_time_s == pytest.approx(400 / 10 * 60)  # plot + script calls on that model
     flex = estimate("j", "s", _segments(1, 20), [], settings, options.model_copy(update={"tier": "flex"}))
     assert flex.wall_time_s == pytest.approx(20 * 100 + 200) and all(s.tier == "flex" for s in flex.stages)
+    # at batch, 200 one-segment videos are one wave: one batch turn per stage, no queue, no per-minute quota
+    batch = quota.model_copy(update={"tier": "batch", "latency_s": {"standard": 10.0, "batch": 1000.0}})
+    waves = estimate("j", "s", _segments(200, 1), [], settings, batch)
+    assert waves.wall_time_bound == "the longest plot chain" and waves.wall_time_s == pytest.approx(3 * 1000)
 
 
 def test_plan_json_round_trips():

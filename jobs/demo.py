@@ -24,20 +24,25 @@ def run_demo(out: Path, max_segment_s: float, console: Console, imperfection: fl
     console.print(
         f"sample film: {film} ({film.stat().st_size / 1e6:.1f} MB), ground truth: {screenplay_path}"
     )
-    with SimulatorServer(Screenplay.load(screenplay_path), imperfection=imperfection) as server:
-        base = server.base_url
-        # The same settings a user sets for a proxy, Vertex or vLLM: only the base URLs and keys differ.
-        os.environ.update(
-            {
-                "V2S_GEMINI_BASE_URL": base,
-                "V2S_GEMINI_API_KEY": "sim-demo-key",
-                "V2S_OPENAI_BASE_URL": f"{base}/v1",
-                "V2S_OPENAI_API_KEY": "sim-demo-key",
-            }
-        )
-        console.print(f"simulator: {base} (Gemini REST + OpenAI chat completions)")
-        spec = JobSpec(source=str(film), out=out / "run", max_segment_s=max_segment_s)
-        job_id, summary = run_job(spec, console)
+    saved = dict(os.environ)  # the simulator's settings hold for this job only (a caller's own stay theirs)
+    try:
+        with SimulatorServer(Screenplay.load(screenplay_path), imperfection=imperfection) as server:
+            base = server.base_url
+            # The same settings a user sets for a proxy, Vertex or vLLM: only the base URLs and keys differ.
+            os.environ.update(
+                {
+                    "V2S_GEMINI_BASE_URL": base,
+                    "V2S_GEMINI_API_KEY": "sim-demo-key",
+                    "V2S_OPENAI_BASE_URL": f"{base}/v1",
+                    "V2S_OPENAI_API_KEY": "sim-demo-key",
+                }
+            )
+            console.print(f"simulator: {base} (Gemini REST + OpenAI chat completions)")
+            spec = JobSpec(source=str(film), out=out / "run", max_segment_s=max_segment_s)
+            job_id, summary = run_job(spec, console)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     db = Database(spec.db_url())
     print_summary(console, job_id, summary, db, str(spec.out))
     _score(console, screenplay_path, spec.out / "shards")

@@ -11,11 +11,12 @@ have held it. Nothing here waits or knows where a batch's name is kept: the call
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
-from annotator.gateway.base import ModelRequest, ModelResponse, Outcome
+from annotator.gateway.base import ModelCallError, ModelRequest, ModelResponse, Outcome
 from annotator.gateway.structured import (
     StageAsk,
     StructuredResult,
@@ -37,6 +38,17 @@ class BatchItemResult(BaseModel):
     response: ModelResponse | None = None
     error: str | None = None
     outcome: Outcome = "done"
+
+
+def read_item(key: str, model: str, to_response: Callable[[ModelRequest], ModelResponse]) -> BatchItemResult:
+    """A batch item's answer through the backend's own reading of a response (`to_response` is given the
+    request it answers): empty, blocked and filtered answers become the item's error, as in a call."""
+    request = ModelRequest(stage="batch", model=model, prompt="", prompt_version="", tier="batch")
+    try:
+        answer = to_response(request)
+    except ModelCallError as exc:  # BlockedError included: its outcome is "blocked"
+        return BatchItemResult(key=key, error=str(exc), outcome=exc.outcome)
+    return BatchItemResult(key=key, response=answer.model_copy(update={"tier": "batch"}))
 
 
 class BatchSnapshot(BaseModel):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from google.genai import errors, types
 
-from annotator.gateway.base import BlockedError, ModelCallError, ModelRequest
-from annotator.gateway.batch import BatchItemResult, BatchSnapshot, BatchState
+from annotator.gateway.base import ModelRequest
+from annotator.gateway.batch import BatchItemResult, BatchSnapshot, BatchState, read_item
 from annotator.gateway.gemini import GeminiBackend
 
 _STATES: dict[str, BatchState] = {
@@ -127,14 +127,7 @@ class GeminiBatches:
             return BatchItemResult(
                 key=key, error=f"Gemini batch item failed: {_error_text(error)}", outcome="server_error"
             )
-        request = ModelRequest(stage="batch", model=model, prompt="", prompt_version="", tier="batch")
-        try:
-            answer = self.backend.to_response(request, response)
-        except BlockedError as exc:
-            return BatchItemResult(key=key, error=str(exc), outcome="blocked")
-        except ModelCallError as exc:
-            return BatchItemResult(key=key, error=str(exc), outcome=exc.outcome)
-        return BatchItemResult(key=key, response=answer.model_copy(update={"tier": "batch"}))
+        return read_item(key, model, lambda request: self.backend.to_response(request, response))
 
     def cancel_batch(self, name: str) -> None:
         self.backend.call(lambda: self.client.batches.cancel(name=name), "batches.cancel")

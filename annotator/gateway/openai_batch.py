@@ -14,8 +14,8 @@ import json
 import openai
 from openai.types.chat import ChatCompletion
 
-from annotator.gateway.base import BlockedError, ModelCallError, ModelRequest
-from annotator.gateway.batch import BatchItemResult, BatchSnapshot, BatchState
+from annotator.gateway.base import ModelRequest
+from annotator.gateway.batch import BatchItemResult, BatchSnapshot, BatchState, read_item
 from annotator.gateway.openai_compat import OpenAICompatBackend
 
 _ENDPOINT = "/v1/chat/completions"
@@ -130,14 +130,8 @@ class OpenAIBatches:
             return BatchItemResult(
                 key=key, error=f"batch item failed (HTTP {code}): {message}", outcome="server_error"
             )
-        request = ModelRequest(stage="batch", model=model, prompt="", prompt_version="", tier="batch")
-        try:
-            answer = self.backend.to_response(request, ChatCompletion.model_validate(response["body"]))
-        except BlockedError as exc:
-            return BatchItemResult(key=key, error=str(exc), outcome="blocked")
-        except ModelCallError as exc:
-            return BatchItemResult(key=key, error=str(exc), outcome=exc.outcome)
-        return BatchItemResult(key=key, response=answer.model_copy(update={"tier": "batch"}))
+        completion = ChatCompletion.model_validate(response["body"])
+        return read_item(key, model, lambda request: self.backend.to_response(request, completion))
 
     def cancel_batch(self, name: str) -> None:
         self._call(lambda: self.client.batches.cancel(name), "batches.cancel")

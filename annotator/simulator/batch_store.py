@@ -8,11 +8,14 @@ cancelled one has none either. The store counts creations, cancellations and del
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+
+from annotator.simulator.errors import invalid
 
 ENV_PENDING_S = "V2S_SIM_BATCH_PENDING_S"
 ENV_RUNNING_S = "V2S_SIM_BATCH_RUNNING_S"
@@ -160,3 +163,23 @@ class BatchStore:
         if now >= batch.ready_at:
             run(batch)
             batch.state, batch.ended = "succeeded", time.time()
+
+
+def jsonl_objects(data: bytes, name: str, shape: str) -> Iterator[tuple[str, dict]]:
+    """(where, object) for every non-blank line of a batch input file; SimError 400 naming a line that is not a
+    JSON object (`shape` says what one should look like), or a file without any."""
+    found = False
+    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"line {number} of {name}"
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            raise invalid(f"{where} is not JSON") from None
+        if not isinstance(entry, dict):
+            raise invalid(f"{where} must be an object {shape}")
+        found = True
+        yield where, entry
+    if not found:
+        raise invalid(f"{name} holds no requests")

@@ -21,7 +21,7 @@ import traceback
 from typing import TYPE_CHECKING
 
 from annotator.simulator import gemini_api
-from annotator.simulator.batch_store import FINAL, Batch, BatchItem
+from annotator.simulator.batch_store import FINAL, Batch, BatchItem, jsonl_objects
 from annotator.simulator.caches import Cache, merged
 from annotator.simulator.errors import SimError, invalid
 from annotator.simulator.files import rfc3339
@@ -145,22 +145,12 @@ def _file_items(sim: SimulatorServer, name: str) -> list[BatchItem]:
     if mime not in _INPUT_MIME:
         raise invalid(f"{stored.name} is {mime}; a batch input file is JSONL (application/jsonl)")
     items: list[BatchItem] = []
-    for number, line in enumerate(bytes(stored.data).decode("utf-8", "replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"line {number} of {stored.name}"
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            raise invalid(f"{where} is not JSON") from None
-        if not isinstance(entry, dict):
-            raise invalid(f'{where} must be an object {{"key": ..., "request": {{...}}}}')
+    shape = '{"key": ..., "request": {...}}'
+    for where, entry in jsonl_objects(bytes(stored.data), stored.name, shape):
         key = entry.get("key")
         items.append(
             _item(entry.get("request"), None, where, str(key) if key is not None else str(len(items)))
         )
-    if not items:
-        raise invalid(f"{stored.name} holds no requests")
     return items
 
 

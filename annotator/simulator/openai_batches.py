@@ -25,7 +25,7 @@ from email.policy import HTTP
 from typing import TYPE_CHECKING
 
 from annotator.simulator import openai_api
-from annotator.simulator.batch_store import FINAL, Batch, BatchItem
+from annotator.simulator.batch_store import FINAL, Batch, BatchItem, jsonl_objects
 from annotator.simulator.errors import SimError, invalid
 from annotator.simulator.openai_api import parse_chat
 from annotator.simulator.prompt_reader import Stage, detect_stage
@@ -117,16 +117,7 @@ def parse_lines(data: bytes, where: str, endpoint: str = CHAT_URL) -> list[Batch
     """The items of a batch input file; SimError 400 naming the first bad line."""
     items: list[BatchItem] = []
     seen: set[str] = set()
-    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        at = f"line {number} of {where}"
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            raise invalid(f"{at} is not JSON") from None
-        if not isinstance(entry, dict):
-            raise invalid(f'{at} must be an object {{"custom_id", "method", "url", "body"}}')
+    for at, entry in jsonl_objects(data, where, '{"custom_id", "method", "url", "body"}'):
         custom_id = entry.get("custom_id")
         if not isinstance(custom_id, str) or not custom_id:
             raise invalid(f"{at}: custom_id is missing")
@@ -142,8 +133,6 @@ def parse_lines(data: bytes, where: str, endpoint: str = CHAT_URL) -> list[Batch
             raise invalid(f"{at}: {error.message}") from None
         seen.add(custom_id)
         items.append(BatchItem(custom_id, entry["body"]))
-    if not items:
-        raise invalid(f"{where} holds no requests")
     return items
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -38,12 +37,7 @@ def setup(tmp_path_factory):
     require()  # skip before paying for the demo when there is no Label Studio
     base = tmp_path_factory.mktemp("ls-demo")
     with label_studio(tmp_path_factory.mktemp("ls-server"), base, free_port()) as server:
-        saved = dict(os.environ)  # the demo points the model settings at its simulator and leaves them so
-        try:
-            assert run_demo(base, 60.0, Console(file=io.StringIO())) == 0
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        assert run_demo(base, 60.0, Console(file=io.StringIO())) == 0
         yield base, server.wait()
 
 

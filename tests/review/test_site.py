@@ -60,12 +60,9 @@ def browser():
 def demo_site(tmp_path_factory) -> Path:
     """`v2s demo` (the sample film, the simulator at its default imperfection), then `v2s review build`."""
     base = tmp_path_factory.mktemp("review-demo")
-    saved = dict(os.environ)  # the demo points the model settings at its simulator and leaves them so
-    try:
-        assert run_demo(base, 60.0, Console(file=io.StringIO())) == 0
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    before = dict(os.environ)
+    assert run_demo(base, 60.0, Console(file=io.StringIO())) == 0
+    assert dict(os.environ) == before  # the simulator's settings were the demo's job's alone
     built = CliRunner().invoke(app, ["review", "build", str(base / "run")])
     assert built.exit_code == 0, built.output
     return base / "run"

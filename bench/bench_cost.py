@@ -95,6 +95,11 @@ def main() -> None:
     parser.add_argument("--shed-every", type=int, default=7, help="every n-th Flex request is shed (0: none)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument(
+        "--distill-model",
+        default="",
+        help="distil with this Gemini model (e.g. gemini-2.5-flash) in every mode instead of DeepSeek",
+    )
+    parser.add_argument(
         "--modes", default=",".join(MODES), help="comma-separated modes to run (standard always runs first)"
     )
     parser.add_argument("--child", nargs=4, metavar=("ACTION", "SOURCE", "OUT", "DB"), help=argparse.SUPPRESS)
@@ -136,6 +141,8 @@ def main() -> None:
             # first would be answered from it (the same prompt) and the call counts would say little
             "V2S_RESPONSE_CACHE": "0",
         }
+        if args.distill_model:  # the distillation on a Gemini model too, so that it has a batch tier
+            base_env.update({"V2S_DISTILL_BACKEND": "gemini", "V2S_DISTILL_MODEL": args.distill_model})
 
         def child(action: str, src: Path, out: Path, db: str, env: dict) -> dict:
             cmd = [sys.executable, __file__, "--num-cpus", str(args.num_cpus), "--child", action]
@@ -164,7 +171,11 @@ def main() -> None:
         made, left = server.caches.created, len(server.caches.live())
 
     standard = rows["standard"]
-    print(f"{args.videos} videos × {args.clip_s:g} s ({hours:.3f} video-hours), num_cpus={args.num_cpus}")
+    distiller = f"gemini/{args.distill_model}" if args.distill_model else "the default (openai/deepseek-chat)"
+    print(
+        f"{args.videos} videos × {args.clip_s:g} s ({hours:.3f} video-hours), num_cpus={args.num_cpus}, "
+        f"distillation on {distiller}"
+    )
     head = f"{'mode':<14}{'$':>10}{'$/video-h':>12}{'wall s':>9}{'calls':>7}{'batches':>9}{'records':>9}"
     print(f"{head}  same records")
     for mode in modes:

@@ -17,7 +17,7 @@ from tests.jobs.test_resume import _cli, _db_rows
 from tests.support import e2e as checks
 
 pytestmark = pytest.mark.slow
-SEGMENTS = 4
+SEGMENTS = 2  # the sample film cut at 120 s
 
 
 def test_a_run_killed_with_open_batches_resumes_without_submitting_them_again(tmp_path):
@@ -25,7 +25,7 @@ def test_a_run_killed_with_open_batches_resumes_without_submitting_them_again(tm
     out = tmp_path / "out"
     db = out / "v2s.sqlite"
     # each batch takes a few seconds: long enough to kill the driver while one is open
-    play = BatchPlay(pending_s=2.0, running_s=2.0)
+    play = BatchPlay(pending_s=1.5, running_s=1.5)
     with SimulatorServer(Screenplay.load(screenplay_path), batches=play) as server:
         env = {
             **os.environ,
@@ -39,7 +39,7 @@ def test_a_run_killed_with_open_batches_resumes_without_submitting_them_again(tm
             "V2S_BATCH_POLL_S": "0.3",
             "V2S_LEASE_S": "4",  # the dead workers' leases run out quickly
         }
-        run = _cli("run", str(film), "--out", str(out), "--max-segment-s", "60", "--num-cpus", "2", env=env)
+        run = _cli("run", str(film), "--out", str(out), "--max-segment-s", "120", "--num-cpus", "2", env=env)
         try:
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline:  # the second plot wave is open: one batch paid, not yet read

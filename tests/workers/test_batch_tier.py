@@ -32,6 +32,7 @@ BATCH = {
     "V2S_DISTILL_TIER": "batch",
     "V2S_BATCH_POLL_S": "0.2",
 }
+SEGMENTS = 2  # of each film, at --max-segment-s 120
 
 
 class FailOnce(Behaviours):
@@ -53,7 +54,7 @@ class FailOnce(Behaviours):
 
 @pytest.fixture(scope="module")
 def films(tmp_path_factory) -> tuple[Path, Path]:
-    """Two different videos of the sample film (two scopes of 4 segments each)."""
+    """Two different videos of the sample film (two scopes of SEGMENTS segments each)."""
     base = tmp_path_factory.mktemp("batch-films")
     film, screenplay = render_sample(base / "film")
     folder = base / "videos"
@@ -69,7 +70,7 @@ def _run(folder: Path, screenplay: Path, out: Path, behaviours=None, **extra: st
         SimulatorServer(play, behaviours=behaviours, batches=BatchPlay(0.1, 0.2)) as server,
         models_from(server, "sim-test-key-batch", **extra),
     ):
-        job_id, summary = run_job(JobSpec(source=str(folder), out=out, max_segment_s=60, num_cpus=2))
+        job_id, summary = run_job(JobSpec(source=str(folder), out=out, max_segment_s=120, num_cpus=2))
         return job_id, summary, server
 
 
@@ -95,7 +96,7 @@ def _db(out: Path) -> Database:
 def test_a_batch_run_writes_the_same_records_as_standard_calls(runs):
     std_out, _, std_summary, std_server = runs["standard"]
     out, _, summary, server = runs["batch"]
-    assert summary.records_written == std_summary.records_written == 8
+    assert summary.records_written == std_summary.records_written == 2 * SEGMENTS
     assert summary.stage_failures == []
     assert _records(out) == _records(std_out)
     assert std_server.batches.created == 0
@@ -143,7 +144,7 @@ def test_plot_waves_keep_every_scopes_memory_order(runs):
     finally:
         db.dispose()
     # wave k holds segment k of both films: one plot of each scope, each after its predecessor's wave
-    assert [b.wave for b in waves] == [1, 2, 3, 4]
+    assert [b.wave for b in waves] == list(range(1, SEGMENTS + 1))
     for k, batch in enumerate(waves, start=1):
         assert sorted(place[int(key)][1] for key in batch.keys) == [k, k]
         assert len({place[int(key)][0] for key in batch.keys}) == 2
@@ -151,7 +152,7 @@ def test_plot_waves_keep_every_scopes_memory_order(runs):
     for before, after in itertools.pairwise(waves):
         assert before.finished_at <= after.created_at
     plot_batches = [b for b in server.batches.batches.values() if "-plot-" in _name(b)]
-    assert len(plot_batches) == 4
+    assert len(plot_batches) == SEGMENTS
 
 
 def _name(batch) -> str:
@@ -167,7 +168,7 @@ def test_a_failed_item_alone_is_sent_again(runs):
     failed_key = retries[0].items[0].key
     assert [b.failed for b in scripts if failed_key in [i.key for i in b.items]] == [1, 0]
     held = [i.key for b in first_attempts for i in b.items]
-    assert sorted(held) == sorted(set(held)) and len(held) == 8  # every script once in a first batch
+    assert sorted(held) == sorted(set(held)) and len(held) == 2 * SEGMENTS  # each once in a first batch
     db = _db(out)
     try:
         with db.sessions() as s:
@@ -188,21 +189,23 @@ def test_status_shows_batch_spend_and_nothing_waiting(runs):
 
 
 def test_a_server_without_batches_gets_standard_calls(films, tmp_path):
-    folder, screenplay = films
-    play = Screenplay.load(screenplay)
-    only_a = tmp_path / "one"
-    only_a.mkdir()
-    (only_a / "a.mp4").symlink_to(folder / "a.mp4")
-    extra = {"V2S_DISTILL_TIER": "batch", "V2S_BATCH_POLL_S": "0.2"}
+    """DeepSeek's API has no batch endpoint: a distill stage set to batch is left to standard calls, while
+    the Gemini stages batch (asked once, at the start of the run)."""
+    from profiles_db.stages import Stage
+    from workers.context import RunContext
+    from workers.driver import batch_stages
+
+    _, screenplay = films
+    extra = {"V2S_PLOT_TIER": "batch", "V2S_DISTILL_TIER": "batch"}
     with (
-        SimulatorServer(play, openai_batches=False) as server,
+        SimulatorServer(Screenplay.load(screenplay), openai_batches=False) as server,
         models_from(server, "sim-test-key-batch", **extra),
     ):
-        _, summary = run_job(JobSpec(source=str(only_a), out=tmp_path / "out", max_segment_s=60, num_cpus=2))
-    assert summary.records_written == 4
-    assert server.batches.created == 0
-    distills = [r for r in server.requests if r.endpoint == "chat.completions" and r.status == 200]
-    assert len(distills) == 4
+        url = sqlite_url(tmp_path / "v2s.sqlite")
+        chosen = batch_stages(RunContext(job_id="j", db_url=url, out_dir=str(tmp_path)))
+        listed = [r for r in server.requests if r.endpoint.startswith("batches")]
+    assert chosen == [Stage.PLOT]
+    assert listed  # Gemini's batches were asked for; OpenAI's answered 404 (not recorded as batch calls)
 
 
 def test_open_batches_are_listed_by_status(tmp_path):

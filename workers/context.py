@@ -54,10 +54,12 @@ def database(url: str) -> Database:
 @cache
 def gateway(db_url: str | None = None) -> Gateway:
     """This process's gateway: limits shared across the cluster when Ray is up, answers cached in the job
-    database when `db_url` is given (a resumed job then never asks twice)."""
+    database when `db_url` is given (a resumed job then never asks twice), no call made by a worker whose raylet
+    is gone (workers/orphans.py)."""
     import ray
 
     from profiles_db.response_cache import DatabaseResponseCache
+    from workers.orphans import raylet_guard
     from workers.rate_limiter import ClusterRateLimiter
 
     settings = ModelSettings()
@@ -67,7 +69,7 @@ def gateway(db_url: str | None = None) -> Gateway:
         else None
     )
     cache = DatabaseResponseCache(database(db_url)) if db_url else None
-    return Gateway(settings, limiter=limiter, cache=cache)
+    return Gateway(settings, limiter=limiter, cache=cache, guard=raylet_guard())
 
 
 def store(ctx: RunContext) -> StageStore:

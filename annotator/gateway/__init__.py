@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from pydantic import BaseModel
 
@@ -33,18 +34,31 @@ def estimate_tokens(request: ModelRequest) -> int:
 
 
 class LimitedBackend:
-    """A backend whose every HTTP attempt (first ask, retries, repair turns) first waits its turn in the limiter."""
+    """A backend whose every HTTP attempt (first ask, retries, repair turns) first waits its turn in the limiter.
 
-    def __init__(self, inner: Backend, limiter: RateLimiter, *, default_cooldown_s: float = 1.0) -> None:
+    `guard` (optional) runs right before each attempt is sent, after the wait: the last moment a process that
+    must not pay for calls any more (a Ray worker whose node is gone) can stop."""
+
+    def __init__(
+        self,
+        inner: Backend,
+        limiter: RateLimiter,
+        *,
+        default_cooldown_s: float = 1.0,
+        guard: Callable[[], None] | None = None,
+    ) -> None:
         self.inner = inner
         self.limiter = limiter
         self.name = inner.name
         self.default_cooldown_s = default_cooldown_s  # a 429 without Retry-After
+        self.guard = guard
 
     def generate(self, request: ModelRequest) -> ModelResponse:
         reservation = self.limiter.acquire(request.model, estimate_tokens(request))
         used = 0
         try:
+            if self.guard is not None:
+                self.guard()
             response = self.inner.generate(request)
             used = response.input_tokens + response.output_tokens
             return response
@@ -64,7 +78,8 @@ class Gateway:
     """Builds backends lazily (a worker that only distils never needs Gemini credentials).
 
     `limiter` defaults to this process's own limits; Ray workers pass the cluster-wide one. `cache` (optional)
-    returns stored answers instead of asking again."""
+    returns stored answers instead of asking again. `guard` (optional) runs before every HTTP attempt (see
+    LimitedBackend)."""
 
     def __init__(
         self,
@@ -73,8 +88,10 @@ class Gateway:
         *,
         limiter: RateLimiter | None = None,
         cache: ResponseCache | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings or ModelSettings()
+        self.guard = guard
         self.limiter: RateLimiter = limiter or LocalRateLimiter(
             self.settings.rate_limits, window_s=self.settings.rate_limit_window_s
         )
@@ -84,7 +101,9 @@ class Gateway:
         self._batch_apis: dict[str, BatchBackend | None] = {}
 
     def _limited(self, backend: Backend) -> LimitedBackend:
-        return LimitedBackend(backend, self.limiter, default_cooldown_s=self.settings.retry_initial_wait_s)
+        return LimitedBackend(
+            backend, self.limiter, default_cooldown_s=self.settings.retry_initial_wait_s, guard=self.guard
+        )
 
     def backend(self, name: str) -> Backend:
         with self._lock:

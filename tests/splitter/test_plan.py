@@ -51,7 +51,7 @@ def _film(looks: list[int], frames: int = 10) -> Features:
     thumbs = np.concatenate([np.full((frames, 18, 32), v, np.uint8) for v in looks])
     chroma = np.full((len(thumbs), 2, 9, 16), 128, np.uint8)
     times = np.arange(len(thumbs)) / 10.0
-    return Features(times, thumbs, chroma, np.zeros(1, np.int32), np.zeros(1, np.int32))
+    return Features(times, thumbs, chroma, np.zeros(1, np.int32), np.zeros(1, np.int32), 0)
 
 
 def test_shot_reverse_shot_is_one_scene_and_a_new_place_is_another():

@@ -20,7 +20,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from annotator.media import MediaError
-from workers.splitter.features import THUMB, FeatureBuilder, Features
+from workers.splitter.features import FeatureBuilder, Features
 from workers.splitter.intermediate import Intermediate, IntermediateWriter
 from workers.splitter.settings import ProxySettings, ShotSettings, SplitSettings
 from workers.splitter.shots import SceneDetectFeeder
@@ -104,14 +104,8 @@ class _Pass:
         ctx = self.video.codec_context
         self.sar = Fraction(self.video.sample_aspect_ratio or ctx.sample_aspect_ratio or 1) or Fraction(1)
         self.size = analysis_size(ctx.width, ctx.height, self.sar, settings.shots.analysis_width)
-        self.features = FeatureBuilder(settings.proxy.bar_luma)
-        # one reformatter per output size for the whole pass: frame.reformat() builds a new scaler per call
-        self.thumb_scaler, self.bar_scaler, self.bgr_scaler = (
-            VideoReformatter(),
-            VideoReformatter(),
-            VideoReformatter(),
-        )
-        self.bars = (self.size[0], tall_height(ctx.height))
+        self.features = FeatureBuilder(settings.proxy.bar_luma, (self.size[0], tall_height(ctx.height)))
+        self.bgr_scaler = VideoReformatter()
         shots: ShotSettings = settings.shots
         self.feeder = SceneDetectFeeder(shots, self.fps) if shots.detector != "v2s" else None
         audio = container.streams.audio[0] if container.streams.audio else None
@@ -190,17 +184,13 @@ class _Pass:
         if not len(self.features):
             self.rotation = int(getattr(frame, "rotation", 0) or 0)
         self.interlaced += bool(frame.interlaced_frame)
-        # area averaging: every source pixel counts, so grain and interlacing combs average out
-        thumb = self.thumb_scaler.reformat(
-            frame, width=THUMB[1], height=THUMB[0], format="yuv444p", interpolation="AREA"
-        )
-        bars = self.bar_scaler.reformat(frame, width=self.bars[0], height=self.bars[1], format="gray")
-        self.features.add(t, thumb.to_ndarray(), bars.to_ndarray())
+        self.features.add_frame(t, frame)
         if self.writer is not None:
             self.writer.add(frame, t)
         if self.feeder is not None:
             w, h = self.size
-            self.feeder.add(self.bgr_scaler.reformat(frame, width=w, height=h, format="bgr24").to_ndarray())
+            bgr = self.bgr_scaler.reformat(frame, width=w, height=h, format="bgr24", threads=1)
+            self.feeder.add(bgr.to_ndarray())
 
     def _audio(self, frame: av.AudioFrame) -> None:
         start = frame.time - self.origin if frame.time is not None else None
@@ -308,7 +298,7 @@ def letterbox(features: Features, width: int, height: int, proxy: ProxySettings)
     """The picture inside black bars: analysis rows/columns that held a bright pixel in more than 1% of the
     frames (a flash or a caption in a bar is not content), scaled back to coded pixels, even, kept only when a bar
     is at least `min_bar_fraction` of the picture."""
-    n = len(features)
+    n = features.bar_frames
     rows = np.flatnonzero(features.bright_rows > max(1, 0.01 * n))
     cols = np.flatnonzero(features.bright_cols > max(1, 0.01 * n))
     if not len(rows) or not len(cols):

@@ -188,7 +188,7 @@ class IntermediateWriter:
         self.last_tick = tick
         self.first_s = time_s if self.first_s is None else self.first_s
         small = self.scaler.reformat(
-            frame, width=self.width, height=self.height, format="yuv420p", interpolation="BILINEAR"
+            frame, width=self.width, height=self.height, format="yuv420p", interpolation="AREA", threads=1
         )
         self.last_pts = max(round(time_s / TIME_BASE), self.last_pts + 1)
         small.pts, small.time_base = self.last_pts, TIME_BASE

@@ -8,11 +8,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-from av.video.reformatter import VideoReformatter
 
 from annotator.media import MediaError
 from workers.splitter.decode import analysis_size, letterbox, tall_height
-from workers.splitter.features import THUMB, FeatureBuilder
+from workers.splitter.features import FeatureBuilder
 from workers.splitter.proxy import ProxyTransform
 from workers.splitter.settings import ProxySettings
 
@@ -27,8 +26,7 @@ def sample_transform(
             ctx = video.codec_context
             sar = Fraction(video.sample_aspect_ratio or ctx.sample_aspect_ratio or 1) or Fraction(1)
             size = analysis_size(ctx.width, ctx.height, sar, width)
-            builder = FeatureBuilder(settings.bar_luma)
-            scaler, bar_scaler = VideoReformatter(), VideoReformatter()
+            builder = FeatureBuilder(settings.bar_luma, (size[0], tall_height(ctx.height)), bar_stride=1)
             duration = (container.duration or 0) / av.time_base
             interlaced = rotation = 0
             for k in range(points):
@@ -40,13 +38,7 @@ def sample_transform(
                         break
                     rotation = rotation or int(getattr(frame, "rotation", 0) or 0)
                     interlaced += bool(frame.interlaced_frame)
-                    thumb = scaler.reformat(
-                        frame, width=THUMB[1], height=THUMB[0], format="yuv444p", interpolation="AREA"
-                    )
-                    tall = bar_scaler.reformat(
-                        frame, width=size[0], height=tall_height(ctx.height), format="gray"
-                    )
-                    builder.add(0.0, thumb.to_ndarray(), tall.to_ndarray())
+                    builder.add_frame(0.0, frame)
                 if duration <= 0:
                     break
     except (av.error.FFmpegError, OSError, IndexError) as exc:

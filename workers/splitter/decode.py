@@ -10,6 +10,7 @@ reason naming the file, because missing frames mean missed cuts.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -98,6 +99,9 @@ class _Pass:
         self.settings = settings
         self.video = container.streams.video[0]
         self.video.thread_type = "AUTO"  # frame + slice threads, as the ffmpeg CLI decodes
+        # more frames in flight than FFmpeg's automatic cores + 1: the decoder keeps working while this thread
+        # computes features and writes the intermediate, instead of waiting for it
+        self.video.codec_context.thread_count = min(16, (os.cpu_count() or 1) + 3)
         self.origin = (container.start_time or 0) / av.time_base  # ffmpeg -ss positions count from here
         rate = self.video.average_rate or self.video.guessed_rate
         self.fps = float(rate) if rate else 0.0

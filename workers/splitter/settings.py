@@ -71,8 +71,11 @@ class PlanSettings(BaseModel):
 class ProxySettings(BaseModel):
     height: int = 360
     fps: float = 6.0
-    crf: int = 30
-    preset: str = "veryfast"
+    # superfast at crf 32 looks the same as veryfast at crf 30 (SSIM 0.9927 vs 0.9931 on the bench film's 360p
+    # proxy) for 38% less encoding time and 13% more bytes: the proxy's encode is most of the split's time after
+    # the decode, and bytes cost nothing in tokens
+    crf: int = 32
+    preset: str = "superfast"
     audio_bitrate: str = "64k"
     deinterlace: Literal["auto", "always", "never"] = "auto"  # auto: when the analysis saw interlaced frames
     square_pixels: bool = True

@@ -101,18 +101,8 @@ def cut_parts(
     cmd += ["-crf", str(settings.crf), "-bf", "0", "-pix_fmt", "yuv420p"]
     if audio is not None:
         # the fast AAC coder: same size at this bitrate, ~2.5x less time than the default two-loop search
-        cmd += [
-            "-map",
-            sound,
-            "-c:a",
-            "aac",
-            "-aac_coder",
-            "fast",
-            "-ac",
-            "1",
-            "-b:a",
-            settings.audio_bitrate,
-        ]
+        cmd += ["-map", sound, "-c:a", "aac", "-aac_coder", "fast"]
+        cmd += ["-ac", "1", "-b:a", settings.audio_bitrate]
     if times:
         cmd += ["-force_key_frames", times, "-segment_times", times]
     cmd += ["-f", "segment", "-segment_format", "mp4", "-reset_timestamps", "1"]

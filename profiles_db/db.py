@@ -90,12 +90,37 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+@contextmanager
+def _file_lock(url: str) -> Iterator[None]:
+    """Across processes for a SQLite file: two runs starting on a new database at once would otherwise both
+    create its tables ("table … already exists"). PostgreSQL runs each migration in a transaction of its own."""
+    parsed = make_url(url)
+    if (
+        not parsed.get_backend_name().startswith("sqlite")
+        or not parsed.database
+        or parsed.database == ":memory:"
+    ):
+        yield
+        return
+    import fcntl
+
+    lock = Path(parsed.database).with_name(Path(parsed.database).name + ".migrate.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upgrade(url: str) -> None:
     """Apply every Alembic migration (idempotent; `v2s db upgrade` and first use both call this)."""
     with _upgrade_lock:
         if url in _upgraded:
             return
-        command.upgrade(alembic_config(url), "head")
+        with _file_lock(url):
+            command.upgrade(alembic_config(url), "head")
         _upgraded.add(url)
 
 

@@ -2,8 +2,8 @@
 ends it before the next HTTP attempt. Real processes, the real Gateway and SDK, over HTTP to the simulator.
 
 The tree is reaper → parent → worker. The reaper is a child subreaper (prctl), so the worker becomes its child when
-the parent is killed and its exit status can be read; the worker waits for its stdin, a pipe the parent holds, to
-close, which happens exactly when the parent dies."""
+the parent is killed and its exit status can be read; the worker makes its second call once the reaper has reaped
+the parent (a file says so)."""
 
 from __future__ import annotations
 
@@ -35,13 +35,15 @@ def ask(index):
     segment = SegmentInput(index=index, start_s=0.0, end_s=30.0, media=Media(path=proxy, sha256=file_sha256(proxy)))
     return PlotReasoner(gateway, backend="gemini", model=MODELS["gemini"]).reason(segment, None)
 print("first", ask(1).outcome, flush=True)
-sys.stdin.read()  # until the parent is gone
+import time
+while not os.path.exists(sys.argv[3]):  # the reaper's word that the parent is gone and reaped
+    time.sleep(0.02)
 print("second", ask(2).outcome, flush=True)
 """
 
 PARENT = """
 import subprocess, sys, time
-worker = subprocess.Popen([sys.executable, "-c", sys.argv[1], *sys.argv[2:4]], stdin=subprocess.PIPE,
+worker = subprocess.Popen([sys.executable, "-c", sys.argv[1], *sys.argv[2:4], sys.argv[4] + ".go"],
                           stdout=open(sys.argv[4], "w"), stderr=subprocess.STDOUT)
 print(worker.pid, flush=True)
 time.sleep(600)
@@ -58,7 +60,8 @@ deadline = time.monotonic() + 60
 while "first" not in open(log).read() and time.monotonic() < deadline:
     time.sleep(0.05)
 parent.kill()
-parent.wait()
+parent.wait()  # reaped: the worker has its new parent now (it may see its stdin close before it is reparented)
+open(log + ".go", "w").close()
 _, status = os.waitpid(worker, 0)  # the worker is this process's child now
 print(json.dumps({"exit": os.waitstatus_to_exitcode(status)}))
 """

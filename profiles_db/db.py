@@ -93,7 +93,8 @@ def alembic_config(url: str) -> Config:
 @contextmanager
 def _file_lock(url: str) -> Iterator[None]:
     """Across processes for a SQLite file: two runs starting on a new database at once would otherwise both
-    create its tables ("table … already exists"). PostgreSQL runs each migration in a transaction of its own."""
+    create its tables ("table … already exists"). A new PostgreSQL database is not guarded here yet (that would
+    take an advisory lock on Alembic's own connection); only SQLite's race has been seen."""
     parsed = make_url(url)
     if (
         not parsed.get_backend_name().startswith("sqlite")

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import uuid
@@ -20,6 +21,8 @@ from pathlib import Path
 from annotator.media import MediaError, probe
 from workers.context import VideoSource
 from workers.storage import StorageError, cache_root, filesystem, is_remote, join, unsafe_key_reason
+
+log = logging.getLogger(__name__)
 
 
 class FetchError(MediaError):
@@ -86,36 +89,45 @@ def proxy_present(uri: str | None) -> bool:
         return False
 
 
-def _proxy_ok(path: Path) -> bool:
-    """A proxy is reused only when it probes as a whole video (a cut-off or corrupt one is cut again)."""
+ProxyCheck = Callable[[Path], str | None]  # why a proxy file is not the one wanted; None when it is
+
+
+def _proxy_ok(path: Path, check: ProxyCheck | None) -> bool:
+    """A proxy is reused only when it probes as a whole video and passes `check` (its span and sound); a
+    cut-off, corrupt or misplaced one is cut again."""
     try:
         probe(path)
     except MediaError:
         return False
-    return True
+    problem = check(path) if check is not None else None
+    if problem is not None:
+        log.warning("cutting the proxy again: %s", problem)
+    return problem is None
 
 
-def ensure_proxy(out_dir: str, video_id: str, idx: int, make: Callable[[Path], object]) -> str:
-    """The URI of a segment's proxy under OUT/proxies/, calling `make(local_path)` when it is missing or
-    broken. `make` writes under a name of its own and renames, so two writers never share a partial file."""
+def ensure_proxy(
+    out_dir: str, video_id: str, idx: int, make: Callable[[Path], object], check: ProxyCheck | None = None
+) -> str:
+    """The URI of a segment's proxy under OUT/proxies/, calling `make(local_path)` when it is missing, broken or
+    fails `check`. `make` writes under a name of its own and renames, so two writers never share a partial file."""
     uri = join(out_dir, "proxies", video_id, f"seg_{idx:04d}.mp4")
     if not is_remote(out_dir):
-        if not (Path(uri).exists() and _proxy_ok(Path(uri))):
+        if not (Path(uri).exists() and _proxy_ok(Path(uri), check)):
             make(Path(uri))
         return uri
     fs, path = filesystem(uri)
     local = _proxy_cache(uri)
-    if proxy_present(uri) and (local.exists() or _fetched_ok(uri, local)):
+    if proxy_present(uri) and (_proxy_ok(local, check) if local.exists() else _fetched_ok(uri, local, check)):
         return uri
     make(local)
     fs.put_file(str(local), path)
     return uri
 
 
-def _fetched_ok(uri: str, local: Path) -> bool:
+def _fetched_ok(uri: str, local: Path, check: ProxyCheck | None) -> bool:
     """A bucket proxy is checked where it will be used: downloaded into the cache once and probed."""
     _download(uri, local)
-    if _proxy_ok(local):
+    if _proxy_ok(local, check):
         return True
     local.unlink(missing_ok=True)
     return False

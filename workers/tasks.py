@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import ray
@@ -27,6 +28,7 @@ from workers.fetch import (
 from workers.metrics import record_video
 from workers.results import SKIPPED, PreparedVideo, SegmentOutcome
 from workers.splitter import ProxyBatch, SplitSettings, split_video
+from workers.splitter.proxy_check import proxy_problem
 from workers.storage import cache_root
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,12 @@ def _cut_proxies(
     in one ffmpeg run. Returns (start, end, proxy URI) per segment. In offsets mode every segment shares one
     proxy of the whole video, addressed by offsets when the stages send it (see stage_steps.segment_input)."""
     proxy_settings = split.proxy
+    if has_audio is None:  # a resumed video: its proxies must still carry the sound its source has
+        has_audio = probe(path, name=video.uri).has_audio
+
+    def fits(start_s: float, end_s: float) -> Callable[[Path], str | None]:
+        return lambda made: proxy_problem(made, start_s, end_s, audio=has_audio, fps=proxy_settings.fps)
+
     if split.proxy_mode == "offsets":
         tag = Provenance(
             video_id=video.video_id,
@@ -126,7 +134,13 @@ def _cut_proxies(
             end_s=spans[-1][1],
         )
         with ProxyBatch(path, [tag], proxy_settings, transform, has_audio, whole) as batch:
-            uri = ensure_proxy(ctx.out_dir, video.video_id, 0, lambda target: batch.make(0, target))
+            uri = ensure_proxy(
+                ctx.out_dir,
+                video.video_id,
+                0,
+                lambda target: batch.make(0, target),
+                fits(tag.start_s, tag.end_s),
+            )
         return [(start_s, end_s, uri) for start_s, end_s in spans]
     tags = [
         Provenance(
@@ -142,6 +156,7 @@ def _cut_proxies(
                 video.video_id,
                 tag.segment_index,
                 lambda target, idx=tag.segment_index: batch.make(idx, target),
+                fits(tag.start_s, tag.end_s),
             )
             proxies.append((tag.start_s, tag.end_s, proxy_uri))
     return proxies

@@ -3,6 +3,7 @@ widened to square pixels, letterbox bars cropped, and each transform recorded in
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -11,10 +12,11 @@ import av
 import numpy as np
 import pytest
 
-from annotator.media import ffmpeg_exe, probe, read_provenance, read_transform
+from annotator.media import MediaError, ffmpeg_exe, probe, read_provenance, read_transform
 from annotator.schemas.provenance import Provenance
 from tests.support.media import color_film
 from workers.splitter import ProxyBatch, SplitSettings, split_video
+from workers.splitter.proxy_check import measure, proxy_problem
 from workers.splitter.sample import sample_transform
 
 
@@ -203,3 +205,62 @@ def test_a_late_video_track_stays_in_step_with_the_audio(tmp_path):
     assert len(direct) == len(via) >= 2
     for a, b in zip(direct, via, strict=True):
         assert abs(a["audio"] - b["audio"]) < 0.03 and abs(a["video"] - b["video"]) < 0.03, (direct, via)
+
+
+@pytest.mark.parametrize("extra_frames", [-20, 1], ids=["shorter-than-a-segment", "one-frame-longer"])
+@pytest.mark.parametrize("mode", ["segments", "offsets"])
+def test_every_proxy_covers_its_whole_span(tmp_path, mode, extra_frames):
+    """A video that fits in one segment (and one a frame longer) gets proxies of their whole spans: the segment
+    muxer once split a lone span at its first keyframe after 2 s (the first shot change) and kept only that."""
+    max_segment_s, fps = 12.0, 10  # color_film's rate
+    duration = max_segment_s + extra_frames / fps
+    film = color_film(tmp_path / "film.mp4", [3.0, 7.0], duration)
+    settings = SplitSettings().proxy.model_copy(update={"height": 90, "fps": 4})
+    result = split_video(film, probe(film), max_segment_s, workdir=tmp_path / "work")
+    spans = [(p.start_s, p.end_s) for p in result.plans]
+    if mode == "offsets":  # one proxy of the whole video, as workers.tasks cuts it
+        spans = [(spans[0][0], spans[-1][1])]
+    tags = _tags(film, spans)
+    with ProxyBatch(film, tags, settings, result.transform, True, result.intermediate) as batch:
+        made = [batch.make(t.segment_index, tmp_path / "out" / f"seg_{t.segment_index}.mp4") for t in tags]
+    assert abs(spans[-1][1] - duration) < 0.2 and spans[0][0] == 0.0
+    for (start, end), proxy in zip(spans, made, strict=True):
+        facts = measure(proxy)
+        assert abs(facts.video_s - (end - start)) <= 1 / settings.fps + 0.1, (start, end, facts)
+        assert facts.audio_s is not None and abs(facts.audio_s - (end - start)) <= 1 / settings.fps + 0.1
+
+
+def test_a_proxy_that_is_not_its_span_is_refused_where_it_is_made_and_cut_again_where_reused(tmp_path):
+    from workers.fetch import ensure_proxy
+
+    film = color_film(tmp_path / "film.mp4", [3.0], 8.0)
+    silent = color_film(tmp_path / "silent.mp4", [3.0], 8.0, audio=False)
+    settings = SplitSettings().proxy.model_copy(update={"height": 90, "fps": 4})
+    target = tmp_path / "out" / "seg_0001.mp4"
+    # cut-time: a part of the wrong length (here: a tag claiming more than the source has) fails its video
+    (tag,) = _tags(film, [(0.0, 12.0)])
+    with ProxyBatch(film, [tag], settings, None, True) as batch, pytest.raises(MediaError) as refused:
+        batch.make(1, target)
+    assert "film.mp4" in str(refused.value) and "0.00-12.00s" in str(refused.value)
+    assert "shows 8.00s of picture" in str(refused.value) and not target.exists()
+    # reuse: a proxy without the sound its source has, or another span's proxy, is cut again
+    (whole,) = _tags(film, [(0.0, 8.0)])
+    with ProxyBatch(silent, [whole], settings, None, False) as batch:
+        batch.make(1, target)  # sound stripped: right length, no audio stream
+    cuts: list[Path] = []
+
+    def cut(path: Path) -> Path:
+        cuts.append(path)
+        with ProxyBatch(film, [whole], settings, None, True) as batch:
+            return batch.make(1, path)
+
+    def fits(path: Path) -> str | None:
+        return proxy_problem(path, 0.0, 8.0, audio=True, fps=settings.fps)
+
+    assert "no sound" in (fits(target) or "")
+    ensure_proxy(str(tmp_path / "out"), "vid", 1, cut, fits)  # out/proxies/vid/seg_0001.mp4
+    shutil.copyfile(target, tmp_path / "out" / "proxies" / "vid" / "seg_0001.mp4")
+    assert ensure_proxy(str(tmp_path / "out"), "vid", 1, cut, fits) and len(cuts) == 2
+    assert fits(tmp_path / "out" / "proxies" / "vid" / "seg_0001.mp4") is None
+    ensure_proxy(str(tmp_path / "out"), "vid", 1, cut, fits)
+    assert len(cuts) == 2  # a right one is reused

@@ -25,6 +25,7 @@ from annotator.media import MediaError, ffmpeg_exe, probe
 from annotator.schemas.provenance import TAG, Provenance
 from workers.splitter.decode import Crop
 from workers.splitter.intermediate import Intermediate
+from workers.splitter.proxy_check import proxy_problem
 from workers.splitter.settings import ProxySettings
 
 
@@ -105,6 +106,8 @@ def cut_parts(
         cmd += ["-ac", "1", "-b:a", settings.audio_bitrate]
     if times:
         cmd += ["-force_key_frames", times, "-segment_times", times]
+    else:  # one span: without a time the muxer would split at the first keyframe after its default 2 s
+        cmd += ["-segment_time", f"{last - first + 60:.0f}"]
     cmd += ["-f", "segment", "-segment_format", "mp4", "-reset_timestamps", "1"]
     cmd += ["-segment_time_delta", f"{1 / (2 * settings.fps):.4f}", str(workdir / "part_%05d.mp4")]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -176,7 +179,14 @@ class ProxyBatch:
         tag = self.tags[idx]
         assert self.transform is not None  # set by _cut
         part = self._parts[(tag.start_s, tag.end_s)]
-        return retag(part, target, tag_text(tag, self.transform, self.settings))
+        made = retag(part, target, tag_text(tag, self.transform, self.settings))
+        problem = proxy_problem(
+            made, tag.start_s, tag.end_s, audio=bool(self.has_audio), fps=self.settings.fps
+        )
+        if problem is not None:  # never leave a wrong proxy where a later run would take it as made
+            made.unlink(missing_ok=True)
+            raise MediaError(f"{self.source}: {problem}")
+        return made
 
     def _cut(self, near: Path) -> None:
         from workers.splitter.sample import sample_transform  # only a resume without an analysis needs it

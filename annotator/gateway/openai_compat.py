@@ -183,7 +183,21 @@ def sample_frames(media: Media, fps: float, max_frames: int) -> tuple[list[bytes
     fps = max(min(fps, max_frames / seconds), 1e-3)
     with tempfile.TemporaryDirectory(prefix="v2s-frames-") as folder:
         cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-ss", f"{start:.3f}", "-to", f"{end:.3f}"]
-        cmd += ["-i", str(media.path), "-vf", f"fps={fps:.6g}", "-frames:v", str(max_frames), "-q:v", "5"]
+        # the first frame of the window, then one each 1/fps: the fps filter would centre its picks, so the
+        # model's first picture (from which it counts time) would come late
+        pick = f"select='isnan(prev_selected_t)+gte(t-prev_selected_t,{1 / fps - 1e-3:.6f})'"
+        cmd += [
+            "-i",
+            str(media.path),
+            "-vf",
+            pick,
+            "-fps_mode",
+            "vfr",
+            "-frames:v",
+            str(max_frames),
+            "-q:v",
+            "5",
+        ]
         cmd += [str(Path(folder) / "f_%05d.jpg")]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:

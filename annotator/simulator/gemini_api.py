@@ -63,6 +63,7 @@ class VideoPart:
     end_offset_s: float | None = None
     fps: float | None = None
     frames: int = 0  # > 0: the "video" is this many sampled JPEG frames (OpenAI-style image parts)
+    images: list[bytes] = field(default_factory=list)  # those frames' bytes
     provenance_tag: str | None = None  # frames carry the proxy's provenance in their JPEG comment
 
 

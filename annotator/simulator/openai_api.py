@@ -74,7 +74,9 @@ def parse_chat(body: object) -> ChatRequest:
     if request.video is None and frames:
         # Sampled frames stand for the clip; the proxy's provenance travels in their JPEG comment.
         tag = next((c for c in map(jpeg_comment, frames) if c), None)
-        request.video = VideoPart(mime_type="image/jpeg", frames=len(frames), provenance_tag=tag)
+        request.video = VideoPart(
+            mime_type="image/jpeg", frames=len(frames), images=frames, provenance_tag=tag
+        )
     response_format = body.get("response_format") or {}
     kind = response_format.get("type") if isinstance(response_format, dict) else None
     if kind not in (None, "text", "json_object", "json_schema"):

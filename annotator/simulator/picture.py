@@ -3,7 +3,7 @@
 Every scene is a flat background with its own colour and line pattern (so PySceneDetect finds a hard cut at
 each scene boundary and nowhere else), the characters on screen are coloured figures labelled with a short
 visual descriptor (never their name, so naming must come from the dialogue), and dialogue is burned in as
-subtitles. The graph names only short relative files (text files, `font.ttf`) in ffmpeg's working directory,
+subtitles; a strip across the top marks every frame with the film's time and scene (film_mark.py). The graph names only short relative files (text files, `font.ttf`) in ffmpeg's working directory,
 so it needs no path escaping.
 """
 
@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from annotator.schemas.script import ENVIRONMENT, Scene
-from annotator.simulator.screenplay import CastMember, Screenplay
+from annotator.simulator import film_mark
+from annotator.simulator.screenplay import OFF_SCREEN, CastMember, Screenplay
 from annotator.simulator.soundtrack import Sound, sound_spans
-
-OFF_SCREEN = {"VO", "OS", "V.O.", "O.S."}
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,14 @@ def _scene_chain(
     filters = [
         f"color=c={look.background}:s={frame.width}x{frame.height}:r={frame.fps}:d={frames / frame.fps:.6f}",
         f"drawgrid=w={look.cell_w}:h={look.cell_h}:t={look.thickness}:c={look.lines}",
-        _text(files.add(_caption(scene)), 15 * s, "12", "10", box_alpha=0.7),
+        *film_mark.scene_filters(index, frame.width, frame.height),
+        _text(
+            files.add(_caption(scene)),
+            15 * s,
+            "12",
+            str(film_mark.band_height(frame.height) + 6),
+            box_alpha=0.7,
+        ),
     ]
     cast = _on_screen(scene, screenplay)
     centres = {m.name: round(frame.width * (i + 1) / (len(cast) + 1)) for i, m in enumerate(cast)}
@@ -168,5 +174,6 @@ def filter_graph(screenplay: Screenplay, until_s: float, frame: Frame, files: Te
         chains.append(_scene_chain(index, scene, (start, end), frames, screenplay, sounds, frame, files))
         total_frames += frames
     labels = "".join(f"[s{i}]" for i in range(len(chains)))
-    chains.append(f"{labels}concat=n={len(chains)}:v=1:a=0,format=yuv420p[v]")
+    marks = ",".join(film_mark.time_filters(frame.width, frame.height))
+    chains.append(f"{labels}concat=n={len(chains)}:v=1:a=0,{marks},format=yuv420p[v]")
     return ";\n".join(chains), total_frames / frame.fps

@@ -43,6 +43,7 @@ class Clip:
     start_s: float
     end_s: float
     segment_index: int = 1
+    heard: bool = True  # the request's sound is the film's sound of the clip (else: pictures only)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Responder:
         if stage.needs_video:
             if clip is None:
                 raise invalid(f"the {stage.value} prompt needs the segment's video")
-            window = Window(self.screenplay, clip.start_s, clip.end_s)
+            window = Window(self.screenplay, clip.start_s, clip.end_s, heard=clip.heard)
             if not window.scenes:
                 raise invalid(
                     f"{clip.start_s:.1f}–{clip.end_s:.1f} s shows nothing of the screenplay "

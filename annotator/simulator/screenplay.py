@@ -18,6 +18,7 @@ from annotator.schemas.timecode import Seconds
 
 DEFAULT_SCREENPLAY = Path(__file__).parent / "data" / "sample_screenplay.json"
 IDENTITY_SCREENPLAY = Path(__file__).parent / "data" / "identity_screenplay.json"
+OFF_SCREEN = {"VO", "OS", "V.O.", "O.S."}  # voice types of lines heard but not seen
 """A story built to play the identity patterns real models produce (docs/screenplay.md, *Night Shift at Pier
 Nine*): a descriptor named later, name forms one at a time, two mothers called "Mom", a group and one of its
 members, a costume change with no name spoken, and mirrors that must stay apart."""

@@ -38,6 +38,7 @@ seconds, add provenance `start_s` (+ startOffset when used).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import logging
@@ -55,10 +56,11 @@ from annotator.simulator.batch_store import BatchPlay, BatchStore
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
 from annotator.simulator.caches import Cache, CacheStore
 from annotator.simulator.errors import SimError, invalid
-from annotator.simulator.files import DEFAULT_TTL_S, FileStore, VideoFacts, inspect_video
+from annotator.simulator.files import DEFAULT_TTL_S, FileStore, inspect_video
 from annotator.simulator.flex import FLEX, FlexPlay
 from annotator.simulator.gemini_api import GenerateRequest, VideoPart
 from annotator.simulator.http_handler import Handler
+from annotator.simulator.media_reader import Seen, UnreadableMedia, read_frames, read_video
 from annotator.simulator.openai_api import ChatRequest
 from annotator.simulator.openai_batches import OpenAIFileStore, openai_batches_from_env
 from annotator.simulator.prompt_reader import Stage
@@ -139,6 +141,7 @@ class SimulatorServer:
         )
         self._log: list[RequestRecord] = []
         self._lock = threading.Lock()
+        self._seen: dict[tuple, Seen] = {}  # media read, by content and offsets (oldest first)
         self._calls = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -202,57 +205,76 @@ class SimulatorServer:
 
     # -- model calls --------------------------------------------------------------------------------------
     def resolve_clip(self, video: VideoPart | None, stage: Stage) -> tuple[Clip, bool]:
-        """(absolute clip, has audio) for a request's video; SimError when it cannot be placed in the film."""
+        """(absolute clip, whether the request carried sound) for a request's video, read from its pictures and
+        sound (media_reader.py); SimError when it cannot be read or shows no marked film."""
         if video is None:
             raise invalid(
                 f"the {stage.value} prompt needs the segment's video: send the proxy as inlineData "
                 "(base64 video/mp4) or as fileData with the fileUri of an uploaded file"
             )
         if video.frames:
-            prov = Provenance.from_tag(video.provenance_tag)
-            facts = VideoFacts(prov, (prov.end_s - prov.start_s) if prov else 0.0, has_audio=False)
-            where = f"the {video.frames} sampled frames"
-            if prov is not None and prov.end_s > prov.start_s:
-                video.fps = video.frames / (prov.end_s - prov.start_s)  # tokens: one image per frame
+            key = ("frames", *(hashlib.sha256(image).hexdigest() for image in video.images))
+            seen = self._read(key, lambda: read_frames(video.images))
+            where, tag = f"the {video.frames} sampled frames", video.provenance_tag
+            video.fps = (
+                seen.frames / seen.media_s if seen.media_s > 0 else None
+            )  # tokens: one image per frame
         elif video.data is not None:
             facts = inspect_video(video.data)
             if facts is None:
                 raise invalid(
                     f"the inline {video.mime_type} ({len(video.data)} bytes) is not a readable video"
                 )
-            where = "the inline video"
+            where, tag = "the inline video", facts.provenance
+            key = (hashlib.sha256(video.data).hexdigest(), video.start_offset_s, video.end_offset_s)
+            seen = self._read(key, lambda: self._read_video(video.data, video, where))
         else:
-            file_id = gemini_api.file_id_from_uri(video.file_uri or "")
-            stored = self.files.get(file_id) if file_id else None
-            if stored is None:
-                raise SimError(
-                    403,
-                    f"You do not have permission to access the File {file_id or video.file_uri} or it may not exist.",
-                )
-            if stored.state(time.time(), self.files.processing_s) != "ACTIVE":
-                raise SimError(
-                    400,
-                    f"The File {stored.id} is not in an ACTIVE state and usage is not allowed.",
-                    status="FAILED_PRECONDITION",
-                )
-            facts, where = stored.facts, f"uploaded file {stored.name}"
-        if facts is None or facts.provenance is None:
-            raise invalid(
-                f"{where} carries no v2s provenance tag (MP4 metadata comment = Provenance(...).to_tag()); "
-                "the simulator learns which part of the film a segment shows only from that tag"
+            stored = self._active_file(video)
+            where, tag = f"uploaded file {stored.name}", stored.facts.provenance if stored.facts else None
+            data = bytes(stored.data)
+            key = (stored.id, video.start_offset_s, video.end_offset_s)
+            seen = self._read(key, lambda: self._read_video(data, video, where))
+        if isinstance(tag, str):
+            tag = Provenance.from_tag(tag)
+        # the tag only numbers the segment for fault scenarios (scenarios.py); no answer depends on it
+        index = tag.segment_index if tag is not None else 1
+        return Clip(seen.start_s, seen.end_s, index, heard=seen.heard), seen.audio
+
+    def _active_file(self, video: VideoPart):
+        file_id = gemini_api.file_id_from_uri(video.file_uri or "")
+        stored = self.files.get(file_id) if file_id else None
+        if stored is None:
+            raise SimError(
+                403,
+                f"You do not have permission to access the File {file_id or video.file_uri} or it may not exist.",
             )
-        prov = facts.provenance
-        start, end = prov.start_s, prov.end_s
-        if video.start_offset_s is not None:
-            start = prov.start_s + video.start_offset_s
-        if video.end_offset_s is not None:
-            end = min(prov.end_s, prov.start_s + video.end_offset_s)
-        if end <= start:
-            raise invalid(
-                f"videoMetadata offsets select nothing of {where}, which covers "
-                f"{prov.start_s:.1f}–{prov.end_s:.1f} s of {prov.source_uri}"
+        if stored.state(time.time(), self.files.processing_s) != "ACTIVE":
+            raise SimError(
+                400,
+                f"The File {stored.id} is not in an ACTIVE state and usage is not allowed.",
+                status="FAILED_PRECONDITION",
             )
-        return Clip(start, end, prov.segment_index), facts.has_audio
+        return stored
+
+    def _read_video(self, data: bytes, video: VideoPart, where: str) -> Seen:
+        if video.end_offset_s is not None and video.end_offset_s <= (video.start_offset_s or 0.0):
+            raise invalid(f"videoMetadata offsets select nothing of {where}")
+        return read_video(data, self.screenplay, video.start_offset_s, video.end_offset_s)
+
+    def _read(self, key: tuple, read) -> Seen:
+        """What a video shows, read once per content (and offsets): plot and script see the same proxy."""
+        with self._lock:
+            if key in self._seen:
+                return self._seen[key]
+        try:
+            seen = read()
+        except UnreadableMedia as exc:
+            raise invalid(str(exc)) from None
+        with self._lock:
+            self._seen[key] = seen
+            while len(self._seen) > 512:
+                self._seen.pop(next(iter(self._seen)))
+        return seen
 
     def prompt_tokens(self, request: GenerateRequest) -> int:
         """What countTokens says of a request (text and its video), answered or not."""

@@ -12,7 +12,7 @@ from functools import cached_property
 
 from annotator.schemas.script import ENVIRONMENT, Scene, ScriptEvent
 from annotator.schemas.timecode import format_timestamp
-from annotator.simulator.screenplay import CastMember, Screenplay, norm_name
+from annotator.simulator.screenplay import OFF_SCREEN, CastMember, Screenplay, norm_name
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,17 @@ class SceneSpan:
 
 
 class Window:
-    def __init__(self, screenplay: Screenplay, start_s: float, end_s: float) -> None:
+    """`heard=False`: the request carried pictures only (or sound of something else), so nothing said or
+    sounding inside the window reaches the answer: no dialogue, no cues, no name first said here, no line
+    spoken off screen (what a vision-only model of this film could tell)."""
+
+    def __init__(self, screenplay: Screenplay, start_s: float, end_s: float, *, heard: bool = True) -> None:
         self.screenplay = screenplay
         self.start_s = max(0.0, start_s)
         self.end_s = end_s
-        self.is_last = end_s >= screenplay.duration_s - 1e-6
+        self.heard = heard
+        # the pictures' times are read to the centisecond, so the last frame may end a hair before the film
+        self.is_last = end_s >= screenplay.duration_s - 0.02
 
     @property
     def duration_s(self) -> float:
@@ -59,12 +65,25 @@ class Window:
 
     @cached_property
     def events(self) -> list[tuple[SceneSpan, ScriptEvent]]:
-        return [
+        inside = [
             (span, event)
             for span in self.scenes
             for event in span.scene.events
             if self.contains(event.timestamp)
         ]
+        if self.heard:
+            return inside
+        silent = {"dialogue": None, "audio_cue": None, "voice_type": None}
+        return [
+            (span, event.model_copy(update=silent))
+            for span, event in inside
+            if event.action or (event.character != ENVIRONMENT and event.voice_type not in OFF_SCREEN)
+        ]
+
+    def said_by_end(self, t: float) -> bool:
+        """Could the model know something said at film time `t`? Said before the window (through the memory),
+        or inside it when the request's sound was heard."""
+        return self.covers_until(t) if self.heard else t < self.start_s - 1e-6
 
     @cached_property
     def members(self) -> list[CastMember]:
@@ -94,12 +113,12 @@ class Window:
     def named(self, member: CastMember) -> bool:
         """Has the film said this member's name (any form of it) by the end of the window?"""
         first = member.first_named_at()
-        return first is None or self.covers_until(first)
+        return first is None or self.said_by_end(first)
 
     def heard_names(self, member: CastMember) -> list[tuple[str, float | None]]:
         """The forms of the member's name said by the end of the window, in the order they are said (the full
         name last once `named_at` is reached); empty while the member is unnamed."""
-        return [(name, at) for name, at in member.spoken_names() if at is None or self.covers_until(at)]
+        return [(name, at) for name, at in member.spoken_names() if at is None or self.said_by_end(at)]
 
     def reported_name(self, member: CastMember) -> str | None:
         """The proper name a model reports at the end of the window: the form said last. None while unnamed."""
@@ -113,7 +132,7 @@ class Window:
         if not heard:
             return []
         unsaid = {norm_name(f.name) for f in member.name_forms} - {norm_name(n) for n in heard}
-        if member.named_at is not None and not self.covers_until(member.named_at):
+        if member.named_at is not None and not self.said_by_end(member.named_at):
             unsaid.add(norm_name(member.name))
         shared = self.screenplay.shared_names()
         names = [*heard, *member.aliases]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 import time
 
 import openai
@@ -11,6 +12,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from annotator.media import ffmpeg_exe
 from annotator.prompting import render
 from annotator.schemas import (
     CharacterProfile,
@@ -49,7 +51,7 @@ def proxies(tmp_path_factory):
     made = {
         f"seg{i}": make_proxy(folder / f"seg{i}.mp4", segment_provenance(i, a, b)) for i, a, b in _segments()
     }
-    made["whole"] = make_proxy(folder / "whole.mp4", segment_provenance(0, 0, 90), seconds=1.5)
+    made["whole"] = make_proxy(folder / "whole.mp4", segment_provenance(0, 0, 90))
     made["bare"] = make_proxy(folder / "bare.mp4", None)
     return made
 
@@ -399,11 +401,21 @@ def test_wrong_keys_are_refused_when_the_server_has_a_key_list(play, proxies):
             bad.models.list()
 
 
-def test_video_without_provenance_or_no_video_is_invalid_argument(gemini, proxies):
+def test_a_video_without_the_film_mark_or_no_video_is_invalid_argument(gemini, proxies, tmp_path):
+    """The simulator reads the pictures: a bare proxy of the film (no tag) is answered, a video that is not the
+    film is refused, naming what it lacks."""
+    FirstSegmentPlot.model_validate_json(
+        ask(gemini, inline(proxies["bare"]), first_prompt(), "plot-first").text
+    )
+    pattern = tmp_path / "pattern.mp4"
+    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=160x90:rate=5:d=2"]
+    subprocess.run(
+        [*cmd, "-metadata", f"comment={segment_provenance(1, 0, 30).to_tag()}", str(pattern)], check=True
+    )
     with pytest.raises(genai_errors.ClientError) as err:
-        ask(gemini, inline(proxies["bare"]), first_prompt(), "plot-first")
+        ask(gemini, inline(pattern), first_prompt(), "plot-first")
     assert err.value.code == 400 and err.value.status == "INVALID_ARGUMENT"
-    assert "provenance" in err.value.message
+    assert "film mark" in err.value.message
     with pytest.raises(genai_errors.ClientError) as err:
         ask(gemini, None, first_prompt(), "plot-first")
     assert err.value.code == 400 and "needs the segment's video" in err.value.message

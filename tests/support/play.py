@@ -6,11 +6,16 @@ Cleo is named throughout; Dev appears only in scene 2.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import subprocess
+import tempfile
+from functools import cache
 from pathlib import Path
 
 from annotator.media import ffmpeg_exe
 from annotator.schemas.provenance import Provenance
+from annotator.simulator.film import render_film
 from annotator.simulator.screenplay import Screenplay
 
 ADA_COAT = "Woman in her thirties, short red hair, long grey wool coat"
@@ -160,15 +165,30 @@ def small_screenplay() -> Screenplay:
     return Screenplay.model_validate(PLAY)
 
 
-def make_proxy(path: Path, provenance: Provenance | None, *, seconds: float = 1.0) -> Path:
-    """A tiny real MP4 (test pattern + tone) whose `comment` tag is the provenance, like the engine's proxies."""
+@cache
+def play_film() -> Path:
+    """The small screenplay rendered once per test process (its pictures carry the film mark the simulator
+    reads); removed when the process ends."""
+    folder = Path(tempfile.mkdtemp(prefix="v2s-play-film-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return render_film(small_screenplay(), folder / "last_train.mp4", width=320, height=180, fps=10)
+
+
+def make_proxy(
+    path: Path, provenance: Provenance | None, *, seconds: float | None = None, audio: bool = True
+) -> Path:
+    """A real proxy of the small screenplay's film, cut like the engine's: the span the provenance names (or,
+    with `seconds`, that many seconds from its start; without provenance, from the film's start), 180 lines
+    at 5 fps, with sound unless `audio` is False, and the provenance as its `comment` tag."""
+    start = provenance.start_s if provenance is not None else 0.0
+    length = seconds if seconds is not None else (provenance.end_s - start if provenance else 1.0)
     cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error"]
-    cmd += ["-f", "lavfi", "-i", "testsrc=size=160x90:rate=5", "-f", "lavfi", "-i", "sine=frequency=440"]
-    cmd += ["-t", str(seconds)]
+    cmd += ["-ss", f"{start:.3f}", "-t", f"{length:.3f}", "-i", str(play_film()), "-vf", "fps=5"]
     if provenance is not None:
         cmd += ["-metadata", f"comment={provenance.to_tag()}"]
-    cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", str(path)]
-    subprocess.run(cmd, check=True)
+    cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+    cmd += ["-c:a", "aac"] if audio else ["-an"]
+    subprocess.run([*cmd, str(path)], check=True)
     return path
 
 

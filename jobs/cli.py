@@ -280,6 +280,7 @@ def verify(
     from workers.verify import verify_output
 
     report = verify_output(writer, repair=repair)
+    proxies = _verify_proxies(writer, db, repair)
     for note in report.notes:
         console.print(f"[dim]{escape(note)}[/dim]")
     for finding in report.findings:
@@ -288,13 +289,31 @@ def verify(
     if report.manifest_rewritten:
         done = "rewritten from the database" if repair and report.ok else "does not match the database"
         console.print(f"[yellow]manifest.json[/yellow] {done}")
+    for finding in proxies:
+        mark = "[green]repaired[/green]" if finding.repaired else "[red]damaged[/red]"
+        console.print(f"{mark} proxy {escape(finding.uri)}: {escape(finding.problem)}")
     console.print(
         f"{report.shards} shards, {report.records} records in the database for {escape(report.out)}"
     )
-    if not report.ok:
+    if not report.ok or (repair and not all(f.repaired for f in proxies)):
         raise typer.Exit(2)
-    if not report.clean and not repair:
+    if (not report.clean or proxies) and not repair:
         raise typer.Exit(1)
+
+
+def _verify_proxies(writer, db, repair: bool):
+    """Every proxy the written records point to, checked against their spans (and cut again with --repair)."""
+    from profiles_db.stages import StageStore
+    from workers.verify_proxies import proxy_uses, verify_proxies
+
+    lines = (line for entry in writer.catalog.shards() for line in writer.catalog.lines(entry.name))
+    store = StageStore(db)
+
+    def has_audio(video_id: str) -> bool | None:
+        video = store.video(video_id)
+        return video.has_audio if video is not None else None
+
+    return verify_proxies(proxy_uses(lines), writer.out, has_audio, repair=repair)
 
 
 def _register_more() -> None:

@@ -73,11 +73,26 @@ class Window:
         ]
         if self.heard:
             return inside
-        silent = {"dialogue": None, "audio_cue": None, "voice_type": None}
+        # a line said on screen is still seen being said (the film frames its speaker), just not understood
         return [
-            (span, event.model_copy(update=silent))
+            (
+                span,
+                event.model_copy(
+                    update={
+                        "dialogue": None,
+                        "audio_cue": None,
+                        "voice_type": None,
+                        "action": event.action or ("speaks" if event.dialogue else None),
+                    }
+                ),
+            )
             for span, event in inside
-            if event.action or (event.character != ENVIRONMENT and event.voice_type not in OFF_SCREEN)
+            if event.action
+            or (
+                event.character != ENVIRONMENT
+                and event.voice_type not in OFF_SCREEN
+                and (event.dialogue or event.expression)
+            )
         ]
 
     def said_by_end(self, t: float) -> bool:

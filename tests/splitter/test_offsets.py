@@ -15,6 +15,7 @@ from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import SimulatorServer
 from jobs.runner import JobSpec, run_job
 from tests.support import e2e as checks
+from workers.splitter.proxy_check import measure
 
 pytestmark = pytest.mark.slow
 
@@ -70,5 +71,7 @@ def test_offsets_mode_tells_the_same_times_with_one_upload_per_video(env):
     shown = read_provenance(proxies[0])
     assert shown is not None and shown.start_s == 0.0
     assert abs(shown.end_s - probe(film).duration_s) < 0.5
+    # the proxy shows what its tag says: the whole film, not the first shot (what the records were once paired with)
+    assert abs(measure(proxies[0]).video_s - probe(film).duration_s) < 0.3
     assert [_times(r) for r in by_offsets] == [_times(r) for r in by_segment]
     assert any(path.endswith("timestamp") for path, _ in _times(by_offsets[-1]))  # times were compared

@@ -13,7 +13,7 @@ import logging
 from annotator.gateway import StageAsk, StructuredResult
 from annotator.gateway.base import Media
 from annotator.gateway.context_cache import VideoCache
-from annotator.media import read_provenance
+from annotator.media import MediaError, read_provenance
 from annotator.schemas import NextSegmentPlot, Script
 from annotator.stages import (
     PlotReasoner,
@@ -31,6 +31,7 @@ from workers.context import RunContext, cpm, gateway, store
 from workers.fetch import local_proxy, proxy_sha256
 from workers.metrics import record_stage
 from workers.results import SegmentOutcome
+from workers.splitter.proxy_check import measure
 from workers.storage import join, write_text
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,19 @@ def segment_input(segment: Segment, index: int) -> SegmentInput:
         media.start_offset_s = round(segment.start_s - shown.start_s, 3)
         media.end_offset_s = round(segment.end_s - shown.start_s, 3)
     return SegmentInput(index=index, start_s=segment.start_s, end_s=segment.end_s, media=media)
+
+
+def shown_length(segment: Segment) -> float | None:
+    """Seconds of picture the models were sent for the segment: its proxy's measured length, or the part of the
+    whole video's proxy its offsets select (None when the proxy cannot be read: the stages failed on it)."""
+    media = segment_input(segment, 0).media
+    try:
+        length = measure(media.path).video_s
+    except MediaError:
+        return None
+    start = media.start_offset_s or 0.0
+    end = length if media.end_offset_s is None else min(length, media.end_offset_s)
+    return max(0.0, end - start)
 
 
 # -- plot ---------------------------------------------------------------------------------------------------
@@ -151,7 +165,10 @@ def finish_script(
     segment, video = st.segment(segment_id)
     resolve = cpm(ctx).resolver(video.scope)
     problems = QualityGates().check(
-        result.value, segment.end_s - segment.start_s, lambda c: resolve(c) is not None
+        result.value,
+        segment.end_s - segment.start_s,
+        lambda c: resolve(c) is not None,
+        shown_s=shown_length(segment),
     )
     payload = {"script": result.value.model_dump(mode="json")}
     if problems:

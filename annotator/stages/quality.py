@@ -17,12 +17,23 @@ class QualityGates(BaseModel):
     max_events_per_min: float = 90.0
     max_repeats: int = 4  # the same line this many times in a row is a degenerate loop
 
-    def check(self, script: Script, duration_s: float, resolves: Callable[[str], bool]) -> list[str]:
-        """Problems with a clip-relative script; an empty list means it passes."""
+    def check(
+        self,
+        script: Script,
+        duration_s: float,
+        resolves: Callable[[str], bool],
+        shown_s: float | None = None,
+    ) -> list[str]:
+        """Problems with a clip-relative script of a `duration_s` segment; an empty list means it passes.
+        `shown_s`: how much of the segment the video sent actually showed (its proxy's measured length); a
+        script is held to that, and a video shorter than its segment is a problem of its own."""
         events = script.events()
         problems: list[str] = []
+        if shown_s is not None and shown_s < duration_s - self.time_tolerance_s:
+            problems.append(f"the video sent shows {shown_s:.1f}s of the segment's {duration_s:.1f}s")
+            duration_s = shown_s
         if not events:
-            return ["the script has no events"]
+            return [*problems, "the script has no events"]
         previous = 0.0
         for i, event in enumerate(events):
             if event.timestamp > duration_s + self.time_tolerance_s:

@@ -264,3 +264,56 @@ def test_a_proxy_that_is_not_its_span_is_refused_where_it_is_made_and_cut_again_
     assert fits(tmp_path / "out" / "proxies" / "vid" / "seg_0001.mp4") is None
     ensure_proxy(str(tmp_path / "out"), "vid", 1, cut, fits)
     assert len(cuts) == 2  # a right one is reused
+
+
+@pytest.fixture(scope="module")
+def marked(tmp_path_factory) -> Path:
+    """The first 24 s of the sample film: every frame carries the film mark the simulator reads."""
+    from annotator.simulator.film import render_film
+    from annotator.simulator.screenplay import Screenplay
+
+    return render_film(Screenplay.load(), tmp_path_factory.mktemp("marked") / "film.mp4", until_s=24)
+
+
+def _hostile(film: Path, target: Path, how: str) -> Path:
+    """The film as hostile sources ship: letterboxed, anamorphic and interlaced in MPEG-2, or rotated."""
+    cmd = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error"]
+    if how == "rotated":  # a phone video: stored sideways with a display matrix
+        rotated = target.with_suffix(".sideways.mp4")
+        subprocess.run(
+            [*cmd, "-i", str(film), "-vf", "transpose=2", "-c:a", "copy", str(rotated)], check=True
+        )
+        subprocess.run(
+            [*cmd, "-display_rotation", "-90", "-i", str(rotated), "-c", "copy", str(target)], check=True
+        )
+        return target
+    look = "scale=480:272,setsar=4/3,pad=480:360:0:44:black,tinterlace=mode=interleave_top,setfield=tff"
+    cmd += ["-i", str(film), "-vf", look, "-c:v", "mpeg2video", "-flags", "+ilme+ildct", "-b:v", "3M"]
+    subprocess.run([*cmd, "-c:a", "aac", str(target)], check=True)
+    return target
+
+
+@pytest.mark.parametrize("how", ["boxed", "rotated"])
+def test_the_film_mark_survives_every_proxy_transform(marked, tmp_path, how):
+    """What the simulator reads (the film time in every picture) comes through cropping, widening,
+    deinterlacing, rotation, the proxy encode at proxy size and 6 fps, and JPEG frames sampled from it."""
+    from annotator.gateway.base import Media
+    from annotator.gateway.openai_compat import sample_frames
+    from annotator.simulator.media_reader import read_frames, read_video
+    from annotator.simulator.screenplay import Screenplay
+
+    source = _hostile(marked, tmp_path / f"{how}.mkv", how)
+    result = split_video(source, probe(source), 10.0, workdir=tmp_path / "work")
+    spans = [(p.start_s, p.end_s) for p in result.plans]
+    tags = _tags(source, spans)
+    settings = SplitSettings().proxy.model_copy(update={"height": 180})
+    with ProxyBatch(source, tags, settings, result.transform, True, result.intermediate) as batch:
+        made = [batch.make(t.segment_index, tmp_path / f"seg_{t.segment_index}.mp4") for t in tags]
+    for (start, end), proxy in zip(spans, made, strict=True):
+        seen = read_video(proxy, Screenplay.load(), None, None)
+        # interleaving two frames a picture leaves the boxed source 6 pictures a second: two proxy frames' slack
+        slack = 2 / 6 + 0.01
+        assert abs(seen.start_s - start) <= slack and abs(seen.end_s - end) <= slack, (start, end, seen)
+        assert seen.heard
+        frames, _ = sample_frames(Media(path=proxy, sha256="-"), fps=1.0, max_frames=16)
+        assert abs(read_frames(frames).start_s - seen.start_s) <= 0.01

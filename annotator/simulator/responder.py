@@ -68,7 +68,7 @@ class Responder:
                     f"{clip.start_s:.1f}–{clip.end_s:.1f} s shows nothing of the screenplay "
                     f"{self.screenplay.title!r} ({self.screenplay.duration_s:.1f} s)"
                 )
-            index = prompt_reader.clip_index(texts) or clip.segment_index
+            index = prompt_reader.clip_index(texts) or 1  # the prompt says it; the tag is not read
             if stage is Stage.PLOT_FIRST:
                 return Answer(stage, self.plot(window, index, texts, known=None))
             if stage is Stage.PLOT_NEXT:

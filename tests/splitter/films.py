@@ -201,10 +201,16 @@ def dialogue_track(path: Path, duration: float, every_s: float = 9.0) -> Path:
 
 
 def dialogue_film(
-    path: Path, placements: list[tuple[float, int]], duration: float, *, size: str = "320x180"
+    path: Path,
+    placements: list[tuple[float, int]],
+    duration: float,
+    *,
+    size: str = "320x180",
+    seed: int = 1,
 ) -> tuple[Path, list[tuple[float, float]]]:
     """One continuous shot (no cut) over a continuous music bed with room tone, and espeak lines: line
-    `placements[k][1]` starting at `placements[k][0]` s. Returns (path, the true spans of speech)."""
+    `placements[k][1]` starting at `placements[k][0]` s. `seed`: the room tone's (the same seed, the same
+    sound, so the VAD hears the same film on every run). Returns (path, the true spans of speech)."""
     look = f"gradients=s={size}:r=12:c0=0x403020:c1=0xa09070:n=2:speed=0.005:seed=4,noise=alls=4:allf=t"
     cmd = [
         ffmpeg_exe(),
@@ -218,7 +224,7 @@ def dialogue_film(
         f"{look},trim=duration={duration}",
     ]
     cmd += ["-f", "lavfi", "-i", MUSIC.format(d=duration)]
-    cmd += ["-f", "lavfi", "-i", f"anoisesrc=c=pink:a=0.02:r=16000:d={duration}"]
+    cmd += ["-f", "lavfi", "-i", f"anoisesrc=c=pink:a=0.02:r=16000:d={duration}:seed={seed}"]
     graph, spans = [], []
     for k, (start, line) in enumerate(placements):
         cmd += ["-i", str(LINES[line])]
@@ -231,6 +237,21 @@ def dialogue_film(
     cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "28", "-pix_fmt", "yuv420p", "-c:a", "aac"]
     subprocess.run([*cmd, str(path)], check=True)
     return path, spans
+
+
+def back_to_back(duration: float, pauses: list[float], *, first_s: float = 1.0) -> list[tuple[float, int]]:
+    """Placements for `dialogue_film` of fast conversation: the lines in turn, each voice starting `pauses[k]` s
+    (cycled) after the previous one ends, until `duration` is nearly reached."""
+    extents = [line_extent(line) for line in LINES]
+    placements: list[tuple[float, int]] = []
+    voice = first_s  # where the next line's voice begins
+    while True:
+        line = len(placements) % len(LINES)
+        lo, hi = extents[line]
+        if voice + hi - lo > duration - 1.0:
+            return placements
+        placements.append((round(voice - lo, 3), line))
+        voice += hi - lo + pauses[(len(placements) - 1) % len(pauses)]
 
 
 def write_srt(path: Path, spans: list[tuple[float, float]]) -> Path:

@@ -1,5 +1,6 @@
 """Boundary choice: shot cuts outside dialogue first (scene changes over cuts inside a scene), then the middle of a
-pause, then the point of least speech; and shots grouped into scenes."""
+pause (between dialogue spans, else the widest run of quiet VAD windows), then the window of least speech; and shots
+grouped into scenes."""
 
 from __future__ import annotations
 
@@ -36,14 +37,50 @@ def test_without_a_free_cut_the_boundary_takes_the_middle_of_a_wide_pause():
     assert _ends(plan(100, cuts, 60, Dialogue(lines), PlanSettings()))[0] == 51.0
 
 
+HOP = 0.032  # Silero's window at 16 kHz
+
+
+def _curve(level: float, quiet: list[tuple[float, float, float]], duration: float = 100.0) -> SpeechCurve:
+    """Speech probability `level` everywhere but (from s, to s, probability) runs, whole windows each."""
+    probs = np.full(round(duration / HOP), level, np.float32)
+    for a, b, p in quiet:
+        probs[round(a / HOP) : round(b / HOP)] = p
+    return SpeechCurve(0.0, HOP, probs)
+
+
 def test_continuous_speech_is_cut_where_it_is_quietest():
-    hop = 0.032
-    probs = np.full(int(100 / hop), 0.95, np.float32)
-    quiet = slice(int(47.0 / hop), int(48.0 / hop))
-    probs[quiet] = 0.2  # a softer moment, still above nothing
-    curve = SpeechCurve(0.0, hop, probs)
+    curve = _curve(0.95, [(47.0, 48.0, 0.2)])  # a softer moment, still above nothing
     end = _ends(plan(100, [], 60, Dialogue([(0.0, 100.0)], curve), PlanSettings()))[0]
     assert 47.0 <= end <= 48.0
+
+
+def test_fast_dialogue_is_cut_in_the_middle_of_the_widest_short_pause_of_the_later_part():
+    # pauses of 0.2-0.35 s (spans bridge them): the widest of the later part wins over a wider one before it
+    # and over later, narrower ones, and the boundary is its middle at the VAD's resolution
+    pauses = [
+        (12.0, 12.8, 0.05),
+        (33.6, 33.8, 0.1),
+        (41.6, 41.952, 0.1),
+        (52.0, 52.224, 0.05),
+        (57.6, 57.8, 0.1),
+    ]
+    curve = _curve(0.95, pauses)
+    end = _ends(plan(100, [], 60, Dialogue([(0.0, 100.0)], curve), PlanSettings()))[0]
+    assert end == 41.776
+    # with two equally wide, the quieter wins
+    curve = _curve(0.95, [(41.6, 41.952, 0.3), (52.0, 52.352, 0.05)])
+    assert _ends(plan(100, [], 60, Dialogue([(0.0, 100.0)], curve), PlanSettings()))[0] == 52.176
+
+
+def test_an_early_pause_is_taken_only_when_the_later_part_has_none():
+    curve = _curve(0.95, [(12.0, 12.32, 0.05)])
+    assert _ends(plan(100, [], 60, Dialogue([(0.0, 100.0)], curve), PlanSettings()))[0] == 12.16
+
+
+def test_speech_above_the_threshold_everywhere_is_cut_in_its_least_speech_window():
+    curve = _curve(0.95, [(20.0, 20.032, 0.55), (47.008, 47.04, 0.6)])  # the later part's softest window wins
+    end = _ends(plan(100, [], 60, Dialogue([(0.0, 100.0)], curve), PlanSettings()))[0]
+    assert end == 47.024
 
 
 def _film(looks: list[int], frames: int = 10) -> Features:

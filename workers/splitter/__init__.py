@@ -70,7 +70,7 @@ def split_video(
     lines = analysis.speech.spans(settings.speech) + analysis.subtitles
     if settings.speech.subtitles:
         lines += sidecar_spans(sidecar_of or path)
-    dialogue = Dialogue(merge_spans(lines), analysis.speech)
+    dialogue = Dialogue(merge_spans(lines), analysis.speech, settings.speech.threshold)
     plans = plan(info.duration_s, cuts, max_segment_s, dialogue, settings.plan)
     return SplitResult(
         plans=plans,

@@ -3,10 +3,14 @@
 From each segment start the boundary is chosen in the window [start + min_segment_s, start + max_segment_s]:
 1. a shot cut outside every dialogue span (VAD lines and subtitle cues), preferring the window's later part
    (segments near their maximum length), then scene changes over cuts inside a scene, then the latest;
-2. with no such cut, the middle of a pause in the dialogue (the latest one that is wide enough, in the later part
-   first): a boundary without a shot cut still cuts no line;
-3. with speech throughout, the point of least speech (lowest VAD level over ±0.5 s); without any speech
-   information, the latest cut in the window, else the window's end.
+2. with no such cut and no dialogue anywhere in the video, the latest cut in the window, else the window's end;
+3. else a pause, in the later part first: the middle of a pause between dialogue spans (the latest one wide
+   enough), else the middle of the widest run of VAD windows below the speech threshold. Spans bridge pauses
+   shorter than SpeechSettings.min_gap_s, so in fast dialogue the VAD's own windows are the only pauses left;
+   they are measured at its resolution (32 ms), not on a coarser grid or a smoothed level, which would put the
+   boundary beside a 0.2 s pause instead of in it;
+4. with speech in every VAD window, the middle of the window of least speech (in the later part first); with no
+   VAD curve (dialogue known from subtitles only), the latest cut in the later part, else the window's end.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class SegmentPlan(BaseModel):
 class Dialogue:
     spans: list[Span]  # merged, sorted
     curve: SpeechCurve | None = None
+    threshold: float = 0.5  # VAD probability below which a window is a pause (SpeechSettings.threshold)
 
     def __post_init__(self) -> None:
         self.spans = merge_spans(self.spans)
@@ -79,30 +84,48 @@ def _boundary(
     start: float, bounds: list[Cut], max_segment_s: float, dialogue: Dialogue, settings: PlanSettings
 ) -> float:
     lo, hi = start + min(settings.min_segment_s, max_segment_s / 2), start + max_segment_s
-    preferred = start + max_segment_s * settings.preferred_from
+    preferred = max(lo, start + max_segment_s * settings.preferred_from)
     window = [c for c in bounds if lo <= c.time_s <= hi]
     free = [c for c in window if not dialogue.inside(c.time_s)]
     if free:
         return max(free, key=lambda c: (c.time_s >= preferred, c.scene, c.time_s)).time_s
-    pauses = [(a, b) for a, b in dialogue.pauses(lo, hi) if b - a >= settings.min_gap_s]
-    if dialogue.spans and pauses:
-        # a pause of a second or more lies between lines; shorter ones may be a breath inside one
-        a, b = max(pauses, key=lambda p: ((p[0] + p[1]) / 2 >= preferred, p[1] - p[0] >= 1.0, p[1]))
-        return (a + b) / 2
-    if not dialogue.spans and (dialogue.curve is None or not len(dialogue.curve.probs)):
+    if not dialogue.spans:  # nobody speaks: nothing to protect
         return window[-1].time_s if window else hi
+    for part in (preferred, lo):  # the later part first: a boundary there keeps the segment near its maximum
+        pauses = [(a, b) for a, b in dialogue.pauses(part, hi) if b - a >= settings.min_gap_s]
+        if pauses:
+            # a pause of a second or more lies between lines; shorter ones may be a breath inside one
+            a, b = max(pauses, key=lambda p: (p[1] - p[0] >= 1.0, p[1]))
+            return (a + b) / 2
+        if (quiet := _widest_quiet_run(part, hi, dialogue)) is not None:
+            return quiet
     return _least_speech(lo, hi, preferred, window, dialogue)
 
 
-def _least_speech(lo: float, hi: float, preferred: float, window: list[Cut], dialogue: Dialogue) -> float:
-    """Continuous speech: the time of lowest VAD level, shot cuts and the later part of the window winning ties."""
-    grid = np.arange(lo, hi + 1e-9, 0.1)
-    times = np.concatenate([grid, [c.time_s for c in window]])
+def _widest_quiet_run(lo: float, hi: float, dialogue: Dialogue) -> float | None:
+    """The middle of the widest run of VAD windows below the threshold within [lo, hi] (the quieter, then the
+    later, of equally wide runs), or None when no window is below it."""
     curve = dialogue.curve
-    level = curve.level(times) if curve is not None and len(curve.probs) else np.zeros(len(times))
-    cost = level - 0.02 * (times >= preferred) - 0.01 * (np.arange(len(times)) >= len(grid))
-    best = np.flatnonzero(cost <= cost.min() + 1e-9)
-    return float(times[best].max())
+    if curve is None:
+        return None
+    runs = curve.quiet_runs(lo, hi, dialogue.threshold)
+    if not runs:
+        return None
+    a, b = max(runs, key=lambda r: (r[1] - r[0], -float(curve.probs[r[0] : r[1]].mean()), r[0]))
+    return (curve.time(a) + curve.time(b)) / 2
+
+
+def _least_speech(lo: float, hi: float, preferred: float, window: list[Cut], dialogue: Dialogue) -> float:
+    """Speech in every VAD window: the middle of the window of least speech, in the later part first (the latest
+    of equals); with no VAD curve over the window, the latest cut in its later part, else its end."""
+    curve = dialogue.curve
+    for part in (preferred, lo):
+        first, stop = curve.indices(part, hi) if curve is not None else (0, 0)
+        if stop > first:
+            probs = curve.probs[first:stop]
+            k = first + len(probs) - 1 - int(np.argmin(probs[::-1]))
+            return curve.time(k) + curve.hop_s / 2
+    return max((c.time_s for c in window if c.time_s >= preferred), default=hi)
 
 
 def plan_segments(

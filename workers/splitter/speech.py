@@ -35,11 +35,7 @@ class SpeechCurve:
     def spans(self, settings: SpeechSettings) -> list[Span]:
         """Lines of speech: windows above the threshold, pauses shorter than min_gap_s bridged, bursts shorter
         than min_speech_s dropped, each widened by pad_s."""
-        if not len(self.probs):
-            return []
-        on = np.concatenate([[False], self.probs >= settings.threshold, [False]])
-        edges = np.flatnonzero(np.diff(on.astype(np.int8)))
-        runs = [(self.time(a), self.time(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+        runs = [(self.time(a), self.time(b)) for a, b in _runs(self.probs >= settings.threshold)]
         merged = merge_spans(runs, gap=settings.min_gap_s)
         return [
             (max(0.0, a - settings.pad_s), b + settings.pad_s)
@@ -50,16 +46,23 @@ class SpeechCurve:
     def time(self, index: int) -> float:
         return float(self.start_s + index * self.hop_s)
 
-    def level(self, t: np.ndarray, radius_s: float = 0.5) -> np.ndarray:
-        """Mean speech probability within ±radius_s of each time in t (0 where there is no audio)."""
-        if not len(self.probs):
-            return np.zeros(len(t))
-        width = max(1, round(radius_s / self.hop_s))
-        padded = np.concatenate([[0.0], np.cumsum(self.probs)])
-        centre = np.rint((np.asarray(t) - self.start_s) / self.hop_s).astype(np.int64)
-        lo = np.clip(centre - width, 0, len(self.probs))
-        hi = np.clip(centre + width + 1, 0, len(self.probs))
-        return np.where(hi > lo, (padded[hi] - padded[lo]) / np.maximum(hi - lo, 1), 0.0)
+    def quiet_runs(self, lo: float, hi: float, threshold: float) -> list[tuple[int, int]]:
+        """Runs [a, b) of consecutive windows lying wholly within [lo, hi] whose probability is below
+        `threshold`: the pauses the VAD hears, at its own resolution (one window, 32 ms at 16 kHz)."""
+        first, stop = self.indices(lo, hi)
+        return [(first + a, first + b) for a, b in _runs(self.probs[first:stop] < threshold)]
+
+    def indices(self, lo: float, hi: float) -> tuple[int, int]:
+        """The windows [first, stop) lying wholly within [lo, hi] (window i covers time(i) to time(i + 1))."""
+        first = max(0, int(np.ceil((lo - self.start_s) / self.hop_s - 1e-6)))
+        stop = min(len(self.probs), int(np.floor((hi - self.start_s) / self.hop_s + 1e-6)))
+        return first, max(first, stop)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Runs [a, b) of consecutive True values in `mask`."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def empty_curve() -> SpeechCurve:

@@ -44,12 +44,12 @@ from sqlalchemy.pool import NullPool
 
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
 from annotator.simulator.files import inspect_video
-from annotator.simulator.film import render_film
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import SimulatorServer
 from tests.deploy.ray_processes import RayNode, RayProcessCluster
 from tests.support import e2e as checks
 from tests.support.db import postgres_admin_url
+from tests.support.films import film_copy
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,7 +166,7 @@ def database_url():
 @pytest.fixture(scope="module")
 def deployment(database_url):
     root = Path(tempfile.mkdtemp(prefix="v2sk8s-", dir="/tmp"))  # short: Ray's socket paths live under it
-    clip = render_film(Screenplay.load(), root / "clip.mp4", width=160, height=90, fps=6, until_s=CLIP_S)
+    clip = film_copy(Screenplay.load(), root / "clip.mp4", width=160, height=90, fps=6, until_s=CLIP_S)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
     with checks.moto_s3(root / "test-cache") as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint)

@@ -17,11 +17,11 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from annotator.media import MediaError, ffmpeg_exe, probe
-from annotator.simulator.film import render_film, render_silent_film
 from jobs.cli import app
 from profiles_db.db import Database, sqlite_url
 from profiles_db.models import Video
 from tests.support import e2e as checks
+from tests.support.films import film_copy, silent_copy
 from tests.support.media import color_film, cut_off, remux
 
 pytestmark = pytest.mark.slow
@@ -54,8 +54,8 @@ def hostile_run(simulator_env, tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     inputs = root / "inputs"
     inputs.mkdir()
-    good = render_film(screenplay, inputs / SPACED, until_s=56)
-    render_silent_film(inputs / "silent.mp4", seconds=20)
+    good = film_copy(screenplay, inputs / SPACED, until_s=56)
+    silent_copy(inputs / "silent.mp4", seconds=20)
     (inputs / "zero.mp4").write_bytes(b"")
     (inputs / "notes.mp4").write_text("these are meeting notes, not a film\n" * 50)
     data = good.read_bytes()

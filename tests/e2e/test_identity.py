@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from annotator.simulator.film import render_sample
 from annotator.simulator.screenplay import IDENTITY_SCREENPLAY, Screenplay
 from annotator.simulator.server import SimulatorServer
 from evaluation import evaluate_dataset
@@ -24,6 +23,7 @@ from profiles_db.db import Database
 from profiles_db.models import Character, IdentityProposal, NameEvent
 from tests.support import e2e as checks
 from tests.support.db import _truncate
+from tests.support.films import sample_copy
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ class IdentityRun:
 
 @pytest.fixture(scope="module")
 def film(tmp_path_factory):
-    return render_sample(tmp_path_factory.mktemp("identity-film"), IDENTITY_SCREENPLAY)
+    return sample_copy(tmp_path_factory.mktemp("identity-film"), IDENTITY_SCREENPLAY)
 
 
 @pytest.fixture(

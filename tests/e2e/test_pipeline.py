@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from annotator.simulator.film import render_film, render_silent_film
 from annotator.simulator.screenplay import Screenplay
 from jobs.cli import app
 from jobs.runner import JobSpec, run_job
 from profiles_db.db import Database
 from tests.support import e2e as checks
 from tests.support.db import _truncate
+from tests.support.films import film_copy, silent_copy
 from workers.driver import RunSummary
 
 pytestmark = pytest.mark.slow
@@ -120,10 +120,10 @@ def test_broken_inputs_fail_alone_with_clear_reasons(simulator_env, tmp_path):
     bucket = tmp_path / "bucket"
     bucket.mkdir()
     screenplay = simulator_env[1]
-    render_film(screenplay, bucket / "good.mp4", until_s=56)
+    film_copy(screenplay, bucket / "good.mp4", until_s=56)
     (bucket / "zero.mp4").write_bytes(b"")
     (bucket / "notes.mp4").write_text("these are meeting notes, not a film\n" * 50)
-    render_silent_film(bucket / "silent.mp4", seconds=20)
+    silent_copy(bucket / "silent.mp4", seconds=20)
     # entries the listing leaves out, each reported with why: a dangling symlink, a second path to a file
     (bucket / "gone.mp4").symlink_to(tmp_path / "deleted.mp4")
     (bucket / "again.mp4").symlink_to(bucket / "good.mp4")

@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from annotator.simulator.film import render_sample
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import SimulatorServer
 from jobs.runner import JobSpec, run_job
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.db import Database, sqlite_url
 from profiles_db.models import Character, CharacterAlias, Segment, StageRun, Video
+from tests.support.films import sample_copy
 from tests.support.media import retitled
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ EPISODES = {
 
 @pytest.fixture(scope="module")
 def series_run(tmp_path_factory):
-    film, screenplay_path = render_sample(tmp_path_factory.mktemp("film"))
+    film, screenplay_path = sample_copy(tmp_path_factory.mktemp("film"))
     bucket = tmp_path_factory.mktemp("bucket")
     manifest = bucket / "episodes.csv"
     with manifest.open("w", newline="") as handle:

@@ -32,7 +32,6 @@ from typer.testing import CliRunner
 
 from annotator.schemas import SCHEMA_VERSION, SCHEMAS, Record, Script, json_schema
 from annotator.schemas.record import RecordQuality
-from annotator.simulator.film import render_film
 from annotator.simulator.server import SimulatorServer
 from jobs.cli import app
 from jobs.export import ROW_MODELS, ExportFormat, split_of
@@ -41,6 +40,7 @@ from profiles_db.db import Database, sqlite_url
 from profiles_db.models import Segment
 from tests.export.shapes import write_shapes
 from tests.support import e2e
+from tests.support.films import film_copy
 from tests.support.play import make_proxy, small_screenplay
 from workers.shards import ShardWriter
 
@@ -55,7 +55,7 @@ def run_out(tmp_path_factory) -> Path:
     """One real job on the small play (90 s, a few segments): shards, manifest, card and proxies."""
     base = tmp_path_factory.mktemp("export-run")
     screenplay = small_screenplay()
-    film = render_film(screenplay, base / "film" / "the last train.mp4")
+    film = film_copy(screenplay, base / "film" / "the last train.mp4")
     with SimulatorServer(screenplay) as server, e2e.models_from(server, "sim-test-key-export"):
         _, summary = run_job(JobSpec(source=str(film), out=base / "out", max_segment_s=90, num_cpus=2))
     assert summary.records_written >= 1 and not summary.failed_videos

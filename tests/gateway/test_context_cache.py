@@ -10,13 +10,13 @@ import time
 import pytest
 
 from annotator.gateway import Gateway, Media
-from annotator.simulator.film import render_film
 from annotator.simulator.server import SimulatorServer
 from annotator.stages import PlotReasoner, SegmentInput
 from jobs.runner import JobSpec, run_job
 from profiles_db.db import Database, sqlite_url
 from profiles_db.stages import StageStore
 from tests.support.e2e import models_from
+from tests.support.films import film_copy
 from tests.support.gateway import MODELS, settings_for
 from workers.splitter import file_sha256
 
@@ -71,7 +71,7 @@ def test_an_expired_cache_is_replaced_by_the_video_itself(play, proxy):
 def runs(play, tmp_path_factory):
     """The same film annotated twice on Ray, without and with V2S_CONTEXT_CACHE (separate outputs)."""
     base = tmp_path_factory.mktemp("context-cache")
-    film = render_film(play, base / "film.mp4")
+    film = film_copy(play, base / "film.mp4")
     found = {}
     for mode, extra in (("plain", {}), ("cached", {"V2S_CONTEXT_CACHE": "1"})):
         with SimulatorServer(play) as server, models_from(server, "sim-test-key-cache", **extra):

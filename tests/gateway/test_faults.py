@@ -14,6 +14,7 @@ from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
 from annotator.simulator.scenarios import FaultRule, Scenario, parse_flag
 from annotator.simulator.server import SimulatorServer
 from annotator.stages import PlotReasoner, ScriptWriter, SegmentInput
+from tests.support.films import film_copy
 from tests.support.gateway import KEY, MODELS, fast_scenario, settings_for
 from tests.support.play import make_proxy, segment_provenance
 from workers.splitter import file_sha256
@@ -207,7 +208,6 @@ def test_a_job_whose_one_segment_always_fails_finishes_and_says_why(tmp_path, mo
     from sqlalchemy import select
     from typer.testing import CliRunner
 
-    from annotator.simulator.film import render_film
     from annotator.simulator.screenplay import Screenplay
     from jobs.cli import app
     from jobs.runner import JobSpec, run_job
@@ -215,7 +215,7 @@ def test_a_job_whose_one_segment_always_fails_finishes_and_says_why(tmp_path, mo
     from profiles_db.models import Job, Segment, StageRun
 
     screenplay = Screenplay.load()
-    film = render_film(screenplay, tmp_path / "film.mp4", until_s=110)
+    film = film_copy(screenplay, tmp_path / "film.mp4", until_s=110)
     scenario = Scenario(rules=[FaultRule(kind="server_error", stage="script", segment=2)])
     with SimulatorServer(screenplay, behaviours=scenario) as server:
         for name, value in {

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from annotator.simulator.film import render_film
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import SimulatorServer
 from jobs.cli import app
+from tests.support.films import film_copy
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def env(simulator, monkeypatch):
 
 @pytest.fixture(scope="module")
 def film(tmp_path_factory):
-    return render_film(Screenplay.load(), tmp_path_factory.mktemp("film") / "film.mp4", until_s=12)
+    return film_copy(Screenplay.load(), tmp_path_factory.mktemp("film") / "film.mp4", until_s=12)
 
 
 def _run(*args: str):

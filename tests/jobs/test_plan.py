@@ -13,7 +13,6 @@ import pytest
 from typer.testing import CliRunner
 
 from annotator.settings import ModelSettings, RateLimit
-from annotator.simulator.film import render_film
 from annotator.simulator.server import SimulatorServer
 from jobs.cli import app
 from jobs.plan import DEFAULT_OUTPUT_PER_MIN, Plan, PlanOptions, estimate
@@ -21,6 +20,7 @@ from jobs.runner import JobSpec, run_job
 from profiles_db.db import Database, sqlite_url
 from profiles_db.stages import JobStatus, PlannedSegment, Stage, StageStore
 from tests.support.e2e import models_from
+from tests.support.films import film_copy
 from tests.support.media import retitled
 from tests.support.play import small_screenplay
 
@@ -33,7 +33,7 @@ def planned(tmp_path_factory):
     """(plan JSON, the plan's model calls, spans and proxy mtimes after the plan, the run's job id, db)."""
     base = tmp_path_factory.mktemp("plan")
     screenplay = small_screenplay()
-    film = render_film(screenplay, base / "calibration" / "film a.mp4")
+    film = film_copy(screenplay, base / "calibration" / "film a.mp4")
     (base / "next").mkdir()
     retitled(film, base / "next" / "film b.mp4", "Film B")
     retitled(film, base / "next" / "film c.mp4", "Film C")

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
-from annotator.simulator.film import render_sample
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import MODEL_CALLS, SimulatorServer
 from tests.support import e2e as checks
+from tests.support.films import sample_copy
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ def _cli(*args: str, env: dict) -> subprocess.Popen:
 
 
 def test_resume_after_the_driver_is_killed(tmp_path):
-    film, screenplay_path = render_sample(tmp_path / "film")
+    film, screenplay_path = sample_copy(tmp_path / "film")
     out = tmp_path / "out"
     db = out / "v2s.sqlite"
     with SimulatorServer(Screenplay.load(screenplay_path), behaviours=SlowModel()) as server:

@@ -10,18 +10,18 @@ import time
 import pytest
 
 from annotator.simulator.batch_store import BatchPlay
-from annotator.simulator.film import render_sample
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import SimulatorServer
 from tests.jobs.test_resume import _cli, _db_rows
 from tests.support import e2e as checks
+from tests.support.films import sample_copy
 
 pytestmark = pytest.mark.slow
 SEGMENTS = 2  # the sample film cut at 120 s
 
 
 def test_a_run_killed_with_open_batches_resumes_without_submitting_them_again(tmp_path):
-    film, screenplay_path = render_sample(tmp_path / "film")
+    film, screenplay_path = sample_copy(tmp_path / "film")
     out = tmp_path / "out"
     db = out / "v2s.sqlite"
     # each batch takes a few seconds: long enough to kill the driver while one is open

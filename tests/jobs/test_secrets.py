@@ -16,12 +16,12 @@ from annotator.gateway.base import ModelCallError, ModelRequest
 from annotator.gateway.gemini import GeminiBackend
 from annotator.gateway.openai_compat import OpenAICompatBackend
 from annotator.settings import ModelSettings
-from annotator.simulator.film import render_film
 from annotator.simulator.scenarios import FaultRule, Scenario
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import SimulatorServer
 from jobs.runner import JobSpec, check_model_access, run_job
 from profiles_db.db import Database, sqlite_url
+from tests.support.films import film_copy
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def scan_database(url: str) -> tuple[list[str], int]:
 
 @pytest.fixture(scope="module")
 def film(tmp_path_factory) -> Path:
-    return render_film(Screenplay.load(), tmp_path_factory.mktemp("film") / "film.mp4", until_s=110)
+    return film_copy(Screenplay.load(), tmp_path_factory.mktemp("film") / "film.mp4", until_s=110)
 
 
 def test_no_secret_in_logs_database_outputs_or_exceptions(film, tmp_path, monkeypatch, capfd, caplog):

@@ -14,7 +14,6 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from annotator.simulator.film import render_film
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import SimulatorServer
 from jobs.cli import app
@@ -23,6 +22,7 @@ from jobs.profiles_cli import view_rows
 from jobs.runner import JobSpec, run_job
 from profiles_db.db import Database, sqlite_url
 from tests.support.e2e import models_from
+from tests.support.films import film_copy
 from tests.support.play import BEN_NAMING_LINE, PLAY
 
 pytestmark = pytest.mark.slow
@@ -76,7 +76,7 @@ def hostile_site(tmp_path_factory) -> Path:
     text = json.dumps(PLAY).replace(json.dumps(BEN_NAMING_LINE)[1:-1], json.dumps(SCRIPT_LINE)[1:-1])
     text = text.replace("Cleo Park", json.dumps(HOSTILE_NAME)[1:-1])
     play = Screenplay.model_validate(json.loads(text))
-    film = render_film(play, base / "film.mp4")
+    film = film_copy(play, base / "film.mp4")
     with SimulatorServer(play) as server, models_from(server, "sim-test-key-review"):
         run_job(JobSpec(source=str(film), out=base / "out", max_segment_s=30, num_cpus=2))
     built = CliRunner().invoke(app, ["review", "build", str(base / "out")])

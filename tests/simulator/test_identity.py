@@ -20,12 +20,12 @@ from annotator.prompting import render
 from annotator.schemas import CharacterProfile, FirstSegmentPlot, NextSegmentPlot, Script
 from annotator.schemas.context import PROMPT_FIELDS
 from annotator.schemas.script import ENVIRONMENT
-from annotator.simulator.film import render_film
 from annotator.simulator.identity import Profiles, plot_identities, script_id
 from annotator.simulator.prompt_reader import Stage
 from annotator.simulator.responder import Clip, Responder
 from annotator.simulator.screenplay import IDENTITY_SCREENPLAY, Screenplay
 from annotator.simulator.window import Window
+from tests.support.films import film_copy
 from tests.support.media import scene_segments
 
 MAX_SEGMENT_S = 60.0
@@ -181,7 +181,7 @@ def test_the_identity_screenplay_has_the_patterns_it_is_built_for(play: Screenpl
 
 
 def test_the_identity_film_renders_with_a_cut_at_every_scene_start(play, tmp_path):
-    video = render_film(play, tmp_path / "pier-nine.mp4", width=320, height=180, fps=6)
+    video = film_copy(play, tmp_path / "pier-nine.mp4", width=320, height=180, fps=6)
     info = probe(video)
     assert abs(info.duration_s - play.duration_s) <= 0.5 and info.has_audio
     found = [scene[0].seconds for scene in scenedetect.detect(str(video), scenedetect.ContentDetector())[1:]]

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from annotator.media import probe, read_provenance
-from annotator.simulator.film import DEFAULT_SCREENPLAY, render_film
+from annotator.simulator.film import DEFAULT_SCREENPLAY
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import SimulatorServer
 from jobs.runner import JobSpec, run_job
 from tests.support import e2e as checks
+from tests.support.films import film_copy
 from workers.splitter.proxy_check import measure
 
 pytestmark = pytest.mark.slow
@@ -51,7 +52,7 @@ def env(tmp_path_factory):
     """The simulator and a 40 s film of its screenplay (not the full sample film: this test needs 3 segments)."""
     folder = tmp_path_factory.mktemp("offsets")
     screenplay = Screenplay.load(DEFAULT_SCREENPLAY)
-    film = render_film(screenplay, folder / "short.mp4", until_s=40)
+    film = film_copy(screenplay, folder / "short.mp4", until_s=40)
     # every proxy through the Files API, so uploads count
     with (
         SimulatorServer(screenplay) as server,

@@ -14,6 +14,7 @@ import pytest
 
 from annotator.media import MediaError, ffmpeg_exe, probe, read_provenance, read_transform
 from annotator.schemas.provenance import Provenance
+from tests.support.films import film_copy
 from tests.support.media import color_film
 from workers.splitter import ProxyBatch, SplitSettings, split_video
 from workers.splitter.proxy_check import measure, proxy_problem
@@ -269,10 +270,9 @@ def test_a_proxy_that_is_not_its_span_is_refused_where_it_is_made_and_cut_again_
 @pytest.fixture(scope="module")
 def marked(tmp_path_factory) -> Path:
     """The first 24 s of the sample film: every frame carries the film mark the simulator reads."""
-    from annotator.simulator.film import render_film
     from annotator.simulator.screenplay import Screenplay
 
-    return render_film(Screenplay.load(), tmp_path_factory.mktemp("marked") / "film.mp4", until_s=24)
+    return film_copy(Screenplay.load(), tmp_path_factory.mktemp("marked") / "film.mp4", until_s=24)
 
 
 def _hostile(film: Path, target: Path, how: str) -> Path:

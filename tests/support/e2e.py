@@ -16,10 +16,10 @@ import jsonschema
 from typer.testing import CliRunner
 
 from annotator.schemas import Record, json_schema
-from annotator.simulator.film import render_sample
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import SimulatorServer
 from jobs.cli import app
+from tests.support.films import sample_copy
 
 # -- peers -----------------------------------------------------------------------------------------
 
@@ -28,7 +28,7 @@ from jobs.cli import app
 def simulator_environment(folder: Path) -> Iterator[tuple[Path, Screenplay, SimulatorServer]]:
     """The sample film, and the simulator serving its screenplay, wired in through the environment (Ray workers
     started after this inherit it)."""
-    film, screenplay_path = render_sample(folder)
+    film, screenplay_path = sample_copy(folder)
     screenplay = Screenplay.load(screenplay_path)
     with SimulatorServer(screenplay) as server, models_from(server, "sim-test-key-e2e"):
         yield film, screenplay, server

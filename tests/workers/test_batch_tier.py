@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from annotator.simulator.batch_store import BatchPlay
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
-from annotator.simulator.film import render_sample
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import SimulatorServer
 from jobs.cli import app
@@ -23,6 +22,7 @@ from jobs.runner import JobSpec, run_job
 from profiles_db.db import Database, sqlite_url
 from profiles_db.models import ModelBatch, Segment, StageRun, Video
 from tests.support.e2e import models_from
+from tests.support.films import sample_copy
 from tests.support.media import retitled
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ class FailOnce(Behaviours):
 def films(tmp_path_factory) -> tuple[Path, Path]:
     """Two different videos of the sample film (two scopes of SEGMENTS segments each)."""
     base = tmp_path_factory.mktemp("batch-films")
-    film, screenplay = render_sample(base / "film")
+    film, screenplay = sample_copy(base / "film")
     folder = base / "videos"
     folder.mkdir()
     retitled(film, folder / "a.mp4", "a")

@@ -26,7 +26,6 @@ import pytest
 from typer.testing import CliRunner
 
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
-from annotator.simulator.film import render_sample
 from annotator.simulator.scenarios import FaultRule, Scenario
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import MODEL_CALLS, SimulatorServer
@@ -37,6 +36,7 @@ from profiles_db.db import Database
 from profiles_db.stages import StageStore
 from tests.support import e2e as checks
 from tests.support.db import _truncate
+from tests.support.films import sample_copy
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +89,7 @@ def identity_view(out) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def film(tmp_path_factory):
-    film, screenplay_path = render_sample(tmp_path_factory.mktemp("film"))
+    film, screenplay_path = sample_copy(tmp_path_factory.mktemp("film"))
     return film, Screenplay.load(screenplay_path)
 
 

@@ -12,12 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from annotator.media import ffmpeg_exe, probe
-from annotator.simulator.film import DEFAULT_SCREENPLAY, render_film
+from annotator.simulator.film import DEFAULT_SCREENPLAY
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import SimulatorServer
 from jobs.cli import app
 from jobs.runner import JobSpec, run_job
 from tests.support import e2e as checks
+from tests.support.films import film_copy
 from workers.splitter.proxy_check import measure
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.slow
 def out(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("verify-proxies")
     screenplay = Screenplay.load(DEFAULT_SCREENPLAY)
-    film = render_film(screenplay, folder / "film.mp4", until_s=40)
+    film = film_copy(screenplay, folder / "film.mp4", until_s=40)
     with SimulatorServer(screenplay) as server, checks.models_from(server, "sim-test-key-verify"):
         _, summary = run_job(JobSpec(source=str(film), out=folder / "out", max_segment_s=15, num_cpus=2))
     assert summary.records_written == summary.segments >= 3, summary

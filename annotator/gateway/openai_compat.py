@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import base64
-import subprocess
-import tempfile
-from pathlib import Path
 
 import openai
 from openai import OpenAI
@@ -18,9 +15,8 @@ from annotator.gateway.base import (
     ModelResponse,
     RetryableError,
 )
+from annotator.gateway.clip_media import sample_frames, window_video
 from annotator.gateway.errors import configured_secrets, redact, retry_after_seconds
-from annotator.media import MediaError, ffmpeg_exe, probe
-from annotator.schemas.provenance import TAG, Provenance
 from annotator.settings import ModelSettings
 
 KEY_HINT = (
@@ -110,19 +106,15 @@ class OpenAICompatBackend:
     def _media_parts(self, media: Media) -> list[dict]:
         """The clip as one video_url data URL (vLLM/SGLang), or as sampled JPEG frames any VLM can read."""
         if self.settings.openai_video_mode == "video_url":
-            data = base64.b64encode(media.path.read_bytes()).decode()
+            data = base64.b64encode(window_video(media)).decode()
             return [{"type": "video_url", "video_url": {"url": f"data:{media.mime_type};base64,{data}"}}]
-        frames, fps = sample_frames(media, self.settings.openai_frame_fps, self.settings.openai_max_frames)
-        intro = (
-            f"The video is shown as {len(frames)} frames sampled at {fps:.3g} frames per second, in order; "
-            f"frame k (from 0) is at {1 / fps:.3g}·k seconds from the start of the clip."
-        )
-        return [{"type": "text", "text": intro}] + [
+        frames = sample_frames(media, self.settings.openai_frame_fps, self.settings.openai_max_frames)
+        return [{"type": "text", "text": frames.describe()}] + [
             {
                 "type": "image_url",
                 "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(f).decode()},
             }
-            for f in frames
+            for f in frames.images
         ]
 
     def _key_refused(self, exc: openai.APIError) -> ModelCallError | None:
@@ -166,63 +158,3 @@ def _cached_tokens(usage) -> int:
     if cached is None:
         cached = (usage.model_extra or {}).get("prompt_cache_hit_tokens")
     return int(cached or 0)
-
-
-def sample_frames(media: Media, fps: float, max_frames: int) -> tuple[list[bytes], float]:
-    """JPEG frames of the clip (its window when offsets are set) at `fps`, fewer when that exceeds `max_frames`.
-
-    Each frame carries the proxy's provenance (narrowed to the window) in its JPEG comment, so frames stay as
-    self-describing as the proxy they came from. Returns (frames, the fps actually used)."""
-    start = media.start_offset_s or 0.0
-    try:
-        info = probe(media.path)
-    except MediaError as exc:
-        raise ModelCallError(f"cannot sample frames: {exc}") from None
-    end = min(info.duration_s, media.end_offset_s) if media.end_offset_s is not None else info.duration_s
-    seconds = max(end - start, 0.1)
-    fps = max(min(fps, max_frames / seconds), 1e-3)
-    with tempfile.TemporaryDirectory(prefix="v2s-frames-") as folder:
-        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-ss", f"{start:.3f}", "-to", f"{end:.3f}"]
-        # the first frame of the window, then one each 1/fps: the fps filter would centre its picks, so the
-        # model's first picture (from which it counts time) would come late
-        pick = f"select='isnan(prev_selected_t)+gte(t-prev_selected_t,{1 / fps - 1e-3:.6f})'"
-        cmd += [
-            "-i",
-            str(media.path),
-            "-vf",
-            pick,
-            "-fps_mode",
-            "vfr",
-            "-frames:v",
-            str(max_frames),
-            "-q:v",
-            "5",
-        ]
-        cmd += [str(Path(folder) / "f_%05d.jpg")]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise ModelCallError(f"ffmpeg could not sample frames of {media.path.name}: {done.stderr[-300:]}")
-        frames = [p.read_bytes() for p in sorted(Path(folder).glob("f_*.jpg"))]
-    if not frames:
-        raise ModelCallError(f"no frames could be sampled from {media.path.name}")
-    tag = _window_tag(info.tags.get(TAG), media)
-    return ([_with_comment(f, tag) for f in frames] if tag else frames), fps
-
-
-def _window_tag(tag: str | None, media: Media) -> str | None:
-    provenance = Provenance.from_tag(tag)
-    if provenance is None:
-        return None
-    if media.start_offset_s is None and media.end_offset_s is None:
-        return provenance.to_tag()
-    start = provenance.start_s + (media.start_offset_s or 0.0)
-    end = provenance.end_s
-    if media.end_offset_s is not None:
-        end = min(end, provenance.start_s + media.end_offset_s)
-    return provenance.model_copy(update={"start_s": start, "end_s": end}).to_tag()
-
-
-def _with_comment(jpeg: bytes, comment: str) -> bytes:
-    """Insert a COM segment (FFFE) right after the JPEG's start-of-image marker."""
-    body = comment.encode()[:65000]
-    return jpeg[:2] + b"\xff\xfe" + (len(body) + 2).to_bytes(2, "big") + body + jpeg[2:]

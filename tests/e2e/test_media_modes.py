@@ -24,6 +24,10 @@ MODES = {
     "gemini-upload": {"V2S_INLINE_MEDIA_MAX_BYTES": "0"},
     "gemini-offsets": {"V2S_INLINE_MEDIA_MAX_BYTES": "0", "V2S_SPLIT_PROXY_MODE": "offsets"},
     "openai-video_url": OPENAI,
+    "openai-offsets": {
+        **OPENAI,
+        "V2S_SPLIT_PROXY_MODE": "offsets",
+    },  # the window cut out, not the whole video
     "openai-frames": {**OPENAI, "V2S_OPENAI_VIDEO_MODE": "frames"},
 }
 

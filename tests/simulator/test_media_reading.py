@@ -13,7 +13,7 @@ from google import genai
 from google.genai import types
 
 from annotator.gateway.base import Media
-from annotator.gateway.openai_compat import sample_frames
+from annotator.gateway.clip_media import sample_frames
 from annotator.media import ffmpeg_exe
 from annotator.schemas import FirstSegmentPlot, Script
 from annotator.simulator.server import SimulatorServer
@@ -101,10 +101,10 @@ def test_openai_video_url_is_read_and_heard_frames_are_seen_only(server, made):
     chat = openai.OpenAI(base_url=server.base_url + "/v1", api_key=KEY, max_retries=0)
     data = base64.b64encode(made["second"].read_bytes()).decode()
     video = {"type": "video_url", "video_url": {"url": f"data:video/mp4;base64,{data}"}}
-    frames, _ = sample_frames(Media(path=made["second"], sha256="-"), fps=1.0, max_frames=32)
+    frames = sample_frames(Media(path=made["second"], sha256="-"), fps=1.0, max_frames=32)
     images = [
         {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(f).decode()}}
-        for f in frames
+        for f in frames.images
     ]
     answers = []
     for media in ([video], images):
@@ -140,3 +140,13 @@ def test_a_truncated_proxy_is_answered_for_what_it_shows(gemini, server, made):
     script = _script(gemini, inline(made["truncated"]))
     assert (server.requests[-1].start_s, server.requests[-1].end_s) == (30.0, 42.0)
     assert script.events() and max(e.timestamp for e in script.events()) < 12.0
+
+
+def test_an_offsets_window_sent_to_a_chat_server_is_cut_to_the_window(server, made):
+    """Chat servers take no videoMetadata: the window is cut out of the whole video's proxy before sending."""
+    from annotator.gateway.clip_media import window_video
+    from annotator.simulator.media_reader import read_video
+
+    media = Media(path=made["whole"], sha256="-", start_offset_s=30.0, end_offset_s=60.0)
+    seen = read_video(window_video(media), small_screenplay(), None, None)
+    assert (seen.start_s, round(seen.end_s, 1), seen.heard) == (30.0, 60.0, True)

@@ -298,7 +298,7 @@ def test_the_film_mark_survives_every_proxy_transform(marked, tmp_path, how):
     """What the simulator reads (the film time in every picture) comes through cropping, widening,
     deinterlacing, rotation, the proxy encode at proxy size and 6 fps, and JPEG frames sampled from it."""
     from annotator.gateway.base import Media
-    from annotator.gateway.openai_compat import sample_frames
+    from annotator.gateway.clip_media import sample_frames
     from annotator.simulator.media_reader import read_frames, read_video
     from annotator.simulator.screenplay import Screenplay
 
@@ -315,5 +315,5 @@ def test_the_film_mark_survives_every_proxy_transform(marked, tmp_path, how):
         slack = 2 / 6 + 0.01
         assert abs(seen.start_s - start) <= slack and abs(seen.end_s - end) <= slack, (start, end, seen)
         assert seen.heard
-        frames, _ = sample_frames(Media(path=proxy, sha256="-"), fps=1.0, max_frames=16)
-        assert abs(read_frames(frames).start_s - seen.start_s) <= 0.01
+        frames = sample_frames(Media(path=proxy, sha256="-"), fps=1.0, max_frames=16)
+        assert abs(read_frames(frames.images).start_s - seen.start_s) <= 0.01

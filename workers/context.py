@@ -28,8 +28,6 @@ class RunContext(BaseModel):
     db_url: str
     out_dir: str
     max_segment_s: float = 300.0
-    proxy_height: int = 360
-    proxy_fps: float = 6.0
     context_token_budget: int = 4000
     max_in_flight: int = 8
     shard_max_records: int = 1000

@@ -82,9 +82,7 @@ def prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
 def _split_and_cut(st, ctx: RunContext, video: VideoSource, path, stored: list[tuple[float, float]]):
     """Split a new video (a resumed one keeps its `stored` spans and samples the picture transform again) and
     cut its proxies; the analysis pass's intermediate lives in a scratch folder until they are cut."""
-    split = SplitSettings()  # V2S_SPLIT_… environment variables; proxy size and rate from the run
-    proxy = split.proxy.model_copy(update={"height": ctx.proxy_height, "fps": ctx.proxy_fps})
-    split = split.model_copy(update={"proxy": proxy})
+    split = SplitSettings()  # V2S_SPLIT_… environment variables, proxy size and rate included
     scratch = cache_root() / "split"
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="v2s-split-", dir=scratch) as work:

@@ -29,10 +29,15 @@ def out(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("verify-proxies")
     screenplay = Screenplay.load(DEFAULT_SCREENPLAY)
     film = film_copy(screenplay, folder / "film.mp4", until_s=40)
-    with SimulatorServer(screenplay) as server, checks.models_from(server, "sim-test-key-verify"):
+    settings = {"V2S_SPLIT_PROXY__HEIGHT": "240"}  # a setting the run once overrode with its own 360
+    with SimulatorServer(screenplay) as server, checks.models_from(server, "sim-test-key-verify", **settings):
         _, summary = run_job(JobSpec(source=str(film), out=folder / "out", max_segment_s=15, num_cpus=2))
     assert summary.records_written == summary.segments >= 3, summary
     return folder / "out"
+
+
+def test_proxies_have_the_height_the_settings_ask_for(out):
+    assert probe(next((out / "proxies").iterdir()) / "seg_0001.mp4").height == 240
 
 
 def _verify(out: Path, *flags: str):

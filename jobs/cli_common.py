@@ -86,9 +86,20 @@ def db_for(out: str | None, database_url: str | None):
             )
             raise typer.Exit(2)
     from jobs.runner import JobRefused, open_database
+    from profiles_db.db import sqlite_url
 
+    url = spec.db_url()
+    default = Path(spec.out) / "v2s.sqlite" if not is_remote(spec.out) else None
+    if default is not None and url == sqlite_url(default) and not default.is_file():
+        # opening it would create an empty database (and the folder) and report success on a mistyped path
+        console.print(
+            f"[red]error:[/red] {escape(str(spec.out))} holds no v2s output (no v2s.sqlite there): check the "
+            "path, or pass --database-url with the database the job used (or set V2S_DATABASE_URL)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     try:
-        return open_database(spec.db_url())
+        return open_database(url)
     except JobRefused as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

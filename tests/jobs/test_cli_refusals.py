@@ -85,3 +85,16 @@ def test_a_ray_that_does_not_start_leaves_the_job_as_it_was(env, film, tmp_path,
     assert (status, run.error, run.attempts) == ("failed", "HTTP 503 from the model", 1)  # untouched
     assert store.job_status("job-old") == "partial"
     db.dispose()
+
+
+@pytest.mark.parametrize("command", ["status", "verify", "resume"])
+def test_a_mistyped_output_is_refused_and_nothing_is_created(tmp_path, command):
+    """Read-only commands once made a database in any OUT they were given and reported success."""
+    missing = tmp_path / "v2s-ouput"  # sic: a typo of the real folder
+    args = [command, str(missing)] if command == "verify" else [command, "--out", str(missing)]
+    if command == "resume":
+        args.insert(1, "job-0123456789")
+    done = _run(*args)
+    assert done.exit_code == 2, done.output
+    assert f"{missing} holds no v2s output (no v2s.sqlite there)" in done.output.replace("\n", " ")
+    assert not missing.exists() and "Traceback" not in done.output

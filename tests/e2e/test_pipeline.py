@@ -16,6 +16,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from annotator.simulator.screenplay import Screenplay
+from evaluation import evaluate_dataset
 from jobs.cli import app
 from jobs.runner import JobSpec, run_job
 from profiles_db.db import Database
@@ -159,3 +160,13 @@ def test_broken_inputs_fail_alone_with_clear_reasons(simulator_env, tmp_path):
         ("plot", "script", "distill", "export"), segments
     )
     shutil.rmtree(out)
+
+
+def test_the_output_scores_100_against_the_screenplay(first_run, simulator_env):
+    """At imperfection 0 the simulator tells exactly what each request's pictures and sound show, so the records
+    score 100 against the film's screenplay only if every segment's video showed all of its segment."""
+    film = simulator_env[0]
+    result = evaluate_dataset(next(film.parent.glob("*.screenplay.json")), first_run.out / "shards")
+    assert result.events.overall()["f1"] == pytest.approx(1.0) and result.scenes.overall()[
+        "f1"
+    ] == pytest.approx(1.0)

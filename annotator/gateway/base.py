@@ -21,6 +21,8 @@ Outcome = Literal[
     "invalid_output",  # never matched the schema, repair turns included
     "error",
     "auth",  # credentials missing or rejected: fatal for the job
+    "config",  # the settings name a model the server does not serve or the catalog cannot price
+    "quota",  # a per-day quota is spent: the stage pauses until the quota resets, no attempts are burnt
 ]
 
 

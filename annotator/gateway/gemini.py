@@ -141,8 +141,18 @@ class GeminiBackend:
         return found
 
     def check_access(self, model: str) -> None:
-        """A free authenticated call (models.get): ModelCallError(outcome="auth") when the key is refused."""
-        self.call(lambda: self.client.models.get(model=model), "models.get")
+        """A free authenticated call (models.get): ModelCallError(outcome="auth") when the key is refused,
+        outcome "config" when Gemini does not serve the model (a retired name answers 404 NOT_FOUND)."""
+
+        def get() -> None:
+            try:
+                self.client.models.get(model=model)
+            except errors.APIError as exc:
+                if exc.code != 404:
+                    raise
+                raise ModelCallError(f"Gemini does not serve model {model}", outcome="config") from None
+
+        self.call(get, "models.get")
 
     # -- explicit context caches --------------------------------------------------------------------------
     def create_cache(self, model: str, media: Media, ttl_s: float) -> tuple[str, int]:

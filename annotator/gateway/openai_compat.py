@@ -41,16 +41,25 @@ class OpenAICompatBackend:
         self.client = OpenAI(
             api_key=key, base_url=settings.openai_base_url, max_retries=0, timeout=settings.request_timeout_s
         )
+        self._models: dict[str, int | None] | None = None
 
     def check_access(self, model: str) -> None:
-        """A free authenticated call (GET /models): ModelCallError(outcome="auth") when the key is refused."""
-        del model  # servers list their models; DeepSeek, vLLM and Ollama all serve GET /models
-        try:
-            self.client.models.list()
-        except openai.APIError as exc:
-            raise self._key_refused(exc) or ModelCallError(
-                redact(f"{self.client.base_url} models.list failed: {type(exc).__name__}", self._secrets)
-            ) from None
+        """A free authenticated call (GET /models): ModelCallError(outcome="auth") when the key is refused,
+        outcome "config" when the server does not list the model (DeepSeek answers a retired name 400)."""
+        if model not in self.served_models():
+            raise ModelCallError(f"{self.client.base_url} does not list model {model}", outcome="config")
+
+    def served_models(self) -> dict[str, int | None]:
+        """The server's models (GET /models, asked once) with the max_model_len vLLM lists, else None."""
+        if self._models is None:
+            try:
+                listing = self.client.models.list()
+            except openai.APIError as exc:
+                raise self._key_refused(exc) or ModelCallError(
+                    redact(f"{self.client.base_url} models.list failed: {type(exc).__name__}", self._secrets)
+                ) from None
+            self._models = {m.id: _int((m.model_extra or {}).get("max_model_len")) for m in listing.data}
+        return self._models
 
     def chat_body(self, request: ModelRequest) -> dict:
         """The chat completion request's body (a call's arguments, or a batch line's `body`)."""
@@ -154,6 +163,10 @@ class OpenAICompatBackend:
 
     def _message(self, exc: openai.APIStatusError) -> str:
         return redact(f"{self.client.base_url} answered HTTP {exc.status_code}: {exc.message}", self._secrets)
+
+
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, int | float) and value > 0 else None
 
 
 def _cached_tokens(usage) -> int:

@@ -65,6 +65,7 @@ from annotator.simulator.prompt_reader import Stage
 from annotator.simulator.responder import Answer, Clip, Responder
 from annotator.simulator.scenarios import Scenario, stuck_processing_s
 from annotator.simulator.screenplay import Screenplay
+from annotator.simulator.served import DEFAULT_MAX_MODEL_LEN
 from annotator.simulator.tokens import Usage, estimate
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class SimulatorServer:
         self.openai_batches = openai_batches_from_env() if openai_batches is None else openai_batches
         self.openai_files = OpenAIFileStore()  # OpenAI's Files API: batch input and output files
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
+        self.max_model_len = DEFAULT_MAX_MODEL_LEN  # vLLM-style model v2s-sim: prompt + max_tokens at most
         self.files = FileStore(
             ttl_s=file_ttl_s, processing_s=stuck_processing_s(self.behaviours, file_processing_s)
         )

@@ -52,6 +52,9 @@ class ModelRequest(BaseModel):
     )  # (role, text) turns before `prompt` (repairs)
     max_output_tokens: int = 32768
     temperature: float = 0.2
+    thinking: str | int | None = (
+        None  # a thinking level (Gemini 3.x) or budget in tokens (2.5); None: default
+    )
     tier: Tier = "standard"  # the service tier asked for (flex: half price, slower, may be shed)
 
 

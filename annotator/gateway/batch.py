@@ -132,5 +132,5 @@ class BatchRun:
                 error=gave_up(ask.stage, checked.outcome, state.usage.calls, checked.problem),
             )
         state.problem = checked.problem
-        state.request = repair_request(state.request, response, checked.problem)
+        state.request = repair_request(state.request, response, checked.problem, self.settings)
         return None

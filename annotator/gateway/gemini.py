@@ -204,8 +204,10 @@ class GeminiBackend:
             first_parts.append(self._video_part(request.media, upload=batch))
         turns = [*request.history, ("user", request.prompt)]
         for i, (role, text) in enumerate(turns):
-            parts = ([*first_parts] if i == 0 else []) + [types.Part.from_text(text=text)]
-            contents.append(types.Content(role="model" if role == "assistant" else "user", parts=parts))
+            # never an empty text part: Gemini refuses it (400 "required oneof field 'data'")
+            parts = ([*first_parts] if i == 0 else []) + ([types.Part.from_text(text=text)] if text else [])
+            if parts:
+                contents.append(types.Content(role="model" if role == "assistant" else "user", parts=parts))
         config = types.GenerateContentConfig(
             temperature=request.temperature,
             max_output_tokens=request.max_output_tokens,
@@ -215,6 +217,7 @@ class GeminiBackend:
             if request.media and request.media.resolution
             else None,
             cached_content=cached,
+            thinking_config=_thinking(request.thinking),
             **({} if batch else self._tier_options(request)),
         )
         return contents, config
@@ -293,6 +296,15 @@ class GeminiBackend:
                 f"Gemini rejected the credentials (HTTP {exc.code}): {KEY_HINT}", outcome="auth"
             )
         return ModelCallError(message)
+
+
+def _thinking(thinking: str | int | None) -> types.ThinkingConfig | None:
+    """A level (Gemini 3.x: thinkingLevel) or a token budget (2.5: thinkingBudget), as the catalog says."""
+    if thinking is None:
+        return None
+    if isinstance(thinking, int):
+        return types.ThinkingConfig(thinking_budget=thinking)
+    return types.ThinkingConfig(thinking_level=types.ThinkingLevel(thinking.upper()))
 
 
 class _CacheGone(Exception):

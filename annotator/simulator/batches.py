@@ -65,6 +65,7 @@ def generate_body(sim: SimulatorServer, model: str, result: Result, cache: Cache
         empty=result.fault.empty,
         blocked=result.fault.blocked,
         tier=result.tier,
+        thoughts=result.usage.reasoning if result.fault.exhaust_output else 0,
     )
 
 

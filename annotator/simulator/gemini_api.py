@@ -205,6 +205,7 @@ def generate_response(
     blocked: str | None = None,
     tier: str = "standard",
     cached_tokens: int = 0,
+    thoughts: int = 0,
 ) -> dict:
     """A generateContent answer; `empty` drops the candidates, `blocked` plays a safety block the way Gemini
     does: "candidate" = a candidate without content stopped for SAFETY, "prompt" = promptFeedback.blockReason."""
@@ -243,6 +244,10 @@ def generate_response(
         ]
     if empty or blocked:
         body["usageMetadata"].update(candidatesTokenCount=0, totalTokenCount=usage.prompt)
+    if thoughts:  # counted against maxOutputTokens and billed as output, reported apart
+        body["usageMetadata"].update(thoughtsTokenCount=thoughts, totalTokenCount=usage.prompt + thoughts)
+    if not text and finish_reason == "MAX_TOKENS" and not (empty or blocked):
+        body["candidates"][0]["content"] = {"role": "model"}  # no parts at all, as Gemini sends it
     return body
 
 

@@ -35,6 +35,7 @@ FaultKind = Literal[
     "timeout",  # delay_s (default 30 s) and then the answer: longer than a client's per-call timeout
     "malformed_json",  # 200 whose text is not JSON
     "truncated_json",  # the answer cut in half, finish reason MAX_TOKENS (Gemini) / length (OpenAI)
+    "max_tokens_empty",  # thinking used the whole output budget: MAX_TOKENS / length and no text at all
     "schema_violation",  # valid JSON that does not follow the requested schema
     "empty",  # no candidates (Gemini) / no choices (OpenAI)
     "blocked",  # candidate stopped for SAFETY (Gemini) / finish reason content_filter (OpenAI)
@@ -101,6 +102,8 @@ class FaultRule(BaseModel):
             return Fault(answer_text=SCHEMA_VIOLATION_TEXT)
         if kind == "truncated_json":
             return Fault(truncate_fraction=0.5, finish_reason="MAX_TOKENS" if gemini else "length")
+        if kind == "max_tokens_empty":
+            return Fault(exhaust_output=True, finish_reason="MAX_TOKENS" if gemini else "length")
         if kind == "empty":
             return Fault(empty=True)
         if kind == "blocked":

@@ -38,6 +38,7 @@ seconds, add provenance `start_s` (+ startOffset when used).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -316,6 +317,9 @@ class SimulatorServer:
             low_resolution=getattr(request, "low_resolution", False),
             reasoning_chars=len(answer.reasoning or ""),
         )
+        if fault.exhaust_output:  # all of the output budget went to thinking (65,536: the model's limit)
+            budget = getattr(request, "max_output_tokens", None) or getattr(request, "max_tokens", None)
+            usage = dataclasses.replace(usage, output=0, reasoning=budget or 65536)
         return Result(
             answer, text, usage, fault, clip.start_s if clip else None, clip.end_s if clip else None, tier
         )
@@ -345,6 +349,11 @@ class SimulatorServer:
             media_resolution=getattr(request, "media_resolution", None),
             frames=request.video.frames if clip and request.video else 0,
             received_s=time.monotonic() if received_s is None else received_s,
+            max_output_tokens=getattr(request, "max_output_tokens", None)
+            or getattr(request, "max_tokens", None),
+            temperature=request.temperature,
+            thinking_level=getattr(request, "thinking_level", None),
+            thinking_budget=getattr(request, "thinking_budget", None),
         )
 
 
@@ -353,7 +362,7 @@ def _answer_text(answer: Answer, fault: Fault) -> str:
     text = fault.answer_text if fault.answer_text is not None else json.dumps(answer.body, ensure_ascii=False)
     if fault.truncate_fraction is not None:  # cut off mid-answer, as when max output tokens are hit
         text = text[: max(1, int(len(text) * fault.truncate_fraction))]
-    if fault.empty or fault.blocked:
+    if fault.empty or fault.blocked or fault.exhaust_output:
         text = ""
     return text
 

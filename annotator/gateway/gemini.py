@@ -23,6 +23,7 @@ from annotator.gateway.base import (
     RetryableError,
 )
 from annotator.gateway.errors import configured_secrets, redact, retry_after_seconds
+from annotator.gateway.quota import daily_quota, retry_delay_s
 from annotator.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class GeminiBackend:
         else:
             raise ModelCallError(f"no Gemini credentials: {KEY_HINT}", outcome="auth")
         self._uploads: dict[str, types.File] = {}
+        # models whose per-day quota is spent: their calls fail at once (no attempt burnt) until restart
+        self._spent: dict[str, str] = {}
         self._upload_lock = threading.RLock()  # re-entered when a Files API error forgets uploads
 
     # -- media -------------------------------------------------------------------------------------
@@ -175,6 +178,9 @@ class GeminiBackend:
 
     # -- generation --------------------------------------------------------------------------------
     def generate(self, request: ModelRequest) -> ModelResponse:
+        spent = self._spent.get(request.model)
+        if spent is not None:
+            raise ModelCallError(spent, outcome="quota")
         media = request.media
         what = f"{request.stage} generateContent"
         if media is not None and media.cache_name:
@@ -183,7 +189,12 @@ class GeminiBackend:
             except _CacheGone:  # the cache expired or was deleted: show the video itself
                 log.info("%s: context cache %s is gone; sending the video", request.stage, media.cache_name)
                 request = request.model_copy(update={"media": media.model_copy(update={"cache_name": None})})
-        return self.call(lambda: self._generate(request), what)
+        try:
+            return self.call(lambda: self._generate(request), what)
+        except ModelCallError as exc:
+            if exc.outcome == "quota":
+                self._spent[request.model] = str(exc)
+            raise
 
     def _generate(self, request: ModelRequest) -> ModelResponse:
         """One generateContent; APIError is the caller's to translate."""
@@ -279,12 +290,20 @@ class GeminiBackend:
             f"Gemini {what} failed: HTTP {exc.code} {exc.status or ''} {exc.message or ''}", self._secrets
         )
         # Quota and outage answers first: their texts may mention the API key too ("quota for api_key:…").
+        if exc.code == 429 and (quota := daily_quota(exc.details)) is not None:
+            # not retried: the quota resets at midnight Pacific time; the stage fails with this reason and a
+            # resume after the reset runs it (docs/gateway.md)
+            return ModelCallError(
+                f"daily quota exhausted for this model ({quota}); resume the job after the quota resets",
+                outcome="quota",
+            )
         if exc.code == 429 or exc.code >= 500 or exc.code == 408:
             headers = getattr(getattr(exc, "response", None), "headers", None) or {}
             outcome = (
                 "rate_limited" if exc.code == 429 else "timeout" if exc.code in (408, 504) else "server_error"
             )
-            return RetryableError(message, retry_after_s=retry_after_seconds(headers), outcome=outcome)
+            waits = [w for w in (retry_after_seconds(headers), retry_delay_s(exc.details)) if w is not None]
+            return RetryableError(message, retry_after_s=max(waits, default=None), outcome=outcome)
         text = f"{exc.status} {exc.message} {exc.details}".upper()
         if exc.code == 403 and re.search(r"\bFile\b", exc.message or "", re.IGNORECASE):
             # An uploaded file that expired (48 h) or was deleted: forget it, the next attempt uploads again.

@@ -305,7 +305,7 @@ class SimulatorServer:
                 if fault.retry_after_s is not None
                 else {}
             )
-            raise SimError(fault.status, fault.message, headers=retry)
+            raise SimError(fault.status, fault.message, headers=retry, details=fault.details)
         answer = self.responder.answer(stage, request.texts, clip)
         text = _answer_text(answer, fault)
         usage = estimate(

@@ -90,6 +90,12 @@ class ModelCallError(RuntimeError):
         super().__init__(message)
         self.outcome: Outcome = outcome
         self.retryable = retryable
+        # an answer that was refused (blocked, empty) but billed: its tokens, so the attempt is paid for in usage
+        self.billed: ModelResponse | None = None
+
+    def with_billing(self, billed: ModelResponse) -> ModelCallError:
+        self.billed = billed
+        return self
 
 
 class RetryableError(ModelCallError):

@@ -241,24 +241,13 @@ class GeminiBackend:
         return {"service_tier": types.ServiceTier.FLEX, "http_options": timeout}
 
     def to_response(self, request: ModelRequest, response: types.GenerateContentResponse) -> ModelResponse:
+        """The answer, or the error of a blocked or empty one, which carries its usage: Gemini bills the prompt
+        (and any thinking) of those too."""
         usage = response.usage_metadata
-        feedback = response.prompt_feedback
-        if feedback is not None and feedback.block_reason:
-            raise BlockedError(f"Gemini blocked the prompt ({feedback.block_reason})")
         candidate = response.candidates[0] if response.candidates else None
         finish = candidate.finish_reason.name if candidate and candidate.finish_reason else None
-        if finish in _BLOCKING:
-            raise BlockedError(f"Gemini stopped the answer ({finish})")
-        text = response.text if candidate is not None else None
-        if not text and finish != "MAX_TOKENS":  # an empty cut-off answer is reported as truncated
-            what = (
-                "an empty response (no candidates)"
-                if candidate is None
-                else f"an empty answer (finish reason {finish})"
-            )
-            raise RetryableError(f"Gemini returned {what}", outcome="empty")
-        return ModelResponse(
-            text=text or "",
+        answer = ModelResponse(
+            text="",
             model=request.model,
             input_tokens=(usage.prompt_token_count or 0) if usage else 0,
             output_tokens=((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0))
@@ -268,6 +257,20 @@ class GeminiBackend:
             tier=_served_tier(usage, request),
             cached_tokens=(usage.cached_content_token_count or 0) if usage else 0,
         )
+        feedback = response.prompt_feedback
+        if feedback is not None and feedback.block_reason:
+            raise BlockedError(f"Gemini blocked the prompt ({feedback.block_reason})").with_billing(answer)
+        if finish in _BLOCKING:
+            raise BlockedError(f"Gemini stopped the answer ({finish})").with_billing(answer)
+        text = response.text if candidate is not None else None
+        if not text and finish != "MAX_TOKENS":  # an empty cut-off answer is reported as truncated
+            what = (
+                "an empty response (no candidates)"
+                if candidate is None
+                else f"an empty answer (finish reason {finish})"
+            )
+            raise RetryableError(f"Gemini returned {what}", outcome="empty").with_billing(answer)
+        return answer.model_copy(update={"text": text or ""})
 
     def call(self, fn, what: str, *, cache_gone: type[Exception] | None = None):
         try:

@@ -93,27 +93,34 @@ class OpenAICompatBackend:
 
     def to_response(self, request: ModelRequest, completion) -> ModelResponse:
         """A chat completion as our answer; empty, filtered and choice-less answers raise."""
+        usage = completion.usage
         choice = completion.choices[0] if completion.choices else None
+        billed = ModelResponse(  # what the server bills, whatever became of the answer
+            text="",
+            model=request.model,
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+            finish_reason=choice.finish_reason if choice else None,
+            tier="flex" if completion.service_tier == "flex" else "standard",  # a batch's reader sets batch
+            cached_tokens=_cached_tokens(usage),
+        )
         if choice is None or choice.message is None:
-            raise RetryableError(f"{request.model} returned an empty response (no choices)", outcome="empty")
+            empty = RetryableError(
+                f"{request.model} returned an empty response (no choices)", outcome="empty"
+            )
+            raise empty.with_billing(billed)
         if choice.finish_reason == "content_filter":
-            raise BlockedError(f"{request.model} filtered the answer (content_filter)")
+            raise BlockedError(f"{request.model} filtered the answer (content_filter)").with_billing(billed)
         if not choice.message.content and choice.finish_reason != "length":
             raise RetryableError(
                 f"{request.model} returned an empty answer (finish reason {choice.finish_reason})",
                 outcome="empty",
-            )
-        usage = completion.usage
-        return ModelResponse(
-            text=choice.message.content or "",
-            model=request.model,
-            input_tokens=usage.prompt_tokens if usage else 0,
-            output_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason,
-            reasoning_content=getattr(choice.message, "reasoning_content", None)
-            or (choice.message.model_extra or {}).get("reasoning_content"),
-            tier="flex" if completion.service_tier == "flex" else "standard",  # a batch's reader sets batch
-            cached_tokens=_cached_tokens(usage),
+            ).with_billing(billed)
+        reasoning = getattr(choice.message, "reasoning_content", None) or (
+            choice.message.model_extra or {}
+        ).get("reasoning_content")
+        return billed.model_copy(
+            update={"text": choice.message.content or "", "reasoning_content": reasoning}
         )
 
     def _media_parts(self, media: Media) -> list[dict]:

@@ -125,10 +125,21 @@ def ask_structured(
     problem = ""
     outcome: Outcome = "invalid_output"
     tiering = TierFallback(settings.call_tier(stage), settings.flex_max_sheds)
+    price = settings.price(model)
+
+    def attempt(req: ModelRequest) -> ModelResponse:
+        """One HTTP attempt; a refused answer the provider still bills (blocked, empty) is counted too."""
+        try:
+            return tiering.generate(backend, req)
+        except ModelCallError as exc:
+            if exc.billed is not None:
+                usage.add(exc.billed, price.cost_of(exc.billed))
+            raise
+
     for turn in range(settings.repair_turns + 1):
         try:
             response = call_with_retries(
-                lambda req=request: tiering.generate(backend, req),
+                lambda req=request: attempt(req),
                 attempts=settings.max_attempts,
                 initial_wait_s=settings.retry_initial_wait_s,
                 max_wait_s=settings.retry_max_wait_s,
@@ -137,7 +148,7 @@ def ask_structured(
         except ModelCallError as exc:
             tries = f" (gave up after {settings.max_attempts} attempts)" if exc.retryable else ""
             return result(outcome=exc.outcome, error=f"{exc}{tries}")
-        usage.add(response, settings.price(model).cost_of(response))
+        usage.add(response, price.cost_of(response))
         checked = check_answer(response, schema)
         if checked.value is not None:
             return result(value=checked.value, reasoning_content=response.reasoning_content)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,6 +23,11 @@ from annotator.gateway.errors import configured_secrets, redact, retry_after_sec
 from annotator.media import MediaError, ffmpeg_exe, probe
 from annotator.schemas.provenance import TAG, Provenance
 from annotator.settings import ModelSettings
+
+# vLLM's 400 when prompt + max_tokens exceed --max-model-len (it names both numbers)
+_TOO_LONG = re.compile(r"maximum context length is (\d+) tokens and your request has (\d+) input tokens")
+# what a video or frames may add to the prompt on a vLLM server, which v2s cannot count before sending
+_MEDIA_TOKEN_ALLOWANCE = 8192
 
 KEY_HINT = (
     "set DEEPSEEK_API_KEY or OPENAI_API_KEY (or V2S_OPENAI_API_KEY), and V2S_OPENAI_BASE_URL for the server"
@@ -74,19 +80,41 @@ class OpenAICompatBackend:
         body: dict = {
             "model": request.model,
             "messages": messages,
-            "max_tokens": request.max_output_tokens,
+            "max_tokens": self.max_tokens(request),
             "temperature": request.temperature,
         }
         if request.response_schema:
             body["response_format"] = {"type": "json_object"}
         return body
 
+    def max_tokens(self, request: ModelRequest) -> int:
+        """The request's output budget (V2S_MAX_OUTPUT_TOKENS lowered to the catalog's maximum for the model,
+        e.g. DeepSeek's documented range), and on a vLLM server that lists `max_model_len` in GET /models, no
+        more than what the prompt leaves of it: vLLM answers 400 when prompt + max_tokens exceed it."""
+        try:
+            window = self.served_models().get(request.model)
+        except ModelCallError:  # the call itself will say what is wrong with the server
+            window = None
+        if window is None:
+            return request.max_output_tokens
+        chars = len(request.prompt) + sum(len(text) for _, text in request.history)
+        prompt = chars // 3 + 1 + (_MEDIA_TOKEN_ALLOWANCE if request.media is not None else 0)
+        return max(1, min(request.max_output_tokens, window - prompt))
+
     def generate(self, request: ModelRequest) -> ModelResponse:
         kwargs = {}
         if request.tier == "flex":  # OpenAI's service_tier; servers without it (DeepSeek) ignore or refuse it
             kwargs.update(service_tier="flex", timeout=self.settings.flex_request_timeout_s)
+        body = self.chat_body(request)
         try:
-            completion = self.client.chat.completions.create(**self.chat_body(request), **kwargs)
+            try:
+                completion = self.client.chat.completions.create(**body, **kwargs)
+            except openai.BadRequestError as exc:
+                fitted = _fitted(exc, body["max_tokens"])
+                if fitted is None:
+                    raise
+                # the prompt was longer than estimated: ask again with what vLLM says is left
+                completion = self.client.chat.completions.create(**{**body, "max_tokens": fitted}, **kwargs)
         except (openai.APIStatusError, openai.APIConnectionError) as exc:
             raise self.call_error(exc, request.model) from None
         return self.to_response(request, completion)
@@ -170,6 +198,15 @@ class OpenAICompatBackend:
 
     def _message(self, exc: openai.APIStatusError) -> str:
         return redact(f"{self.client.base_url} answered HTTP {exc.status_code}: {exc.message}", self._secrets)
+
+
+def _fitted(exc: openai.BadRequestError, max_tokens: int) -> int | None:
+    """A smaller max_tokens that fits, from vLLM's "maximum context length" 400, or None."""
+    match = _TOO_LONG.search(str(exc.message))
+    if match is None:
+        return None
+    left = int(match.group(1)) - int(match.group(2))
+    return left if 0 < left < max_tokens else None
 
 
 def _int(value: object) -> int | None:

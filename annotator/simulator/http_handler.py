@@ -24,7 +24,8 @@ from annotator.simulator.files import CHUNK_GRANULARITY, UploadError
 from annotator.simulator.gemini_api import API_VERSIONS
 from annotator.simulator.openai_batches import OpenAIBatchEndpoints, chat_body
 from annotator.simulator.prompt_reader import detect_stage
-from annotator.simulator.served import check_gemini_max_output, check_gemini_model
+from annotator.simulator.served import check_gemini_max_output, check_gemini_model, check_max_tokens
+from annotator.simulator.tokens import text_tokens
 
 if TYPE_CHECKING:
     from annotator.simulator.server import SimulatorServer
@@ -343,6 +344,10 @@ class Handler(CacheEndpoints, BatchEndpoints, OpenAIBatchEndpoints, BaseHTTPRequ
         body = self._json(raw)
         self._model = str(body.get("model") or "") if isinstance(body, dict) else None
         request = openai_api.parse_chat(body)
+        # the prompt's text tokens only: what vLLM adds for images and video is left out (docs/simulator.md)
+        check_max_tokens(
+            request.model, request.max_tokens, text_tokens(request.chars), self.sim.max_model_len
+        )
         stage = detect_stage(request.schema_title, request.texts, has_video=request.video is not None)
         self._stage = stage.value
         result = self.sim.answer("openai", request.model, stage, request, received_s=self._received_s)

@@ -97,7 +97,9 @@ class FaultRule(BaseModel):
                 retry_after_s=self.retry_after_s,
             )
         if kind in ("rate_limit_retry_info", "daily_quota"):
-            return Fault(status=429, message=self.message or _QUOTA_MESSAGE, details=self._quota_details(info))
+            return Fault(
+                status=429, message=self.message or _QUOTA_MESSAGE, details=self._quota_details(info)
+            )
         if kind in ("server_error", "unavailable"):
             status = 500 if kind == "server_error" else 503
             default = "An internal error has occurred." if status == 500 else "The model is overloaded."
@@ -121,7 +123,6 @@ class FaultRule(BaseModel):
         if kind == "prompt_blocked":
             return Fault(blocked="prompt", finish_reason=None if gemini else "content_filter")
         raise ValueError(f"fault kind {kind!r} is not a per-call fault")
-
 
     def _quota_details(self, info: RequestInfo) -> list[dict]:
         """QuotaFailure, Help and RetryInfo as Gemini sends them (the bodies quoted in google-gemini/gemini-cli#8437, langgenius/dify#19838)."""

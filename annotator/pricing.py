@@ -56,7 +56,7 @@ class Price(BaseModel):
 
     def merged(self, other: Price) -> Price:
         """`other`'s fields where it sets them, ours elsewhere (a user's price keeps the catalog's limits)."""
-        return self.model_copy(update=other.model_dump(exclude_unset=True))
+        return Price.model_validate({**self.model_dump(), **other.model_dump(exclude_unset=True)})
 
     def multiplier(self, tier: Tier) -> float:
         return 1.0 if tier == "standard" else self.tiers.get(tier, 1.0)

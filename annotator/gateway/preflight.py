@@ -6,8 +6,13 @@ outcome "config", which `v2s run` prints and exits 2 on)."""
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
+
 from annotator.gateway.base import ModelCallError
 from annotator.settings import ModelSettings
+
+log = logging.getLogger(__name__)
 
 STAGES = ("plot", "script", "distill")
 
@@ -18,8 +23,10 @@ def stage_models(settings: ModelSettings) -> list[tuple[str, str, str]]:
 
 
 def check_catalog(settings: ModelSettings) -> None:
-    """The checks that need no network: retired names and unpriced models."""
+    """The checks that need no network: retired names and unpriced models (refused), and prices past an
+    announced change (a warning: the run is billed at the new price, the reports would say the old one)."""
     table = settings.price_table()
+    today = datetime.now(UTC).date().isoformat()
     for stage, _, model in stage_models(settings):
         variable = f"V2S_{stage.upper()}_MODEL"
         replacement = table.retired.get(model)
@@ -34,4 +41,13 @@ def check_catalog(settings: ModelSettings) -> None:
                 f"{', '.join(sorted(table.models))} or price it: "
                 f'V2S_PRICES=\'{{"{model}": {{"input_per_m": …, "output_per_m": …}}}}\'',
                 outcome="config",
+            )
+        until = settings.price(model).valid_until
+        if until is not None and until < today:
+            log.warning(
+                "%s: the catalog's price of %s was announced to change after %s; update the price table "
+                "(V2S_PRICES_FILE) or V2S_PRICES",
+                stage,
+                model,
+                until,
             )

@@ -74,3 +74,22 @@ def test_the_simulator_answers_retired_names_like_the_providers(play):
             chat.chat.completions.create(model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
         served = {m.id for m in chat.models.list()}
     assert {"deepseek-flash", "deepseek-v4-pro"} <= served and "deepseek-chat" not in served
+
+
+def test_plan_refuses_a_retired_model_before_splitting(tmp_path, monkeypatch):
+    from jobs.plan import PlanOptions, plan_job
+    from jobs.runner import JobSpec
+
+    monkeypatch.setenv("V2S_PLOT_MODEL", "gemini-2.5-pro")
+    spec = JobSpec(source=str(tmp_path / "no-such-video.mp4"), out=tmp_path / "out")
+    with pytest.raises(ModelCallError, match=r"V2S_PLOT_MODEL=gemini-3\.8-flash"):
+        plan_job(spec, PlanOptions())  # refused before the (missing) source is even looked at
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_price_past_its_announced_change_is_warned_about(caplog):
+    from annotator.gateway.preflight import check_catalog
+
+    stale = {"gemini-3.8-flash": Price(valid_until="2026-01-31")}
+    check_catalog(ModelSettings(_env_file=None, prices=stale))
+    assert "announced to change after 2026-01-31" in caplog.text

@@ -24,7 +24,12 @@ from annotator.simulator.files import CHUNK_GRANULARITY, UploadError
 from annotator.simulator.gemini_api import API_VERSIONS
 from annotator.simulator.openai_batches import OpenAIBatchEndpoints, chat_body
 from annotator.simulator.prompt_reader import detect_stage
-from annotator.simulator.served import check_gemini_max_output, check_gemini_model, check_max_tokens
+from annotator.simulator.served import (
+    check_gemini_max_output,
+    check_gemini_model,
+    check_gemini_thinking,
+    check_max_tokens,
+)
 from annotator.simulator.tokens import text_tokens
 
 if TYPE_CHECKING:
@@ -224,6 +229,7 @@ class Handler(CacheEndpoints, BatchEndpoints, OpenAIBatchEndpoints, BaseHTTPRequ
         check_gemini_model(model, self._version, "generateContent")
         parsed = gemini_api.parse_generate(self._json(raw))
         check_gemini_max_output(model, parsed.max_output_tokens)
+        check_gemini_thinking(model, parsed.thinking_level)
         request, cache, stage = prepare_generate(self.sim, model, parsed)
         self._stage = stage.value
         result = self.sim.answer("gemini", model, stage, request, received_s=self._received_s)

@@ -16,6 +16,15 @@ GEMINI_MODELS: dict[str, int] = {
     "gemini-3.1-flash-lite": 65536,
     "gemini-2.5-flash-lite": 65536,
 }
+# Thinking levels each model accepts (Gemini 3.x; 2.5 models take a budget instead). gemini-3.8-flash refuses
+# MINIMAL ("Explicitly setting thinking_level to MINIMAL will return an API validation error", Vertex AI's
+# Gemini 3.8 Flash page); Gemini 4 adds XHIGH.
+GEMINI_THINKING_LEVELS: dict[str, frozenset[str]] = {
+    "gemini-3.8-flash": frozenset({"low", "medium", "high"}),
+    "gemini-4-hydrogen": frozenset({"low", "medium", "high", "xhigh"}),
+    "gemini-3.1-flash-lite": frozenset({"minimal", "low", "medium", "high"}),
+    "gemini-2.5-flash-lite": frozenset(),
+}
 # Shut down: a generateContent or models.get on these is a 404 NOT_FOUND.
 GEMINI_RETIRED = frozenset(
     {
@@ -57,6 +66,16 @@ def check_gemini_max_output(model: str, max_output: int | None) -> None:
         raise invalid(
             f"Unable to submit request because it has a maxOutputTokens value of {max_output} but the "
             f"supported range is from 1 (inclusive) to {limit + 1} (exclusive). Update the value and try again."
+        )
+
+
+def check_gemini_thinking(model: str, level: str | None) -> None:
+    """A thinking level the model does not take is a 400 INVALID_ARGUMENT."""
+    allowed = GEMINI_THINKING_LEVELS.get(model)
+    if level is not None and allowed is not None and level.lower() not in allowed:
+        accepted = ", ".join(sorted(allowed)) or "none (set thinkingBudget)"
+        raise invalid(
+            f"thinking_level {level.upper()} is not supported by {model}; supported values: {accepted}"
         )
 
 

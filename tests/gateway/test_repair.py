@@ -61,3 +61,16 @@ def test_the_simulator_refuses_an_empty_part_like_gemini(play):
             client.models.generate_content(model=MODELS["gemini"], contents=contents)
     assert refused.value.code == 400
     assert "contents[1].parts[0].data: required oneof field 'data'" in refused.value.message
+
+
+def test_the_simulator_refuses_a_thinking_level_the_model_does_not_take(play):
+    """gemini-3.8-flash has no MINIMAL; the catalog's levels for it are the ones the simulator accepts."""
+    with SimulatorServer(play) as server:
+        client = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=server.base_url))
+        config = types.GenerateContentConfig(
+            thinking_config=types.ThinkingConfig(thinking_level=types.ThinkingLevel.MINIMAL)
+        )
+        with pytest.raises(errors.APIError) as refused:
+            client.models.generate_content(model="gemini-3.8-flash", contents="hello", config=config)
+    assert refused.value.code == 400 and "MINIMAL" in refused.value.message
+    assert "minimal" not in (load_price_table().price("gemini-3.8-flash").thinking.levels)

@@ -47,3 +47,33 @@ def _output_cost(result) -> float:
     from annotator.pricing import load_price_table
 
     return result.usage.output_tokens * load_price_table().price(result.model).output_per_m / 1e6
+
+
+def test_a_blocked_batch_item_is_billed_at_the_batch_price(play, proxy):
+    import time
+
+    from annotator.gateway.batch import BatchRun
+    from annotator.simulator.batch_store import BatchPlay
+
+    scenario = Scenario.from_flags(["blocked@plot"])
+    with SimulatorServer(
+        play, behaviours=scenario, batches=BatchPlay(pending_s=0.05, running_s=0.05)
+    ) as server:
+        settings = settings_for(server)
+        gateway = Gateway(settings)
+        segment = SegmentInput(
+            index=1, start_s=0.0, end_s=30.0, media=Media(path=proxy, sha256=file_sha256(proxy))
+        )
+        ask = PlotReasoner(gateway, backend="gemini", model=MODELS["gemini"]).ask(segment, None)
+        rounds, api = BatchRun(settings), gateway.batches("gemini")
+        state = rounds.item(ask)
+        name = api.submit_batch(ask.model, {"k": state.request}, "billing-test")
+        deadline = time.monotonic() + 10
+        while (snapshot := api.batch(name, ask.model)).state == "open":  # the client's own polling
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        result = rounds.settle(ask, state, snapshot.results.get("k"))
+    assert result is not None and result.outcome == "blocked"
+    assert result.usage.calls == 1 and result.usage.input_tokens > 0 and result.usage.tier == "batch"
+    price = settings.price(MODELS["gemini"])
+    assert result.usage.cost_usd == pytest.approx(result.usage.input_tokens * price.input_per_m / 2e6)

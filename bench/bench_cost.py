@@ -171,7 +171,9 @@ def main() -> None:
         made, left = server.caches.created, len(server.caches.live())
 
     standard = rows["standard"]
-    distiller = f"gemini/{args.distill_model}" if args.distill_model else "the default (openai/deepseek-flash)"
+    distiller = (
+        f"gemini/{args.distill_model}" if args.distill_model else "the default (openai/deepseek-flash)"
+    )
     print(
         f"{args.videos} videos × {args.clip_s:g} s ({hours:.3f} video-hours), num_cpus={args.num_cpus}, "
         f"distillation on {distiller}"

@@ -20,6 +20,24 @@ Tier = Literal["standard", "flex", "batch"]
 TIERS: tuple[Tier, ...] = ("standard", "flex", "batch")
 
 
+class Thinking(BaseModel):
+    """How a model's thinking is set, as its provider documents it: Gemini 3.x by level, Gemini 2.5 by token
+    budget. `default` is what v2s sends; a repair after an answer that thinking cut off sends one step less."""
+
+    control: Literal["level", "budget"]
+    levels: list[str] = Field(default_factory=list)  # "level": the accepted levels, least thinking first
+    default: str | int | None = None  # a level, or a budget in tokens
+    min_budget: int = 0  # "budget": the smallest non-zero budget the model accepts
+
+    def lower(self, current: str | int | None) -> str | int | None:
+        """One step less thinking than `current` (None when it cannot go lower)."""
+        if self.control == "level":
+            rank = self.levels.index(str(current)) if str(current) in self.levels else len(self.levels)
+            return self.levels[rank - 1] if rank > 0 else None
+        budget = int(current) if isinstance(current, int) else 0
+        return max(self.min_budget, budget // 2) if budget > self.min_budget else None
+
+
 class Price(BaseModel):
     """USD per million tokens at the standard tier, and what the other tiers and caching change."""
 
@@ -29,6 +47,16 @@ class Price(BaseModel):
     cache_storage_per_m_hour: float = 0.0  # an explicit cache, per million tokens held per hour
     min_cache_tokens: int = 0  # the smallest explicit cache the model accepts (0: caching unsupported)
     tiers: dict[str, float] = Field(default_factory=dict)  # tier → multiplier on every token price
+    # What the provider documents for the model (None: not in the catalog, the settings decide).
+    max_output_tokens: int | None = None  # the largest max_tokens / maxOutputTokens the server accepts
+    context_window: int | None = None  # input + output tokens
+    thinking: Thinking | None = None
+    temperature: float | None = None  # the provider's recommended temperature (Gemini 3: 1.0, lower can loop)
+    valid_until: str | None = None  # an announced price change (ISO date): the price is stale after it
+
+    def merged(self, other: Price) -> Price:
+        """`other`'s fields where it sets them, ours elsewhere (a user's price keeps the catalog's limits)."""
+        return Price.model_validate({**self.model_dump(), **other.model_dump(exclude_unset=True)})
 
     def multiplier(self, tier: Tier) -> float:
         return 1.0 if tier == "standard" else self.tiers.get(tier, 1.0)
@@ -76,9 +104,16 @@ class PriceTable(BaseModel):
     source: str = ""
     media: MediaRates = Field(default_factory=MediaRates)
     models: dict[str, Price]
+    # Model names the providers stopped serving, with the model that replaces each (what preflight names).
+    retired: dict[str, str] = Field(default_factory=dict)
 
     def price(self, model: str) -> Price:
+        """The model's price; an unknown model costs nothing here, which is why preflight refuses it
+        (`known`) unless the user prices it (V2S_PRICES)."""
         return self.models.get(model, Price())
+
+    def known(self, model: str) -> bool:
+        return model in self.models
 
 
 class PriceTableError(ValueError):
@@ -105,4 +140,5 @@ def load_price_table(path: str | Path | None = None) -> PriceTable:
         raise PriceTableError(
             f"{path}: not a price table ({type(exc).__name__}: {str(exc).splitlines()[0]})"
         ) from None
-    return table.model_copy(update={"models": {**bundled.models, **table.models}})
+    models = {**bundled.models, **{m: bundled.price(m).merged(p) for m, p in table.models.items()}}
+    return table.model_copy(update={"models": models, "retired": {**bundled.retired, **table.retired}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import string
 from functools import cache
@@ -28,6 +29,11 @@ def template(stage: str, version: int = 1) -> string.Template:
     except FileNotFoundError:
         raise FileNotFoundError(f"prompt template prompts/{name} does not exist") from None
     return string.Template(text)
+
+
+def template_digest(stage: str, version: int = 1) -> str:
+    """The template's content, hashed: record ids include it, so an edited template annotates again."""
+    return hashlib.sha256(template(stage, version).template.encode()).hexdigest()[:16]
 
 
 def render(stage: str, version: int = 1, **values: object) -> Prompt:

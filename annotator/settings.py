@@ -39,11 +39,12 @@ class ModelSettings(BaseSettings):
     openai_base_url: str = "https://api.deepseek.com/v1"
 
     plot_backend: Literal["gemini", "openai"] = "gemini"
-    plot_model: str = "gemini-2.5-pro"
+    # Current models (annotator/data/prices.v1.json says where each was looked up, and which names retired).
+    plot_model: str = "gemini-3.8-flash"
     script_backend: Literal["gemini", "openai"] = "gemini"
-    script_model: str = "gemini-2.5-pro"
+    script_model: str = "gemini-3.8-flash"
     distill_backend: Literal["gemini", "openai"] = "openai"
-    distill_model: str = "deepseek-chat"
+    distill_model: str = "deepseek-flash"
 
     inline_media_max_bytes: int = 15 * 1024 * 1024  # larger proxies go through the Files API
     request_timeout_s: float = 600.0  # per HTTP call; a slower answer counts as a timeout and is retried
@@ -63,15 +64,17 @@ class ModelSettings(BaseSettings):
     openai_frame_fps: float = 1.0
     openai_max_frames: int = 32
     repair_turns: int = 2
+    # Upper bounds: a model's catalog entry lowers max output to what its server accepts, and its recommended
+    # temperature (Gemini 3: 1.0) wins unless V2S_TEMPERATURE is set.
     max_output_tokens: int = 32768
     temperature: float = 0.2
-    # Quotas per model, e.g. V2S_RATE_LIMITS='{"gemini-2.5-pro": {"rpm": 150, "tpm": 2000000}}'; a model
+    # Quotas per model, e.g. V2S_RATE_LIMITS='{"gemini-3.8-flash": {"rpm": 150, "tpm": 2000000}}'; a model
     # without an entry never waits. Shared by every worker of the Ray cluster (docs/gateway-limits.md).
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
     rate_limit_window_s: float = 60.0  # the quota window; only benchmarks and tests shorten it
     response_cache: bool = True  # reuse validated answers stored in the job database (resumes cost nothing)
     # The price and token-rate table (annotator/data/prices.v1.json unless V2S_PRICES_FILE names another);
-    # V2S_PRICES='{"gemini-2.5-pro": {"input_per_m": 1.0, ...}}' overrides single models on top of it.
+    # V2S_PRICES='{"gemini-3.8-flash": {"input_per_m": 1.0, ...}}' overrides single models on top of it.
     prices_file: str | None = None
     prices: dict[str, Price] = Field(default_factory=dict)
     # The service tier per stage: standard; flex (Gemini's half-price synchronous tier; it may be slower
@@ -102,7 +105,29 @@ class ModelSettings(BaseSettings):
         return load_price_table(self.prices_file)
 
     def price(self, model: str) -> Price:
-        return self.prices.get(model) or self.price_table().price(model)
+        """The model's price; one in neither V2S_PRICES nor the table is refused by preflight."""
+        catalog = self.price_table().price(model)
+        return catalog.merged(self.prices[model]) if model in self.prices else catalog
+
+    def priced(self, model: str) -> bool:
+        return model in self.prices or self.price_table().known(model)
+
+    def max_output_for(self, model: str) -> int:
+        """V2S_MAX_OUTPUT_TOKENS, lowered to the largest the model's server accepts (a larger value is a 400)."""
+        limit = self.price(model).max_output_tokens
+        return min(self.max_output_tokens, limit) if limit else self.max_output_tokens
+
+    def temperature_for(self, model: str) -> float:
+        """V2S_TEMPERATURE when set, else the provider's recommendation for the model, else the default."""
+        recommended = self.price(model).temperature
+        if "temperature" in self.model_fields_set or recommended is None:
+            return self.temperature
+        return recommended
+
+    def thinking_for(self, model: str) -> str | int | None:
+        """The thinking level or budget v2s sends for the model (None: the model's own default)."""
+        thinking = self.price(model).thinking
+        return thinking.default if thinking is not None else None
 
     def tier(self, stage: str) -> Tier:
         return getattr(self, f"{stage}_tier", "standard")

@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument(
         "--distill-model",
         default="",
-        help="distil with this Gemini model (e.g. gemini-2.5-flash) in every mode instead of DeepSeek",
+        help="distil with this Gemini model (e.g. gemini-3.8-flash) in every mode instead of DeepSeek",
     )
     parser.add_argument(
         "--modes", default=",".join(MODES), help="comma-separated modes to run (standard always runs first)"
@@ -171,7 +171,9 @@ def main() -> None:
         made, left = server.caches.created, len(server.caches.live())
 
     standard = rows["standard"]
-    distiller = f"gemini/{args.distill_model}" if args.distill_model else "the default (openai/deepseek-chat)"
+    distiller = (
+        f"gemini/{args.distill_model}" if args.distill_model else "the default (openai/deepseek-flash)"
+    )
     print(
         f"{args.videos} videos × {args.clip_s:g} s ({hours:.3f} video-hours), num_cpus={args.num_cpus}, "
         f"distillation on {distiller}"

@@ -99,7 +99,7 @@ def main() -> None:
     simulator = spawn.Process(target=serve_simulator, args=(args.latency_s, urls, stop, arrivals_q))
     simulator.start()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="v2s")
-    model = "gemini-2.5-flash"
+    model = "gemini-3.8-flash"
     print(
         f"{args.segments} segments, latency {args.latency_s}s, quota {args.quota} per {args.window}s window "
         f"({args.quota / args.window:.1f}/s); simulator in its own process"

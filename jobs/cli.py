@@ -207,7 +207,8 @@ def resume(
         list[str] | None,
         typer.Option(
             help="retry only failed stages with this outcome (repeatable): timeout, rate_limited, "
-            "server_error, invalid_output, truncated, empty, lost, out_of_order, error, blocked; default: "
+            "server_error, quota (a spent daily quota: resume after it resets), invalid_output, truncated, "
+            "empty, lost, out_of_order, error, blocked; default: "
             "every outcome but blocked (a deterministic SAFETY/RECITATION block fails the same way again)"
         ),
     ] = None,

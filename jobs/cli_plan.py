@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         num_cpus: Annotated[int | None, typer.Option(help="CPUs for the embedded Ray")] = None,
         tier: Annotated[str | None, typer.Option(help=TIER_HELP)] = None,
         rate_limits: Annotated[
-            str | None, typer.Option(help='quotas per model, e.g. \'{"gemini-2.5-pro": {"rpm": 150}}\'')
+            str | None, typer.Option(help='quotas per model, e.g. \'{"gemini-3.8-flash": {"rpm": 150}}\'')
         ] = None,
         concurrency: Annotated[int, typer.Option(help="model calls in flight at once")] = 8,
         format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
         """Split SOURCE and estimate tokens, dollars per tier and wall time; no model is asked."""
         from pydantic import TypeAdapter, ValidationError
 
+        from annotator.gateway.base import ModelCallError
         from annotator.settings import RateLimit
         from jobs.plan import PlanOptions, plan_job
         from jobs.runner import JobSpec
@@ -56,7 +57,7 @@ def register(app: typer.Typer) -> None:
         shown = console if format == "table" else _quiet_console()
         try:
             result = plan_job(spec, options, shown)
-        except SourceError as exc:
+        except (SourceError, ModelCallError) as exc:  # a retired or unpriced model: one line naming the fix
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         except refusals() as exc:

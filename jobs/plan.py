@@ -229,10 +229,13 @@ def _wall_time(segments, stages: list[StageEstimate], settings: ModelSettings, o
 
 
 def plan_job(spec, options: PlanOptions, console=None) -> Plan:
-    """Split the videos of `spec` (kept for the run) and price them; asks no model, needs no key."""
+    """Split the videos of `spec` (kept for the run) and price them; asks no model, needs no key. A retired or
+    unpriced model is refused first (ModelCallError), before anything is split: its plan would say $0."""
+    from annotator.gateway.preflight import check_catalog
     from jobs.runner import open_database, run_job
     from profiles_db.stages import StageStore
 
+    check_catalog(ModelSettings())
     job_id, summary = run_job(spec, console, prepare_only=True)
     db = open_database(spec.db_url())
     try:

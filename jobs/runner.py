@@ -253,25 +253,31 @@ def cancel_check(store: StageStore, job_id: str, every_s: float = 2.0):
 
 
 def check_model_access(settings: ModelSettings) -> None:
-    """One free authenticated call per backend the stages use (models.get / GET /models) before any work.
+    """Before any work: every stage's model is current and priced (annotator/gateway/preflight.py), then one
+    free authenticated call per stage model (models.get / GET /models).
 
-    A missing or refused key is fatal for the job: it raises ModelCallError(outcome="auth") whose one-line
-    message names the variable to set, instead of failing every segment with the same error. Anything else
-    (a 429, an outage) is left to the stages' own retries."""
+    A retired, unpriced or unserved model, or a missing or refused key, is fatal for the job: it raises
+    ModelCallError (outcome "config" or "auth") whose one-line message names the stage and the fix, instead of
+    failing every segment with the same error. Anything else (a 429, an outage) is left to the stages' own
+    retries."""
     from annotator.gateway import Gateway
     from annotator.gateway.base import ModelCallError
+    from annotator.gateway.preflight import check_catalog, stage_models
 
+    check_catalog(settings)
     gateway = Gateway(settings)
-    stages = [
-        (settings.plot_backend, settings.plot_model),
-        (settings.script_backend, settings.script_model),
-        (settings.distill_backend, settings.distill_model),
-    ]
-    first_model_per_backend = {backend: model for backend, model in reversed(stages)}
-    for backend, model in first_model_per_backend.items():
+    checked: set[tuple[str, str]] = set()
+    for stage, backend, model in stage_models(settings):
+        if (backend, model) in checked:
+            continue
+        checked.add((backend, model))
         try:
             gateway.backend(backend).check_access(model)
         except ModelCallError as exc:
+            if exc.outcome == "config":
+                raise ModelCallError(
+                    f"{stage}: {exc}; set V2S_{stage.upper()}_MODEL to a model it serves", outcome="config"
+                ) from None
             if exc.outcome == "auth":
                 raise
             logging.getLogger(__name__).warning("could not check access to %s: %s", backend, exc)

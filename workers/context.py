@@ -7,9 +7,10 @@ from functools import cache
 
 from pydantic import BaseModel
 
+from annotator import prompting
 from annotator.gateway import Gateway
 from annotator.settings import ModelSettings
-from annotator.stages.plot import PROMPT_VERSION as PLOT_PROMPT_VERSION
+from annotator.stages import PROMPT_FILES
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.db import Database
 from profiles_db.stages import StageSettings, StageStore
@@ -34,14 +35,23 @@ class RunContext(BaseModel):
     stages: StageSettings = StageSettings()  # leases and attempts: the job read them once (jobs.settings)
 
     def pipeline_version(self, settings: ModelSettings) -> str:
-        """Changes whenever prompts or models change, so records of a new pipeline get new ids."""
-        parts = [
-            f"plot:{settings.plot_backend}/{settings.plot_model}/plot.v{PLOT_PROMPT_VERSION}",
-            f"script:{settings.script_backend}/{settings.script_model}/script.v1",
-            f"distill:{settings.distill_backend}/{settings.distill_model}/distill.v1",
-            f"seg:{self.max_segment_s}",
-        ]
-        return "p1-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:10]
+        """Changes whenever anything that shapes an answer changes (each stage's backend, model, prompt
+        templates' content, temperature, thinking, media resolution; the segments and the proxy's size and
+        fps), so records of a changed pipeline get new ids and are annotated again."""
+        parts = [*(stage_shape(settings, stage) for stage in PROMPT_FILES)]
+        parts += [f"seg:{self.max_segment_s}", f"proxy:{self.proxy_height}p@{self.proxy_fps}fps"]
+        return "p2-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:10]
+
+
+def stage_shape(settings: ModelSettings, stage: str) -> str:
+    """What of the settings and prompts decides one stage's answers."""
+    model = getattr(settings, f"{stage}_model")
+    prompts = ",".join(f"{name}.v{v}={prompting.template_digest(name, v)}" for name, v in PROMPT_FILES[stage])
+    return (
+        f"{stage}:{getattr(settings, f'{stage}_backend')}/{model}/{prompts}"
+        f"/t={settings.temperature_for(model)}/think={settings.thinking_for(model)}"
+        f"/res={getattr(settings, f'{stage}_media_resolution', None)}"
+    )
 
 
 @cache

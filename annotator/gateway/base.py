@@ -21,6 +21,8 @@ Outcome = Literal[
     "invalid_output",  # never matched the schema, repair turns included
     "error",
     "auth",  # credentials missing or rejected: fatal for the job
+    "config",  # the settings name a model the server does not serve or the catalog cannot price
+    "quota",  # a per-day quota is spent: the stage pauses until the quota resets, no attempts are burnt
 ]
 
 
@@ -50,6 +52,9 @@ class ModelRequest(BaseModel):
     )  # (role, text) turns before `prompt` (repairs)
     max_output_tokens: int = 32768
     temperature: float = 0.2
+    thinking: str | int | None = (
+        None  # a thinking level (Gemini 3.x) or budget in tokens (2.5); None: default
+    )
     tier: Tier = "standard"  # the service tier asked for (flex: half price, slower, may be shed)
 
 
@@ -85,6 +90,12 @@ class ModelCallError(RuntimeError):
         super().__init__(message)
         self.outcome: Outcome = outcome
         self.retryable = retryable
+        # an answer that was refused (blocked, empty) but billed: its tokens, so the attempt is paid for in usage
+        self.billed: ModelResponse | None = None
+
+    def with_billing(self, billed: ModelResponse) -> ModelCallError:
+        self.billed = billed
+        return self
 
 
 class RetryableError(ModelCallError):

@@ -38,6 +38,7 @@ class BatchItemResult(BaseModel):
     response: ModelResponse | None = None
     error: str | None = None
     outcome: Outcome = "done"
+    billed: ModelResponse | None = None  # a blocked or empty answer's tokens: billed though refused
 
 
 def read_item(key: str, model: str, to_response: Callable[[ModelRequest], ModelResponse]) -> BatchItemResult:
@@ -47,7 +48,8 @@ def read_item(key: str, model: str, to_response: Callable[[ModelRequest], ModelR
     try:
         answer = to_response(request)
     except ModelCallError as exc:  # BlockedError included: its outcome is "blocked"
-        return BatchItemResult(key=key, error=str(exc), outcome=exc.outcome)
+        billed = exc.billed.model_copy(update={"tier": "batch"}) if exc.billed is not None else None
+        return BatchItemResult(key=key, error=str(exc), outcome=exc.outcome, billed=billed)
     return BatchItemResult(key=key, response=answer.model_copy(update={"tier": "batch"}))
 
 
@@ -115,6 +117,8 @@ class BatchRun:
             )
 
         last = state.attempts >= self.settings.batch_rounds
+        if found is not None and found.billed is not None:
+            state.usage.add(found.billed, self.settings.price(ask.model).cost_of(found.billed))
         if found is None or found.response is None:
             error = found.error if found is not None else "the batch returned no answer for this item"
             outcome = found.outcome if found is not None else "empty"
@@ -132,5 +136,5 @@ class BatchRun:
                 error=gave_up(ask.stage, checked.outcome, state.usage.calls, checked.problem),
             )
         state.problem = checked.problem
-        state.request = repair_request(state.request, response, checked.problem)
+        state.request = repair_request(state.request, response, checked.problem, self.settings)
         return None

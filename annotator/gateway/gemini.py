@@ -23,6 +23,7 @@ from annotator.gateway.base import (
     RetryableError,
 )
 from annotator.gateway.errors import configured_secrets, redact, retry_after_seconds
+from annotator.gateway.quota import daily_quota, retry_delay_s
 from annotator.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class GeminiBackend:
         else:
             raise ModelCallError(f"no Gemini credentials: {KEY_HINT}", outcome="auth")
         self._uploads: dict[str, types.File] = {}
+        # models whose per-day quota is spent: their calls fail at once (no attempt burnt) until restart
+        self._spent: dict[str, str] = {}
         self._upload_lock = threading.RLock()  # re-entered when a Files API error forgets uploads
 
     # -- media -------------------------------------------------------------------------------------
@@ -141,8 +144,18 @@ class GeminiBackend:
         return found
 
     def check_access(self, model: str) -> None:
-        """A free authenticated call (models.get): ModelCallError(outcome="auth") when the key is refused."""
-        self.call(lambda: self.client.models.get(model=model), "models.get")
+        """A free authenticated call (models.get): ModelCallError(outcome="auth") when the key is refused,
+        outcome "config" when Gemini does not serve the model (a retired name answers 404 NOT_FOUND)."""
+
+        def get() -> None:
+            try:
+                self.client.models.get(model=model)
+            except errors.APIError as exc:
+                if exc.code != 404:
+                    raise
+                raise ModelCallError(f"Gemini does not serve model {model}", outcome="config") from None
+
+        self.call(get, "models.get")
 
     # -- explicit context caches --------------------------------------------------------------------------
     def create_cache(self, model: str, media: Media, ttl_s: float) -> tuple[str, int]:
@@ -165,6 +178,9 @@ class GeminiBackend:
 
     # -- generation --------------------------------------------------------------------------------
     def generate(self, request: ModelRequest) -> ModelResponse:
+        spent = self._spent.get(request.model)
+        if spent is not None:
+            raise ModelCallError(spent, outcome="quota")
         media = request.media
         what = f"{request.stage} generateContent"
         if media is not None and media.cache_name:
@@ -173,7 +189,12 @@ class GeminiBackend:
             except _CacheGone:  # the cache expired or was deleted: show the video itself
                 log.info("%s: context cache %s is gone; sending the video", request.stage, media.cache_name)
                 request = request.model_copy(update={"media": media.model_copy(update={"cache_name": None})})
-        return self.call(lambda: self._generate(request), what)
+        try:
+            return self.call(lambda: self._generate(request), what)
+        except ModelCallError as exc:
+            if exc.outcome == "quota":
+                self._spent[request.model] = str(exc)
+            raise
 
     def _generate(self, request: ModelRequest) -> ModelResponse:
         """One generateContent; APIError is the caller's to translate."""
@@ -194,8 +215,10 @@ class GeminiBackend:
             first_parts.append(self._video_part(request.media, upload=batch))
         turns = [*request.history, ("user", request.prompt)]
         for i, (role, text) in enumerate(turns):
-            parts = ([*first_parts] if i == 0 else []) + [types.Part.from_text(text=text)]
-            contents.append(types.Content(role="model" if role == "assistant" else "user", parts=parts))
+            # never an empty text part: Gemini refuses it (400 "required oneof field 'data'")
+            parts = ([*first_parts] if i == 0 else []) + ([types.Part.from_text(text=text)] if text else [])
+            if parts:
+                contents.append(types.Content(role="model" if role == "assistant" else "user", parts=parts))
         config = types.GenerateContentConfig(
             temperature=request.temperature,
             max_output_tokens=request.max_output_tokens,
@@ -205,6 +228,7 @@ class GeminiBackend:
             if request.media and request.media.resolution
             else None,
             cached_content=cached,
+            thinking_config=_thinking(request.thinking),
             **({} if batch else self._tier_options(request)),
         )
         return contents, config
@@ -217,24 +241,13 @@ class GeminiBackend:
         return {"service_tier": types.ServiceTier.FLEX, "http_options": timeout}
 
     def to_response(self, request: ModelRequest, response: types.GenerateContentResponse) -> ModelResponse:
+        """The answer, or the error of a blocked or empty one, which carries its usage: Gemini bills the prompt
+        (and any thinking) of those too."""
         usage = response.usage_metadata
-        feedback = response.prompt_feedback
-        if feedback is not None and feedback.block_reason:
-            raise BlockedError(f"Gemini blocked the prompt ({feedback.block_reason})")
         candidate = response.candidates[0] if response.candidates else None
         finish = candidate.finish_reason.name if candidate and candidate.finish_reason else None
-        if finish in _BLOCKING:
-            raise BlockedError(f"Gemini stopped the answer ({finish})")
-        text = response.text if candidate is not None else None
-        if not text and finish != "MAX_TOKENS":  # an empty cut-off answer is reported as truncated
-            what = (
-                "an empty response (no candidates)"
-                if candidate is None
-                else f"an empty answer (finish reason {finish})"
-            )
-            raise RetryableError(f"Gemini returned {what}", outcome="empty")
-        return ModelResponse(
-            text=text or "",
+        answer = ModelResponse(
+            text="",
             model=request.model,
             input_tokens=(usage.prompt_token_count or 0) if usage else 0,
             output_tokens=((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0))
@@ -244,6 +257,20 @@ class GeminiBackend:
             tier=_served_tier(usage, request),
             cached_tokens=(usage.cached_content_token_count or 0) if usage else 0,
         )
+        feedback = response.prompt_feedback
+        if feedback is not None and feedback.block_reason:
+            raise BlockedError(f"Gemini blocked the prompt ({feedback.block_reason})").with_billing(answer)
+        if finish in _BLOCKING:
+            raise BlockedError(f"Gemini stopped the answer ({finish})").with_billing(answer)
+        text = response.text if candidate is not None else None
+        if not text and finish != "MAX_TOKENS":  # an empty cut-off answer is reported as truncated
+            what = (
+                "an empty response (no candidates)"
+                if candidate is None
+                else f"an empty answer (finish reason {finish})"
+            )
+            raise RetryableError(f"Gemini returned {what}", outcome="empty").with_billing(answer)
+        return answer.model_copy(update={"text": text or ""})
 
     def call(self, fn, what: str, *, cache_gone: type[Exception] | None = None):
         try:
@@ -266,12 +293,20 @@ class GeminiBackend:
             f"Gemini {what} failed: HTTP {exc.code} {exc.status or ''} {exc.message or ''}", self._secrets
         )
         # Quota and outage answers first: their texts may mention the API key too ("quota for api_key:…").
+        if exc.code == 429 and (quota := daily_quota(exc.details)) is not None:
+            # not retried: the quota resets at midnight Pacific time; the stage fails with this reason and a
+            # resume after the reset runs it (docs/gateway.md)
+            return ModelCallError(
+                f"daily quota exhausted for this model ({quota}); resume the job after the quota resets",
+                outcome="quota",
+            )
         if exc.code == 429 or exc.code >= 500 or exc.code == 408:
             headers = getattr(getattr(exc, "response", None), "headers", None) or {}
             outcome = (
                 "rate_limited" if exc.code == 429 else "timeout" if exc.code in (408, 504) else "server_error"
             )
-            return RetryableError(message, retry_after_s=retry_after_seconds(headers), outcome=outcome)
+            waits = [w for w in (retry_after_seconds(headers), retry_delay_s(exc.details)) if w is not None]
+            return RetryableError(message, retry_after_s=max(waits, default=None), outcome=outcome)
         text = f"{exc.status} {exc.message} {exc.details}".upper()
         if exc.code == 403 and re.search(r"\bFile\b", exc.message or "", re.IGNORECASE):
             # An uploaded file that expired (48 h) or was deleted: forget it, the next attempt uploads again.
@@ -283,6 +318,15 @@ class GeminiBackend:
                 f"Gemini rejected the credentials (HTTP {exc.code}): {KEY_HINT}", outcome="auth"
             )
         return ModelCallError(message)
+
+
+def _thinking(thinking: str | int | None) -> types.ThinkingConfig | None:
+    """A level (Gemini 3.x: thinkingLevel) or a token budget (2.5: thinkingBudget), as the catalog says."""
+    if thinking is None:
+        return None
+    if isinstance(thinking, int):
+        return types.ThinkingConfig(thinking_budget=thinking)
+    return types.ThinkingConfig(thinking_level=types.ThinkingLevel(thinking.upper()))
 
 
 class _CacheGone(Exception):

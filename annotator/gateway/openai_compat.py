@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import openai
 from openai import OpenAI
@@ -18,6 +19,11 @@ from annotator.gateway.base import (
 from annotator.gateway.clip_media import sample_frames, window_video
 from annotator.gateway.errors import configured_secrets, redact, retry_after_seconds
 from annotator.settings import ModelSettings
+
+# vLLM's 400 when prompt + max_tokens exceed --max-model-len (it names both numbers)
+_TOO_LONG = re.compile(r"maximum context length is (\d+) tokens and your request has (\d+) input tokens")
+# what a video or frames may add to the prompt on a vLLM server, which v2s cannot count before sending
+_MEDIA_TOKEN_ALLOWANCE = 8192
 
 KEY_HINT = (
     "set DEEPSEEK_API_KEY or OPENAI_API_KEY (or V2S_OPENAI_API_KEY), and V2S_OPENAI_BASE_URL for the server"
@@ -37,16 +43,25 @@ class OpenAICompatBackend:
         self.client = OpenAI(
             api_key=key, base_url=settings.openai_base_url, max_retries=0, timeout=settings.request_timeout_s
         )
+        self._models: dict[str, int | None] | None = None
 
     def check_access(self, model: str) -> None:
-        """A free authenticated call (GET /models): ModelCallError(outcome="auth") when the key is refused."""
-        del model  # servers list their models; DeepSeek, vLLM and Ollama all serve GET /models
-        try:
-            self.client.models.list()
-        except openai.APIError as exc:
-            raise self._key_refused(exc) or ModelCallError(
-                redact(f"{self.client.base_url} models.list failed: {type(exc).__name__}", self._secrets)
-            ) from None
+        """A free authenticated call (GET /models): ModelCallError(outcome="auth") when the key is refused,
+        outcome "config" when the server does not list the model (DeepSeek answers a retired name 400)."""
+        if model not in self.served_models():
+            raise ModelCallError(f"{self.client.base_url} does not list model {model}", outcome="config")
+
+    def served_models(self) -> dict[str, int | None]:
+        """The server's models (GET /models, asked once) with the max_model_len vLLM lists, else None."""
+        if self._models is None:
+            try:
+                listing = self.client.models.list()
+            except openai.APIError as exc:
+                raise self._key_refused(exc) or ModelCallError(
+                    redact(f"{self.client.base_url} models.list failed: {type(exc).__name__}", self._secrets)
+                ) from None
+            self._models = {m.id: _int((m.model_extra or {}).get("max_model_len")) for m in listing.data}
+        return self._models
 
     def chat_body(self, request: ModelRequest) -> dict:
         """The chat completion request's body (a call's arguments, or a batch line's `body`)."""
@@ -61,46 +76,75 @@ class OpenAICompatBackend:
         body: dict = {
             "model": request.model,
             "messages": messages,
-            "max_tokens": request.max_output_tokens,
+            "max_tokens": self.max_tokens(request),
             "temperature": request.temperature,
         }
         if request.response_schema:
             body["response_format"] = {"type": "json_object"}
         return body
 
+    def max_tokens(self, request: ModelRequest) -> int:
+        """The request's output budget (V2S_MAX_OUTPUT_TOKENS lowered to the catalog's maximum for the model,
+        e.g. DeepSeek's documented range), and on a vLLM server that lists `max_model_len` in GET /models, no
+        more than what the prompt leaves of it: vLLM answers 400 when prompt + max_tokens exceed it."""
+        try:
+            window = self.served_models().get(request.model)
+        except ModelCallError:  # the call itself will say what is wrong with the server
+            window = None
+        if window is None:
+            return request.max_output_tokens
+        chars = len(request.prompt) + sum(len(text) for _, text in request.history)
+        prompt = chars // 3 + 1 + (_MEDIA_TOKEN_ALLOWANCE if request.media is not None else 0)
+        return max(1, min(request.max_output_tokens, window - prompt))
+
     def generate(self, request: ModelRequest) -> ModelResponse:
         kwargs = {}
         if request.tier == "flex":  # OpenAI's service_tier; servers without it (DeepSeek) ignore or refuse it
             kwargs.update(service_tier="flex", timeout=self.settings.flex_request_timeout_s)
+        body = self.chat_body(request)
         try:
-            completion = self.client.chat.completions.create(**self.chat_body(request), **kwargs)
+            try:
+                completion = self.client.chat.completions.create(**body, **kwargs)
+            except openai.BadRequestError as exc:
+                fitted = _fitted(exc, body["max_tokens"])
+                if fitted is None:
+                    raise
+                # the prompt was longer than estimated: ask again with what vLLM says is left
+                completion = self.client.chat.completions.create(**{**body, "max_tokens": fitted}, **kwargs)
         except (openai.APIStatusError, openai.APIConnectionError) as exc:
             raise self.call_error(exc, request.model) from None
         return self.to_response(request, completion)
 
     def to_response(self, request: ModelRequest, completion) -> ModelResponse:
         """A chat completion as our answer; empty, filtered and choice-less answers raise."""
+        usage = completion.usage
         choice = completion.choices[0] if completion.choices else None
+        billed = ModelResponse(  # what the server bills, whatever became of the answer
+            text="",
+            model=request.model,
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+            finish_reason=choice.finish_reason if choice else None,
+            tier="flex" if completion.service_tier == "flex" else "standard",  # a batch's reader sets batch
+            cached_tokens=_cached_tokens(usage),
+        )
         if choice is None or choice.message is None:
-            raise RetryableError(f"{request.model} returned an empty response (no choices)", outcome="empty")
+            empty = RetryableError(
+                f"{request.model} returned an empty response (no choices)", outcome="empty"
+            )
+            raise empty.with_billing(billed)
         if choice.finish_reason == "content_filter":
-            raise BlockedError(f"{request.model} filtered the answer (content_filter)")
+            raise BlockedError(f"{request.model} filtered the answer (content_filter)").with_billing(billed)
         if not choice.message.content and choice.finish_reason != "length":
             raise RetryableError(
                 f"{request.model} returned an empty answer (finish reason {choice.finish_reason})",
                 outcome="empty",
-            )
-        usage = completion.usage
-        return ModelResponse(
-            text=choice.message.content or "",
-            model=request.model,
-            input_tokens=usage.prompt_tokens if usage else 0,
-            output_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason,
-            reasoning_content=getattr(choice.message, "reasoning_content", None)
-            or (choice.message.model_extra or {}).get("reasoning_content"),
-            tier="flex" if completion.service_tier == "flex" else "standard",  # a batch's reader sets batch
-            cached_tokens=_cached_tokens(usage),
+            ).with_billing(billed)
+        reasoning = getattr(choice.message, "reasoning_content", None) or (
+            choice.message.model_extra or {}
+        ).get("reasoning_content")
+        return billed.model_copy(
+            update={"text": choice.message.content or "", "reasoning_content": reasoning}
         )
 
     def _media_parts(self, media: Media) -> list[dict]:
@@ -146,6 +190,19 @@ class OpenAICompatBackend:
 
     def _message(self, exc: openai.APIStatusError) -> str:
         return redact(f"{self.client.base_url} answered HTTP {exc.status_code}: {exc.message}", self._secrets)
+
+
+def _fitted(exc: openai.BadRequestError, max_tokens: int) -> int | None:
+    """A smaller max_tokens that fits, from vLLM's "maximum context length" 400, or None."""
+    match = _TOO_LONG.search(str(exc.message))
+    if match is None:
+        return None
+    left = int(match.group(1)) - int(match.group(2))
+    return left if 0 < left < max_tokens else None
+
+
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, int | float) and value > 0 else None
 
 
 def _cached_tokens(usage) -> int:

@@ -125,10 +125,21 @@ def ask_structured(
     problem = ""
     outcome: Outcome = "invalid_output"
     tiering = TierFallback(settings.call_tier(stage), settings.flex_max_sheds)
+    price = settings.price(model)
+
+    def attempt(req: ModelRequest) -> ModelResponse:
+        """One HTTP attempt; a refused answer the provider still bills (blocked, empty) is counted too."""
+        try:
+            return tiering.generate(backend, req)
+        except ModelCallError as exc:
+            if exc.billed is not None:
+                usage.add(exc.billed, price.cost_of(exc.billed))
+            raise
+
     for turn in range(settings.repair_turns + 1):
         try:
             response = call_with_retries(
-                lambda req=request: tiering.generate(backend, req),
+                lambda req=request: attempt(req),
                 attempts=settings.max_attempts,
                 initial_wait_s=settings.retry_initial_wait_s,
                 max_wait_s=settings.retry_max_wait_s,
@@ -137,13 +148,13 @@ def ask_structured(
         except ModelCallError as exc:
             tries = f" (gave up after {settings.max_attempts} attempts)" if exc.retryable else ""
             return result(outcome=exc.outcome, error=f"{exc}{tries}")
-        usage.add(response, settings.price(model).cost_of(response))
+        usage.add(response, price.cost_of(response))
         checked = check_answer(response, schema)
         if checked.value is not None:
             return result(value=checked.value, reasoning_content=response.reasoning_content)
         problem, outcome = checked.problem, checked.outcome
         log.info("%s answer failed validation (turn %d): %s", stage, turn + 1, problem)
-        request = repair_request(request, response, problem)
+        request = repair_request(request, response, problem, settings)
     return result(outcome=outcome, error=gave_up(stage, outcome, usage.calls, problem))
 
 
@@ -191,22 +202,46 @@ def first_request(
         media=media,
         response_schema=answer_schema(schema),
         schema_name=schema.__name__,
-        max_output_tokens=settings.max_output_tokens,
-        temperature=settings.temperature,
+        max_output_tokens=settings.max_output_for(model),
+        temperature=settings.temperature_for(model),
+        thinking=settings.thinking_for(model),
     )
 
 
-def repair_request(request: ModelRequest, response: ModelResponse, problem: str) -> ModelRequest:
-    """The next turn: the exchange so far as history, and a prompt that says what to fix."""
+def repair_request(
+    request: ModelRequest, response: ModelResponse, problem: str, settings: ModelSettings
+) -> ModelRequest:
+    """The next turn: the exchange so far as history, and a prompt that says what to fix.
+
+    An answer cut off at the output limit is asked again shorter, with the model's largest output budget and
+    one step less thinking (thinking counts against the same budget: on 2.5/3.x it can use all of it and leave
+    no text). An answer with no text is not repeated back: Gemini refuses an empty part (400 "required oneof
+    field 'data'"), so the prompt is asked again with the hint appended."""
+    if not response.truncated:
+        hint = (
+            f"Your answer does not match the required JSON structure:\n{problem}\n"
+            "Reply again with the whole corrected JSON object and nothing else."
+        )
+        return _next_turn(request, response, hint)
     hint = (
-        "Your answer was cut off before the end. Reply again with the complete JSON object, more concisely."
-        if response.truncated
-        else f"Your answer does not match the required JSON structure:\n{problem}\n"
-        "Reply again with the whole corrected JSON object and nothing else."
+        "Your answer was cut off at the output token limit. Reply again with the complete JSON object, more "
+        "concisely: keep every required field, write shorter texts, and think less before answering."
     )
-    return request.model_copy(
-        update={
-            "history": [*request.history, ("user", request.prompt), ("assistant", response.text)],
-            "prompt": hint,
-        }
-    )
+    return _next_turn(request, response, hint).model_copy(update=_more_room(request, settings))
+
+
+def _next_turn(request: ModelRequest, response: ModelResponse, hint: str) -> ModelRequest:
+    if not response.text.strip():
+        return request.model_copy(update={"prompt": f"{request.prompt}\n\n{hint}"})
+    history = [*request.history, ("user", request.prompt), ("assistant", response.text)]
+    return request.model_copy(update={"history": history, "prompt": hint})
+
+
+def _more_room(request: ModelRequest, settings: ModelSettings) -> dict:
+    """A larger output budget (up to the model's documented maximum) and lower thinking, where possible."""
+    price = settings.price(request.model)
+    update: dict = {"max_output_tokens": max(request.max_output_tokens, price.max_output_tokens or 0)}
+    lowered = price.thinking.lower(request.thinking) if price.thinking else None
+    if lowered is not None:
+        update["thinking"] = lowered
+    return update

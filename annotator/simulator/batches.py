@@ -65,6 +65,7 @@ def generate_body(sim: SimulatorServer, model: str, result: Result, cache: Cache
         empty=result.fault.empty,
         blocked=result.fault.blocked,
         tier=result.tier,
+        thoughts=result.usage.reasoning if result.fault.exhaust_output else 0,
     )
 
 
@@ -243,7 +244,7 @@ class BatchEndpoints:
     def _batches_create(self, raw: bytes, query: dict) -> None:
         self._check_gemini_key(query)
         model = self._model or ""
-        if not (model in gemini_api.MODELS or model.startswith("gemini-")):
+        if model not in gemini_api.MODELS:
             raise gemini_api.unknown_model(model, self._version, "batchGenerateContent")
         display, items, input_file = parse_create(self.sim, self._json(raw))
         batch = self.sim.batches.add(

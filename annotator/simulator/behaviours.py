@@ -36,6 +36,11 @@ class RequestInfo:
     media_resolution: str | None = None  # Gemini generationConfig.mediaResolution as sent
     frames: int = 0  # > 0 when the clip came as sampled image frames (OpenAI image_url parts)
     received_s: float = 0.0  # time.monotonic() when the HTTP request arrived (a fixed latency counts from it)
+    # the generation settings as sent (None when the request left them out)
+    max_output_tokens: int | None = None  # Gemini maxOutputTokens / OpenAI max_tokens
+    temperature: float | None = None
+    thinking_level: str | None = None
+    thinking_budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,10 @@ class Fault:
     truncate_fraction: float | None = None  # keep only this share of the answer's text (cut-off JSON)
     empty: bool = False  # a 200 with no candidates (Gemini) / no choices (OpenAI)
     blocked: str | None = None  # "candidate" (finish reason SAFETY) or "prompt" (promptFeedback.blockReason)
+    # thinking used the whole output budget: finish MAX_TOKENS / length with no text, the budget billed as
+    # thoughts (what 2.5/3.x Pro and Flash do when no thinking budget leaves room for the answer)
+    exhaust_output: bool = False
+    details: list[dict] | None = None  # error details sent with `status` (google.rpc RetryInfo, QuotaFailure)
 
 
 class Behaviours:

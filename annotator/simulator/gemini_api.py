@@ -13,10 +13,13 @@ import secrets
 from dataclasses import dataclass, field
 
 from annotator.simulator.errors import SimError, invalid
+from annotator.simulator.served import GEMINI_MODELS, check_gemini_model
 from annotator.simulator.tokens import Usage
 
 API_VERSIONS = ("v1", "v1beta", "v1alpha")
-MODELS = ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite")
+MODELS = tuple(GEMINI_MODELS)
+_PART_DATA = ("text", "inlineData", "inline_data", "fileData", "file_data", "functionCall", "function_call")
+_PART_DATA += ("functionResponse", "function_response", "executableCode", "codeExecutionResult", "thought")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*s?\s*$")
 _URLSAFE = str.maketrans("-_", "+/")
 _FILE_IN_URI = re.compile(r"(?:^|/)files/([A-Za-z0-9_-]+)/?$")
@@ -77,6 +80,10 @@ class GenerateRequest:
     media_resolution: str | None = None  # generationConfig.mediaResolution as sent
     service_tier: str | None = None  # the request's serviceTier ("flex", "standard"), lower-cased
     cached_content: str | None = None  # the cachedContents/ID whose contents come first
+    max_output_tokens: int | None = None  # generationConfig.maxOutputTokens as sent
+    temperature: float | None = None
+    thinking_level: str | None = None  # generationConfig.thinkingConfig.thinkingLevel, lower-cased
+    thinking_budget: int | None = None
 
 
 def parse_generate(body: object) -> GenerateRequest:
@@ -88,13 +95,15 @@ def parse_generate(body: object) -> GenerateRequest:
     request = GenerateRequest()
     system = _get(body, "systemInstruction", "system_instruction")
     turns = ([{**system, "role": "system"}] if isinstance(system, dict) else []) + contents
-    for turn in turns:
+    offset = 1 if isinstance(system, dict) else 0
+    for index, turn in enumerate(turns):
         if not isinstance(turn, dict):
             raise invalid("every item of `contents` must be an object with `parts`")
         role = turn.get("role") or "user"
-        for part in turn.get("parts") or []:
+        for number, part in enumerate(turn.get("parts") or []):
             if not isinstance(part, dict):
                 raise invalid("every part must be an object")
+            _require_data(part, f"contents[{index - offset}].parts[{number}]", role)
             text = part.get("text")
             if isinstance(text, str):
                 request.chars += len(text)
@@ -114,7 +123,33 @@ def parse_generate(body: object) -> GenerateRequest:
     request.cached_content = str(cached) if cached else None
     tier = _get(body, "serviceTier", "service_tier")
     request.service_tier = str(tier).lower().removeprefix("service_tier_") if tier else None
+    _read_generation(request, config)
     return request
+
+
+def _require_data(part: dict, where: str, role: str) -> None:
+    """Gemini refuses a part whose `data` oneof is unset; proto3 JSON reads text "" as unset too (a model
+    turn repeated back with no text is the usual way to send one)."""
+    filled = [name for name in _PART_DATA if part.get(name) not in (None, "", {})]
+    if not filled:
+        where = where if role != "system" else where.replace("contents[-1]", "system_instruction", 1)
+        raise invalid(
+            f"* GenerateContentRequest.{where}.data: required oneof field 'data' must have one "
+            "initialized field"
+        )
+
+
+def _read_generation(request: GenerateRequest, config: dict) -> None:
+    """The output budget, temperature and thinking settings as sent (the behaviours and tests read them)."""
+    limit = _get(config, "maxOutputTokens", "max_output_tokens")
+    request.max_output_tokens = int(limit) if isinstance(limit, int | float) else None
+    temperature = config.get("temperature")
+    request.temperature = float(temperature) if isinstance(temperature, int | float) else None
+    thinking = _get(config, "thinkingConfig", "thinking_config") or {}
+    level = _get(thinking, "thinkingLevel", "thinking_level")
+    request.thinking_level = str(level).lower() if level else None
+    budget = _get(thinking, "thinkingBudget", "thinking_budget")
+    request.thinking_budget = int(budget) if isinstance(budget, int | float) else None
 
 
 def _video_part(part: dict) -> VideoPart | None:
@@ -171,6 +206,7 @@ def generate_response(
     blocked: str | None = None,
     tier: str = "standard",
     cached_tokens: int = 0,
+    thoughts: int = 0,
 ) -> dict:
     """A generateContent answer; `empty` drops the candidates, `blocked` plays a safety block the way Gemini
     does: "candidate" = a candidate without content stopped for SAFETY, "prompt" = promptFeedback.blockReason."""
@@ -209,6 +245,10 @@ def generate_response(
         ]
     if empty or blocked:
         body["usageMetadata"].update(candidatesTokenCount=0, totalTokenCount=usage.prompt)
+    if thoughts:  # counted against maxOutputTokens and billed as output, reported apart
+        body["usageMetadata"].update(thoughtsTokenCount=thoughts, totalTokenCount=usage.prompt + thoughts)
+    if not text and finish_reason == "MAX_TOKENS" and not (empty or blocked):
+        body["candidates"][0]["content"] = {"role": "model"}  # no parts at all, as Gemini sends it
     return body
 
 
@@ -244,20 +284,21 @@ def bad_key() -> SimError:
     )
 
 
-def model_resource(name: str) -> dict:
+def model_resource(name: str, version: str = "v1beta") -> dict:
+    check_gemini_model(name, version, "get")
     return {
         "name": f"models/{name}",
         "displayName": name,
         "inputTokenLimit": 1048576,
-        "outputTokenLimit": 65536,
+        "outputTokenLimit": GEMINI_MODELS[name],
         "supportedGenerationMethods": ["generateContent", "countTokens", "batchGenerateContent"],
     }
 
 
 def unknown_model(model: str, version: str, method: str) -> SimError:
     """What Gemini says to a model name it does not serve (a 404 NOT_FOUND)."""
-    return SimError(
-        404,
-        f"models/{model} is not found for API version {version}, or is not supported for {method}. "
-        "Call ListModels to see the list of available models and their supported methods.",
-    )
+    try:
+        check_gemini_model(model, version, method)
+    except SimError as error:
+        return error
+    raise ValueError(f"{model} is served")  # pragma: no cover - callers ask only about unknown names

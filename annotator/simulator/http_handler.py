@@ -24,6 +24,13 @@ from annotator.simulator.files import CHUNK_GRANULARITY, UploadError
 from annotator.simulator.gemini_api import API_VERSIONS
 from annotator.simulator.openai_batches import OpenAIBatchEndpoints, chat_body
 from annotator.simulator.prompt_reader import detect_stage
+from annotator.simulator.served import (
+    check_gemini_max_output,
+    check_gemini_model,
+    check_gemini_thinking,
+    check_max_tokens,
+)
+from annotator.simulator.tokens import text_tokens
 
 if TYPE_CHECKING:
     from annotator.simulator.server import SimulatorServer
@@ -219,7 +226,11 @@ class Handler(CacheEndpoints, BatchEndpoints, OpenAIBatchEndpoints, BaseHTTPRequ
     def _generate(self, raw: bytes, query: dict) -> None:
         self._check_gemini_key(query)
         model = self._model or ""
-        request, cache, stage = prepare_generate(self.sim, model, gemini_api.parse_generate(self._json(raw)))
+        check_gemini_model(model, self._version, "generateContent")
+        parsed = gemini_api.parse_generate(self._json(raw))
+        check_gemini_max_output(model, parsed.max_output_tokens)
+        check_gemini_thinking(model, parsed.thinking_level)
+        request, cache, stage = prepare_generate(self.sim, model, parsed)
         self._stage = stage.value
         result = self.sim.answer("gemini", model, stage, request, received_s=self._received_s)
         body = generate_body(self.sim, model, result, cache)  # what a batch item answers too (batches.py)
@@ -238,7 +249,7 @@ class Handler(CacheEndpoints, BatchEndpoints, OpenAIBatchEndpoints, BaseHTTPRequ
 
     def _gemini_model(self, raw: bytes, query: dict) -> None:
         self._check_gemini_key(query)
-        self._reply(200, gemini_api.model_resource(self._model or ""))
+        self._reply(200, gemini_api.model_resource(self._model or "", self._version))
 
     # -- Files API -------------------------------------------------------------------------------------------
     def _upload(self, raw: bytes, query: dict) -> None:
@@ -336,8 +347,13 @@ class Handler(CacheEndpoints, BatchEndpoints, OpenAIBatchEndpoints, BaseHTTPRequ
     # -- OpenAI ----------------------------------------------------------------------------------------------
     def _chat(self, raw: bytes, query: dict) -> None:
         self._check_openai_key()
-        request = openai_api.parse_chat(self._json(raw))
-        self._model = request.model
+        body = self._json(raw)
+        self._model = str(body.get("model") or "") if isinstance(body, dict) else None
+        request = openai_api.parse_chat(body)
+        # the prompt's text tokens only: what vLLM adds for images and video is left out (docs/simulator.md)
+        check_max_tokens(
+            request.model, request.max_tokens, text_tokens(request.chars), self.sim.max_model_len
+        )
         stage = detect_stage(request.schema_title, request.texts, has_video=request.video is not None)
         self._stage = stage.value
         result = self.sim.answer("openai", request.model, stage, request, received_s=self._received_s)
@@ -346,7 +362,7 @@ class Handler(CacheEndpoints, BatchEndpoints, OpenAIBatchEndpoints, BaseHTTPRequ
 
     def _openai_models(self, raw: bytes, query: dict) -> None:
         self._check_openai_key()
-        self._reply(200, openai_api.models_list())
+        self._reply(200, openai_api.models_list(self.sim.max_model_len))
 
     def _health(self, raw: bytes, query: dict) -> None:
         play = self.sim.screenplay

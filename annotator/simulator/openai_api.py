@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 from annotator.simulator.errors import SimError, invalid
 from annotator.simulator.gemini_api import VideoPart
+from annotator.simulator.served import DEFAULT_MAX_MODEL_LEN, OPENAI_MODELS, VLLM_MODEL, check_openai_model
 from annotator.simulator.tokens import Usage
 
-MODELS = ("deepseek-chat", "deepseek-reasoner", "v2s-sim")
+MODELS = tuple(OPENAI_MODELS)
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "invalid_request_error",
@@ -37,6 +38,8 @@ class ChatRequest:
     schema_title: str | None = None
     video: VideoPart | None = None
     service_tier: str | None = None  # "flex", "default", "auto", … as sent
+    max_tokens: int | None = None  # max_tokens (or max_completion_tokens) as sent
+    temperature: float | None = None
 
 
 def parse_chat(body: object) -> ChatRequest:
@@ -50,7 +53,12 @@ def parse_chat(body: object) -> ChatRequest:
         raise invalid("'messages' must be a non-empty list")
     if body.get("stream"):
         raise invalid("the v2s simulator does not stream; send stream=false")
+    check_openai_model(model)
     request = ChatRequest(model=model)
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    request.max_tokens = int(limit) if isinstance(limit, int | float) else None
+    temperature = body.get("temperature")
+    request.temperature = float(temperature) if isinstance(temperature, int | float) else None
     tier = body.get("service_tier")
     request.service_tier = tier if isinstance(tier, str) else None
     frames: list[bytes] = []
@@ -190,8 +198,11 @@ def bad_key() -> SimError:
     return SimError(401, "Incorrect API key provided.", status="invalid_api_key")
 
 
-def models_list() -> dict:
-    return {
-        "object": "list",
-        "data": [{"id": m, "object": "model", "created": 0, "owned_by": "v2s-simulator"} for m in MODELS],
-    }
+def models_list(max_model_len: int = DEFAULT_MAX_MODEL_LEN) -> dict:
+    """GET /v1/models; the vLLM-style model lists its max_model_len, as vLLM does."""
+
+    def entry(model: str) -> dict:
+        item = {"id": model, "object": "model", "created": 0, "owned_by": "v2s-simulator"}
+        return {**item, "max_model_len": max_model_len} if model == VLLM_MODEL else item
+
+    return {"object": "list", "data": [entry(m) for m in MODELS]}

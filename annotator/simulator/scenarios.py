@@ -29,12 +29,15 @@ from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
 
 FaultKind = Literal[
     "rate_limit",  # 429 RESOURCE_EXHAUSTED / rate_limit_exceeded with Retry-After
+    "rate_limit_retry_info",  # Gemini's 429: the wait only in the body (RetryInfo.retryDelay), no header
+    "daily_quota",  # Gemini's 429 for a spent per-day quota (QuotaFailure, quotaId …PerDay…)
     "server_error",  # 500 INTERNAL
     "unavailable",  # 503 UNAVAILABLE
     "slow",  # the normal answer after delay_s
     "timeout",  # delay_s (default 30 s) and then the answer: longer than a client's per-call timeout
     "malformed_json",  # 200 whose text is not JSON
     "truncated_json",  # the answer cut in half, finish reason MAX_TOKENS (Gemini) / length (OpenAI)
+    "max_tokens_empty",  # thinking used the whole output budget: MAX_TOKENS / length and no text at all
     "schema_violation",  # valid JSON that does not follow the requested schema
     "empty",  # no candidates (Gemini) / no choices (OpenAI)
     "blocked",  # candidate stopped for SAFETY (Gemini) / finish reason content_filter (OpenAI)
@@ -45,6 +48,11 @@ FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
 # Stage names a rule may use: the engine's stage names, or the simulator's finer ones.
 _STAGE_ALIASES = {"plot": {"plot_first", "plot_next"}}
 
+_RATE_LIMITS_URL = "https://ai.google.dev/gemini-api/docs/rate-limits"
+_QUOTA_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. For more information on "
+    f"this error, head to: {_RATE_LIMITS_URL}."
+)
 MALFORMED_TEXT = 'Sure! Here is the JSON you asked for: {"segment_info": oops this is not JSON'
 SCHEMA_VIOLATION_TEXT = '{"note": "this object follows none of the schema", "items": [1, 2, 3]}'
 
@@ -60,6 +68,7 @@ class FaultRule(BaseModel):
     requests: list[int] | None = None  # 1-based model-call numbers of the whole server
     times: int | None = Field(default=None, ge=1)  # first N matching calls only; None = always
     retry_after_s: float | None = 1.0  # rate_limit: sent as Retry-After (None = no header)
+    retry_delay_s: float = 1.0  # rate_limit_retry_info, daily_quota: RetryInfo.retryDelay in the body
     delay_s: float | None = None  # slow / timeout: seconds before answering
     message: str | None = None
 
@@ -87,6 +96,10 @@ class FaultRule(BaseModel):
                 or ("Resource has been exhausted (e.g. check quota)." if gemini else "Rate limit reached."),
                 retry_after_s=self.retry_after_s,
             )
+        if kind in ("rate_limit_retry_info", "daily_quota"):
+            return Fault(
+                status=429, message=self.message or _QUOTA_MESSAGE, details=self._quota_details(info)
+            )
         if kind in ("server_error", "unavailable"):
             status = 500 if kind == "server_error" else 503
             default = "An internal error has occurred." if status == 500 else "The model is overloaded."
@@ -101,6 +114,8 @@ class FaultRule(BaseModel):
             return Fault(answer_text=SCHEMA_VIOLATION_TEXT)
         if kind == "truncated_json":
             return Fault(truncate_fraction=0.5, finish_reason="MAX_TOKENS" if gemini else "length")
+        if kind == "max_tokens_empty":
+            return Fault(exhaust_output=True, finish_reason="MAX_TOKENS" if gemini else "length")
         if kind == "empty":
             return Fault(empty=True)
         if kind == "blocked":
@@ -108,6 +123,20 @@ class FaultRule(BaseModel):
         if kind == "prompt_blocked":
             return Fault(blocked="prompt", finish_reason=None if gemini else "content_filter")
         raise ValueError(f"fault kind {kind!r} is not a per-call fault")
+
+    def _quota_details(self, info: RequestInfo) -> list[dict]:
+        """QuotaFailure, Help and RetryInfo as Gemini sends them (the bodies quoted in google-gemini/gemini-cli#8437, langgenius/dify#19838)."""
+        per = "Day" if self.kind == "daily_quota" else "Minute"
+        violation = {
+            "quotaMetric": f"generativelanguage.googleapis.com/generate_requests_per_model_per_{per.lower()}",
+            "quotaId": f"GenerateRequestsPer{per}PerProjectPerModel",
+            "quotaDimensions": {"location": "global", "model": info.model},
+        }
+        return [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]},
+            {"@type": "type.googleapis.com/google.rpc.Help", "links": [{"url": _RATE_LIMITS_URL}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{self.retry_delay_s:g}s"},
+        ]
 
 
 class Scenario(Behaviours, BaseModel):

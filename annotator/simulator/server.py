@@ -38,6 +38,7 @@ seconds, add provenance `start_s` (+ startOffset when used).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -67,6 +68,7 @@ from annotator.simulator.prompt_reader import Stage
 from annotator.simulator.responder import Answer, Clip, Responder
 from annotator.simulator.scenarios import Scenario, stuck_processing_s
 from annotator.simulator.screenplay import Screenplay
+from annotator.simulator.served import DEFAULT_MAX_MODEL_LEN
 from annotator.simulator.tokens import Usage, estimate
 
 log = logging.getLogger(__name__)
@@ -136,6 +138,7 @@ class SimulatorServer:
         self.openai_batches = openai_batches_from_env() if openai_batches is None else openai_batches
         self.openai_files = OpenAIFileStore()  # OpenAI's Files API: batch input and output files
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
+        self.max_model_len = DEFAULT_MAX_MODEL_LEN  # vLLM-style model v2s-sim: prompt + max_tokens at most
         self.files = FileStore(
             ttl_s=file_ttl_s, processing_s=stuck_processing_s(self.behaviours, file_processing_s)
         )
@@ -324,7 +327,7 @@ class SimulatorServer:
                 if fault.retry_after_s is not None
                 else {}
             )
-            raise SimError(fault.status, fault.message, headers=retry)
+            raise SimError(fault.status, fault.message, headers=retry, details=fault.details)
         answer = self.responder.answer(stage, request.texts, clip)
         text = _answer_text(answer, fault)
         usage = estimate(
@@ -336,6 +339,9 @@ class SimulatorServer:
             low_resolution=getattr(request, "low_resolution", False),
             reasoning_chars=len(answer.reasoning or ""),
         )
+        if fault.exhaust_output:  # all of the output budget went to thinking (65,536: the model's limit)
+            budget = getattr(request, "max_output_tokens", None) or getattr(request, "max_tokens", None)
+            usage = dataclasses.replace(usage, output=0, reasoning=budget or 65536)
         return Result(
             answer, text, usage, fault, clip.start_s if clip else None, clip.end_s if clip else None, tier
         )
@@ -365,6 +371,11 @@ class SimulatorServer:
             media_resolution=getattr(request, "media_resolution", None),
             frames=request.video.frames if clip and request.video else 0,
             received_s=time.monotonic() if received_s is None else received_s,
+            max_output_tokens=getattr(request, "max_output_tokens", None)
+            or getattr(request, "max_tokens", None),
+            temperature=request.temperature,
+            thinking_level=getattr(request, "thinking_level", None),
+            thinking_budget=getattr(request, "thinking_budget", None),
         )
 
 
@@ -373,7 +384,7 @@ def _answer_text(answer: Answer, fault: Fault) -> str:
     text = fault.answer_text if fault.answer_text is not None else json.dumps(answer.body, ensure_ascii=False)
     if fault.truncate_fraction is not None:  # cut off mid-answer, as when max output tokens are hit
         text = text[: max(1, int(len(text) * fault.truncate_fraction))]
-    if fault.empty or fault.blocked:
+    if fault.empty or fault.blocked or fault.exhaust_output:
         text = ""
     return text
 

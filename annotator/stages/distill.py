@@ -6,9 +6,13 @@ from annotator.gateway import Gateway, StageAsk, StructuredResult
 from annotator.prompting import render
 from annotator.schemas import DistilledThinking, PlotReasoning, Script
 
+PROMPT_VERSION = 1  # prompts/distill.v1.md
+
 
 class ThinkingDistiller:
-    def __init__(self, gateway: Gateway, *, backend: str, model: str, prompt_version: int = 1) -> None:
+    def __init__(
+        self, gateway: Gateway, *, backend: str, model: str, prompt_version: int = PROMPT_VERSION
+    ) -> None:
         self.gateway, self.backend, self.model, self.version = gateway, backend, model, prompt_version
 
     def distill(self, plot: PlotReasoning, script: Script) -> StructuredResult[DistilledThinking]:

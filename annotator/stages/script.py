@@ -8,9 +8,13 @@ from annotator.schemas import CharacterProfile, Script
 from annotator.schemas.context import PROMPT_FIELDS
 from annotator.stages.segment import SegmentInput
 
+PROMPT_VERSION = 1  # prompts/script.v1.md
+
 
 class ScriptWriter:
-    def __init__(self, gateway: Gateway, *, backend: str, model: str, prompt_version: int = 1) -> None:
+    def __init__(
+        self, gateway: Gateway, *, backend: str, model: str, prompt_version: int = PROMPT_VERSION
+    ) -> None:
         self.gateway, self.backend, self.model, self.version = gateway, backend, model, prompt_version
 
     def write(

@@ -17,10 +17,13 @@ from profiles_db.db import Database, sqlite_url
 from profiles_db.stages import StageStore
 from tests.support.e2e import models_from
 from tests.support.films import film_copy
-from tests.support.gateway import MODELS, settings_for
+from tests.support.gateway import settings_for
 from workers.splitter import file_sha256
 
-MODEL = MODELS["gemini"]
+# Explicit caches only where the catalog knows the storage price (gemini-3.8-flash's is not published yet);
+# at Flash-Lite's prices a cache pays when held a minute, not five.
+MODEL = "gemini-2.5-flash-lite"
+CACHED = {"plot_model": MODEL, "script_model": MODEL, "context_cache_ttl_s": 60.0}
 
 
 def _segment(proxy) -> SegmentInput:
@@ -73,7 +76,8 @@ def runs(play, tmp_path_factory):
     base = tmp_path_factory.mktemp("context-cache")
     film = film_copy(play, base / "film.mp4")
     found = {}
-    for mode, extra in (("plain", {}), ("cached", {"V2S_CONTEXT_CACHE": "1"})):
+    models = {"V2S_PLOT_MODEL": MODEL, "V2S_SCRIPT_MODEL": MODEL, "V2S_CONTEXT_CACHE_TTL_S": "60"}
+    for mode, extra in (("plain", models), ("cached", {**models, "V2S_CONTEXT_CACHE": "1"})):
         with SimulatorServer(play) as server, models_from(server, "sim-test-key-cache", **extra):
             out = base / mode
             job_id, summary = run_job(JobSpec(source=str(film), out=out, max_segment_s=30, num_cpus=2))
@@ -125,11 +129,13 @@ def test_caching_is_used_only_where_it_pays():
     from annotator.settings import ModelSettings
 
     def pays(seconds: float = 30.0, **values) -> bool:
+        values = {**CACHED, **values}
         return worth_caching(ModelSettings(_env_file=None, context_cache=True, **values), seconds, True)
 
     assert pays()
     assert not pays(seconds=5.0)  # 5 s × (258 + 32) tokens is under the 2,048-token minimum
     assert not pays(plot_tier="flex", script_tier="flex")  # made at full price, it saves less than it costs
-    assert not pays(plot_model="gemini-2.5-flash")  # a cache serves one model
+    assert not pays(plot_model="gemini-3.8-flash")  # a cache serves one model
+    assert not pays(plot_model="gemini-3.8-flash", script_model="gemini-3.8-flash")  # storage price unknown
     assert not pays(plot_media_resolution="low")
     assert not worth_caching(ModelSettings(_env_file=None), 30.0, True)  # off unless asked for

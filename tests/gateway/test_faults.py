@@ -354,7 +354,7 @@ def test_the_sim_server_command_plays_faults_from_a_file_and_flags(tmp_path):
 
         def chat():
             return client.chat.completions.create(
-                model="deepseek-chat", messages=[{"role": "user", "content": "Hello"}]
+                model="deepseek-flash", messages=[{"role": "user", "content": "Hello"}]
             )
 
         with pytest.raises(openai.RateLimitError) as limited:

@@ -74,7 +74,7 @@ def test_flex_sheds_fall_back_to_the_standard_tier_as_configured(play, proxy, ma
 def test_a_price_file_of_the_users_overrides_the_bundled_table(tmp_path, play, proxy):
     prices = tmp_path / "prices.json"
     prices.write_text(
-        '{"version": "team-2027-01", "models": {"gemini-2.5-flash": {"input_per_m": 1.0, "output_per_m": 1.0,'
+        '{"version": "team-2027-01", "models": {"gemini-3.8-flash": {"input_per_m": 1.0, "output_per_m": 1.0,'
         ' "tiers": {"flex": 0.25}}}}'
     )
     with SimulatorServer(play) as server:
@@ -82,4 +82,6 @@ def test_a_price_file_of_the_users_overrides_the_bundled_table(tmp_path, play, p
     used = result.usage.input_tokens + result.usage.output_tokens
     assert result.usage.cost_usd == pytest.approx(used / 1e6 * 0.25)
     assert settings.price_table().version == "team-2027-01"
-    assert settings.price("deepseek-chat") == load_price_table().price("deepseek-chat")  # bundled kept
+    assert settings.price("deepseek-flash") == load_price_table().price("deepseek-flash")  # bundled kept
+    # the file's prices, the bundled catalog's limits (a price file need not repeat them)
+    assert settings.price("gemini-3.8-flash").max_output_tokens == 65536

@@ -126,8 +126,11 @@ def test_without_earlier_runs_the_plan_says_it_uses_defaults_and_prices_the_vide
 
 
 def test_caching_the_video_between_plot_and_script_pays_and_its_making_is_counted():
-    settings = ModelSettings(_env_file=None)
-    plan = estimate("job-x", "src", _segments(1, 4), [], settings, PlanOptions(cache_ttl_s=300))
+    # a model whose explicit-cache storage price the catalog knows (gemini-3.8-flash's is not published),
+    # held a minute: at Flash-Lite's storage price a five-minute cache costs more than it saves
+    lite = "gemini-2.5-flash-lite"
+    settings = ModelSettings(_env_file=None, plot_model=lite, script_model=lite)
+    plan = estimate("job-x", "src", _segments(1, 4), [], settings, PlanOptions(cache_ttl_s=60))
     plot, script = (next(s for s in plan.stages if s.stage == stage) for stage in (Stage.PLOT, Stage.SCRIPT))
     price = settings.price(script.model)
     discount = (price.input_per_m - price.cached_input_per_m) / 1e6
@@ -135,7 +138,7 @@ def test_caching_the_video_between_plot_and_script_pays_and_its_making_is_counte
         script.video_tokens * discount, rel=1e-4
     )
     # the plot stage makes the caches: their tokens once at the input price, and their storage
-    making = plot.video_tokens * price.input_per_m / 1e6 + price.storage_cost(plot.video_tokens, 300)
+    making = plot.video_tokens * price.input_per_m / 1e6 + price.storage_cost(plot.video_tokens, 60)
     assert plot.cached_cost_usd["standard"] == pytest.approx(
         plot.cost_usd["standard"] - plot.video_tokens * discount + making, rel=1e-4
     )
@@ -151,9 +154,9 @@ def test_wall_time_is_bound_by_the_longest_chain_or_the_quota():
     many = estimate("j", "s", _segments(200, 1), [], settings, options)
     assert many.wall_time_bound == "concurrency"
     assert many.wall_time_s == pytest.approx(3 * 200 * 10 / 100)
-    quota = options.model_copy(update={"rate_limits": {"gemini-2.5-pro": RateLimit(rpm=10)}})
+    quota = options.model_copy(update={"rate_limits": {"gemini-3.8-flash": RateLimit(rpm=10)}})
     limited = estimate("j", "s", _segments(200, 1), [], settings, quota)
-    assert limited.wall_time_bound == "gemini-2.5-pro requests per minute"
+    assert limited.wall_time_bound == "gemini-3.8-flash requests per minute"
     assert limited.wall_time_s == pytest.approx(400 / 10 * 60)  # plot + script calls on that model
     flex = estimate("j", "s", _segments(1, 20), [], settings, options.model_copy(update={"tier": "flex"}))
     assert flex.wall_time_s == pytest.approx(20 * 100 + 200) and all(s.tier == "flex" for s in flex.stages)

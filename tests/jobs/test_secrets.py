@@ -134,7 +134,7 @@ def failing_calls(server: SimulatorServer) -> list[str]:
     """Calls that fail in the driver process, their exceptions formatted as a log would print them."""
     texts = []
     request = ModelRequest(
-        stage="distill", model="deepseek-chat", prompt="Say hi as JSON.", prompt_version="t"
+        stage="distill", model="deepseek-flash", prompt="Say hi as JSON.", prompt_version="t"
     )
     wrong = {"V2S_GEMINI_API_KEY": GEMINI_KEY + "x", "V2S_OPENAI_API_KEY": OPENAI_KEY + "x"}
     right = {"V2S_GEMINI_API_KEY": GEMINI_KEY, "V2S_OPENAI_API_KEY": OPENAI_KEY}

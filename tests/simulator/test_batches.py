@@ -20,7 +20,7 @@ from annotator.simulator.scenarios import FaultRule, Scenario
 from annotator.simulator.server import SimulatorServer
 from tests.support.play import make_proxy, segment_provenance, small_screenplay
 
-MODEL = "gemini-2.5-flash"
+MODEL = "gemini-3.8-flash"
 KEY = "sim-test-key"
 FAST = BatchPlay(pending_s=0.1, running_s=0.15)
 DONE = {
@@ -301,7 +301,7 @@ def _video_body(path, index: int) -> dict:
     data = base64.b64encode(path.read_bytes()).decode()
     video = {"type": "video_url", "video_url": {"url": f"data:video/mp4;base64,{data}"}}
     text = {"type": "text", "text": prompt(index)}
-    return {"model": "qwen2.5-vl", "messages": [{"role": "user", "content": [video, text]}]}
+    return {"model": "v2s-sim", "messages": [{"role": "user", "content": [video, text]}]}
 
 
 def _upload(client: openai.OpenAI, lines: list[dict]):
@@ -311,7 +311,7 @@ def _upload(client: openai.OpenAI, lines: list[dict]):
 
 def test_openai_batch_output_file(server, proxies):
     client = chat(server)
-    hello = {"model": "deepseek-chat", "messages": [{"role": "user", "content": "hello — ünïcode"}]}
+    hello = {"model": "deepseek-flash", "messages": [{"role": "user", "content": "hello — ünïcode"}]}
     lines = [_chat_line("plot-1", _video_body(proxies[1], 1)), _chat_line("hello", hello)]
     uploaded = _upload(client, lines)
     assert uploaded.purpose == "batch" and uploaded.bytes > 0 and uploaded.id.startswith("file-")
@@ -382,7 +382,7 @@ def test_openai_batches_switched_off_answer_404_like_deepseek(play):
         with pytest.raises(openai.NotFoundError):
             client.files.create(file=("b.jsonl", b"{}\n"), purpose="batch")
         assert client.chat.completions.create(
-            model="deepseek-chat", messages=[{"role": "user", "content": "hi"}]
+            model="deepseek-flash", messages=[{"role": "user", "content": "hi"}]
         ).choices
         assert gemini(off, "v1").files.list() is not None  # Gemini's /v1/files is not affected
 

@@ -35,7 +35,7 @@ from tests.support.play import (
     small_screenplay,
 )
 
-MODEL = "gemini-2.5-flash"
+MODEL = "gemini-3.8-flash"
 KEY = "sim-test-key"
 _CONTEXT_FIELDS = PROMPT_FIELDS
 
@@ -322,7 +322,7 @@ def test_distillation_through_the_openai_sdk(gemini, chat, server, proxies):
     ).text
 
     completion = chat.chat.completions.create(
-        model="deepseek-reasoner",
+        model="deepseek-v4-pro",
         messages=[{"role": "user", "content": prompt}],
         response_format={"type": "json_object"},
     )
@@ -344,7 +344,7 @@ def test_openai_with_a_video_data_url_answers_the_plot_stage(chat, proxies):
     data = base64.b64encode(proxies["seg1"].read_bytes()).decode()
     video = {"type": "video_url", "video_url": {"url": f"data:video/mp4;base64,{data}"}}
     completion = chat.chat.completions.create(
-        model="qwen2.5-vl",
+        model="v2s-sim",
         messages=[{"role": "user", "content": [video, {"type": "text", "text": first_prompt()}]}],
         response_format={"type": "json_object"},
     )
@@ -356,10 +356,10 @@ def test_openai_with_a_video_data_url_answers_the_plot_stage(chat, proxies):
 
 def test_openai_generic_answer_and_models(chat):
     completion = chat.chat.completions.create(
-        model="deepseek-chat", messages=[{"role": "user", "content": "hello"}]
+        model="deepseek-flash", messages=[{"role": "user", "content": "hello"}]
     )
     assert "v2s simulator" in completion.choices[0].message.content
-    assert "deepseek-chat" in {m.id for m in chat.models.list()}
+    assert "deepseek-flash" in {m.id for m in chat.models.list()}
 
 
 # -- clear errors ------------------------------------------------------------------------------------------------
@@ -382,7 +382,7 @@ def test_missing_openai_key_is_a_401(server):
         default_headers={"Authorization": ""},
     )
     with pytest.raises(openai.AuthenticationError) as err:
-        keyless.chat.completions.create(model="deepseek-chat", messages=[{"role": "user", "content": "hi"}])
+        keyless.chat.completions.create(model="deepseek-flash", messages=[{"role": "user", "content": "hi"}])
     assert err.value.status_code == 401 and "API key" in err.value.message
 
 

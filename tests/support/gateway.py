@@ -7,7 +7,7 @@ from annotator.simulator.scenarios import Scenario
 from annotator.simulator.server import SimulatorServer
 
 KEY = "sim-faults-key"
-MODELS = {"gemini": "gemini-2.5-flash", "openai": "v2s-sim"}
+MODELS = {"gemini": "gemini-3.8-flash", "openai": "v2s-sim"}
 
 
 def settings_for(server: SimulatorServer, **overrides) -> ModelSettings:

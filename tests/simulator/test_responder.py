@@ -108,9 +108,9 @@ def test_recognised_character_reports_a_changed_look_in_new_info():
 
 def test_first_segment_numbers_char_and_unknown_codes_separately():
     responder = Responder(small_screenplay())
-    body = responder.answer(Stage.PLOT_FIRST, ["x"], Clip(0, 90, 4)).body
+    body = responder.answer(Stage.PLOT_FIRST, ["This is clip 4, the first one."], Clip(0, 90, 7)).body
     plot = FirstSegmentPlot.model_validate(body)
-    assert plot.segment_info.segment_index == 4
+    assert plot.segment_info.segment_index == 4  # as the prompt says; the proxy's tag (7) is never read
     assert [c.id for c in plot.characters] == ["char_001", "char_002", "char_003", "char_004"]
     assert [t.timestamp for t in plot.scene_transitions] == [30.0, 60.0]
     assert len({tuple(sorted((r.char1_id, r.char2_id))) for r in plot.relationships}) == len(

@@ -206,9 +206,10 @@ def resume(
     only_reason: Annotated[
         list[str] | None,
         typer.Option(
-            help="retry only failed stages with this outcome (repeatable): timeout, rate_limited, "
-            "server_error, invalid_output, truncated, empty, lost, out_of_order, error, blocked; default: "
-            "every outcome but blocked (a deterministic SAFETY/RECITATION block fails the same way again)"
+            help="retry only stages with this outcome (repeatable): timeout, rate_limited, server_error, "
+            "invalid_output, truncated, empty, lost, out_of_order, error, auth, blocked, and rejected (scripts "
+            "the quality gates rejected, asked again on purpose); default: every failure but blocked (a "
+            "deterministic SAFETY/RECITATION block fails the same way again); gate rejects only when named"
         ),
     ] = None,
     give_up: Annotated[
@@ -228,9 +229,16 @@ def resume(
     from jobs.cli_cluster import print_follow
     from jobs.control import ControlError, load_spec, resume_job, submit_job
     from jobs.report import print_summary
+    from jobs.resume_reasons import UnknownReasonError, checked_reasons
 
+    try:  # before anything else: a misspelt reason would otherwise match nothing and exit 0
+        reasons = checked_reasons(only_reason)
+    except UnknownReasonError as exc:
+        typer.echo(
+            f"error: {exc}", err=True
+        )  # one line, unwrapped (rich would fold it at the terminal width)
+        raise typer.Exit(2) from None
     db = db_for(out, database_url)
-    reasons = set(only_reason or []) or None
     try:
         if address:
             submission = submit_job(

@@ -22,6 +22,7 @@ from jobs.cli_common import (
     refusals,
     require_job,
 )
+from jobs.terminal import terminal_safe
 
 # add_completion: `v2s --install-completion` / `--show-completion` for bash, zsh, fish and PowerShell
 app = typer.Typer(
@@ -106,10 +107,10 @@ def run(
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except ModelCallError as exc:  # missing or refused credentials: one line naming the variable to set
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {terminal_safe(exc)}", err=True)
         raise typer.Exit(2) from None
     except refusals() as exc:  # busy or damaged output, unusable database, Ray that will not start
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {terminal_safe(exc)}", err=True)
         raise typer.Exit(2) from None
     db = Database(spec.db_url())
     print_summary(console, job_id, summary, db, str(spec.out))
@@ -258,7 +259,7 @@ def resume(
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except refusals() as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {terminal_safe(exc)}", err=True)
         raise typer.Exit(2) from None
     spec = load_spec(db, job)
     print_summary(console, job_id, summary, db, str(spec.out))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy import func, select
 
+from jobs.cli_common import escape
 from jobs.status_report import StatusReport, Usage, status_report
 from profiles_db.db import Database, shown_url
 from profiles_db.models import Character

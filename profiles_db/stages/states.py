@@ -64,6 +64,7 @@ OUT_OF_ORDER = "out_of_order"  # outcome of a plot the CPM refused to apply out 
 # Outcome of a script the quality gates rejected (status `rejected`): final, so a plain resume leaves it, but
 # `v2s resume --only-reason rejected` asks again on purpose, past the response cache's copy of that answer.
 GATE_REJECTED = "rejected"
+SUPERSEDED = "superseded"  # outcome of a stage closed because its source changed (profiles_db/versions.py)
 
 Clock = Callable[[], datetime]
 

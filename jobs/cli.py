@@ -22,6 +22,7 @@ from jobs.cli_common import (
     refusals,
     require_job,
 )
+from jobs.terminal import terminal_safe
 
 # add_completion: `v2s --install-completion` / `--show-completion` for bash, zsh, fish and PowerShell
 app = typer.Typer(
@@ -106,10 +107,10 @@ def run(
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except ModelCallError as exc:  # missing or refused credentials: one line naming the variable to set
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {terminal_safe(exc)}", err=True)
         raise typer.Exit(2) from None
     except refusals() as exc:  # busy or damaged output, unusable database, Ray that will not start
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {terminal_safe(exc)}", err=True)
         raise typer.Exit(2) from None
     db = Database(spec.db_url())
     print_summary(console, job_id, summary, db, str(spec.out))
@@ -206,10 +207,11 @@ def resume(
     only_reason: Annotated[
         list[str] | None,
         typer.Option(
-            help="retry only failed stages with this outcome (repeatable): timeout, rate_limited, "
-            "server_error, quota (a spent daily quota: resume after it resets), invalid_output, truncated, "
-            "empty, lost, out_of_order, error, blocked; default: "
-            "every outcome but blocked (a deterministic SAFETY/RECITATION block fails the same way again)"
+            help="retry only stages with this outcome (repeatable): timeout, rate_limited, server_error, "
+            "quota (a spent daily quota: resume after it resets), invalid_output, truncated, empty, lost, "
+            "out_of_order, error, auth, blocked, and rejected (scripts the quality gates rejected, asked again "
+            "on purpose); default: every failure but blocked (a deterministic SAFETY/RECITATION block fails "
+            "the same way again); gate rejects only when named"
         ),
     ] = None,
     give_up: Annotated[
@@ -229,9 +231,16 @@ def resume(
     from jobs.cli_cluster import print_follow
     from jobs.control import ControlError, load_spec, resume_job, submit_job
     from jobs.report import print_summary
+    from jobs.resume_reasons import UnknownReasonError, checked_reasons
 
+    try:  # before anything else: a misspelt reason would otherwise match nothing and exit 0
+        reasons = checked_reasons(only_reason)
+    except UnknownReasonError as exc:
+        typer.echo(
+            f"error: {exc}", err=True
+        )  # one line, unwrapped (rich would fold it at the terminal width)
+        raise typer.Exit(2) from None
     db = db_for(out, database_url)
-    reasons = set(only_reason or []) or None
     try:
         if address:
             submission = submit_job(
@@ -251,7 +260,7 @@ def resume(
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except refusals() as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {terminal_safe(exc)}", err=True)
         raise typer.Exit(2) from None
     spec = load_spec(db, job)
     print_summary(console, job_id, summary, db, str(spec.out))

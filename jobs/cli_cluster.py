@@ -15,6 +15,7 @@ from jobs.cli_common import (
     console,
     database_url_option,
     db_for,
+    escape,
 )
 from jobs.settings import RAY_ADDRESS_ENV
 
@@ -52,7 +53,7 @@ def register(app: typer.Typer) -> None:
                 spec, address, job_id, ship_code=ship_code, forward_secrets=forward_secrets
             )
         except Exception as exc:  # connection refused, 401/403 from token auth: one line, never the token
-            console.print(f"[red]submit failed:[/red] {exc}")
+            console.print(f"[red]submit failed:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from None
         print_follow(job_id, submission, address, database_url, out, forward_secrets=forward_secrets)
 
@@ -71,7 +72,7 @@ def register(app: typer.Typer) -> None:
             for line in cancel_job(job, db, address):
                 typer.echo(line)
         except ControlError as exc:
-            console.print(f"[red]error:[/red] {exc}")
+            console.print(f"[red]error:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from None
 
 

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from jobs.terminal import terminal_safe
+
 console = Console()
 
 DATABASE_ENV = "V2S_DATABASE_URL"
@@ -48,9 +50,11 @@ def refusals() -> tuple[type[BaseException], ...]:
 
 
 def escape(text: str) -> str:
+    """The one way text from outside (file names, object keys, a model, the database) reaches the terminal:
+    control and bidi characters shown escaped (jobs/terminal.py), then rich markup escaped."""
     from rich.markup import escape as rich_escape
 
-    return rich_escape(text)
+    return rich_escape(terminal_safe(text))
 
 
 def require_job(db, job_id: str | None) -> None:
@@ -101,5 +105,5 @@ def db_for(out: str | None, database_url: str | None):
     try:
         return open_database(url)
     except JobRefused as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {terminal_safe(exc)}", err=True)
         raise typer.Exit(2) from None

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli_common import console
+from jobs.cli_common import console, escape
 
 DEV_PANEL = "Developer tools"
 
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         from annotator.simulator.film import render_sample
 
         film, play = render_sample(out, screenplay)
-        console.print(f"film: {film}\nscreenplay: {play}")
+        console.print(f"film: {escape(str(film))}\nscreenplay: {escape(str(play))}")
 
     @app.command("sim-server", rich_help_panel=DEV_PANEL)
     def sim_server(
@@ -68,6 +68,6 @@ def register(app: typer.Typer) -> None:
             scenario = Scenario.load(faults) if faults else Scenario()
             scenario = scenario.plus(Scenario.from_flags(fault or []))
         except (OSError, ValueError, ValidationError) as exc:
-            console.print(f"[red]bad fault scenario:[/red] {exc}")
+            console.print(f"[red]bad fault scenario:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from None
         serve(screenplay, host, port, imperfection, scenario if scenario.rules else None)

@@ -17,6 +17,7 @@ from evaluation.cli import (
     score_and_report,
 )
 from jobs.cli_common import DatabaseUrlOpt, db_for
+from jobs.terminal import terminal_safe
 
 
 def eval_command(
@@ -42,7 +43,7 @@ def eval_command(
         try:
             gt_source, pred_source = corrected_pair(db, pred)
         except ValueError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {terminal_safe(exc)}", err=True)
             raise typer.Exit(code=1) from None
         finally:
             db.dispose()

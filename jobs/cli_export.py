@@ -70,6 +70,12 @@ def register(app: typer.Typer) -> None:
         except (ValidationError, ValueError, StorageError, FileNotFoundError) as exc:
             console.print(f"[red]error:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from None
+        except OSError as exc:  # a full disk, a file-size limit, a folder not writable: no file was left half
+            console.print(
+                f"[red]error:[/red] export to {escape(to)} failed, no file left half-written: {escape(str(exc))}",
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
         for file, count in summary.files.items():
             unit = "rows" if file.endswith(".jsonl") else "bytes"
             console.print(f"{escape(summary.to)}/{escape(file)}: {count} {unit}")

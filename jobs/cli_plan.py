@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from jobs.cli_common import console, database_url_option, escape, refusals
+from jobs.terminal import terminal_safe
 
 TIER_HELP = "price every stage at this tier (standard, flex or batch) instead of V2S_<STAGE>_TIER"
 
@@ -52,16 +53,16 @@ def register(app: typer.Typer) -> None:
                 num_cpus=num_cpus,
             )
         except (ValidationError, ValueError) as exc:
-            typer.echo(f"error: {str(exc).splitlines()[0]}", err=True)
+            typer.echo(f"error: {terminal_safe(str(exc).splitlines()[0])}", err=True)
             raise typer.Exit(2) from None
         shown = console if format == "table" else _quiet_console()
         try:
             result = plan_job(spec, options, shown)
         except (SourceError, ModelCallError) as exc:  # a retired or unpriced model: one line naming the fix
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {terminal_safe(exc)}", err=True)
             raise typer.Exit(2) from None
         except refusals() as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {terminal_safe(exc)}", err=True)
             raise typer.Exit(2) from None
         if format == "json":
             sys.stdout.write(result.model_dump_json(indent=2) + "\n")

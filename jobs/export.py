@@ -304,10 +304,31 @@ def export(out: str, to: str, options: ExportOptions, corrections=None) -> Expor
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    fs, path = filesystem(uri)
-    if not is_remote(uri):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fs.pipe_file(path, data)
+    """Write one file of an export whole or not at all: a killed process, a full disk or a failed write never
+    leaves part of a file under its final name (a reader would take 10 of 20 rows for the dataset). A bucket
+    object is one PUT, visible only once complete; a local file goes through a temp file and a rename."""
+    if is_remote(uri):
+        fs, path = filesystem(uri)
+        fs.pipe_file(path, data)
+        return
+    write_local_atomically(Path(filesystem(uri)[1]), data)
+
+
+def write_local_atomically(target: Path, data: bytes) -> None:
+    """Temp file beside `target` (one rename within a folder is atomic), fsync'd before the rename so a crash
+    right after it cannot show an empty file either. The temp name is unique per writer and hidden, and does not
+    end in the target's suffix, so globs such as `*.jsonl` never pick it up; a failed write removes it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.partial")
+    try:
+        with temp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def copy_object(source: str, target: str) -> None:

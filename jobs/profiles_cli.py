@@ -8,11 +8,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import text
 
-from jobs.cli_common import OldDbOpt, database_url_option
+from jobs.cli_common import OldDbOpt, database_url_option, escape
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and correct character profiles (the CPM).")
 # Names, aliases, labels and notes come from a model: every value is escaped, and no ":name:" becomes an emoji.

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy import func, select
 
+from jobs.cli_common import escape
 from jobs.status_report import StatusReport, Usage, status_report
+from jobs.terminal import terminal_safe
 from profiles_db.db import Database, shown_url
 from profiles_db.models import Character
 from profiles_db.stages import RunStatus, Stage, StageStore, VideoStatus
@@ -64,6 +65,22 @@ def print_summary(console: Console, job_id: str, summary: RunSummary, db: Databa
             emoji=False,
             soft_wrap=True,
         )
+    for old in summary.superseded:
+        console.print(
+            f"[yellow]changed source[/yellow] {escape(old['uri'])}: {escape(old['note'])}; the old version's "
+            f"{old['stages_closed']} unfinished stages closed, {old['records_retired']} records taken out of "
+            "the output (kept in the database as history)",
+            emoji=False,
+            soft_wrap=True,
+        )
+    for old in summary.superseded:
+        console.print(
+            f"[yellow]changed source[/yellow] {escape(old['uri'])}: {escape(old['note'])}; the old version's "
+            f"{old['stages_closed']} unfinished stages closed, {old['records_retired']} records taken out of "
+            "the output (kept in the database as history)",
+            emoji=False,
+            soft_wrap=True,
+        )
     for repair in summary.repairs:
         console.print(f"[yellow]output repaired[/yellow] {escape(repair)}", emoji=False)
     console.print("\nSee the character profiles with SQL:")
@@ -95,6 +112,8 @@ def status_view(db: Database, job_id: str | None):
     parts.extend(_batch_tables(report))
     parts.extend(_shard_lines(report))
     parts.extend(_input_lines(report))
+    parts.extend(_superseded_lines(report))
+    parts.extend(_superseded_lines(report))
     parts.extend(_failure_lines(report))
     parts.extend(_chain_lines(report))
     parts.extend(_warning_lines(report))
@@ -174,7 +193,7 @@ def _shard_lines(report: StatusReport) -> list[Text]:
             state = "none yet"
         else:
             state = f"{written.shards} ({written.records} records)"
-        lines.append(Text(f"shards written to {written.out}: {state}"))
+        lines.append(Text(terminal_safe(f"shards written to {written.out}: {state}")))
     return lines
 
 
@@ -184,7 +203,7 @@ def _input_lines(report: StatusReport) -> list[Text]:
         return []
     count = len(report.skipped_inputs)
     lines = [Text.from_markup(f"[yellow]skipped inputs[/yellow] {count} not processed:", emoji=False)]
-    lines.extend(Text(f"  {entry.uri}: {entry.reason}") for entry in report.skipped_inputs)
+    lines.extend(Text(terminal_safe(f"  {entry.uri}: {entry.reason}")) for entry in report.skipped_inputs)
     return lines
 
 
@@ -238,10 +257,35 @@ def _warning_lines(report: StatusReport) -> list[Text]:
     for found in report.warnings:
         if shown >= MAX_WARNINGS:
             break
-        lines.append(Text(f"  {found.uri} segment {found.segment_index}"))
+        lines.append(Text(terminal_safe(f"  {found.uri} segment {found.segment_index}")))
         for warning in found.warnings[: MAX_WARNINGS - shown]:
-            lines.append(Text(f"    {warning}"))
+            lines.append(Text(terminal_safe(f"    {warning}")))
             shown += 1
     if total > shown:
         lines.append(Text(f"  … and {total - shown} more"))
     return lines
+
+
+def _superseded_lines(report: StatusReport) -> list[Text]:
+    """Sources that changed under the same name: the old version is closed and out of the output."""
+    return [
+        Text.from_markup(
+            f"[yellow]changed source[/yellow] {escape(v.uri)}: {escape(v.note or '')}; version {escape(v.video_id)} "
+            f"superseded by {escape(v.superseded_by)}, its records out of the output (kept as history)",
+            emoji=False,
+        )
+        for v in report.superseded
+    ]
+
+
+def _superseded_lines(report: StatusReport) -> list[Text]:
+    """Sources that changed under the same name: the old version is closed and out of the output."""
+    return [
+        Text.from_markup(
+            f"[yellow]changed source[/yellow] {escape(v.uri)}: {escape(v.note or '')}; version "
+            f"{escape(v.video_id)} superseded by {escape(v.superseded_by)}, its records out of the output "
+            "(kept as history)",
+            emoji=False,
+        )
+        for v in report.superseded
+    ]

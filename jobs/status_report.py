@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from profiles_db.db import Database
 from profiles_db.stages import RunStatus, Stage, StageStore, VideoStatus
+from profiles_db.versions import SupersededSource, superseded_sources
 from workers.storage import filesystem, join
 
 STATUS_FORMAT_VERSION = 1
@@ -149,6 +150,9 @@ class StatusReport(BaseModel):
     failures: list[StageFailure]
     blocked_chains: list[BlockedChain]
     warnings: list[SegmentWarnings]
+    superseded: list[SupersededSource] = Field(
+        default=[], description="older versions of the job's sources, closed because the source changed"
+    )
 
 
 def status_report(db: Database, job_id: str | None) -> StatusReport:
@@ -194,7 +198,17 @@ def status_report(db: Database, job_id: str | None) -> StatusReport:
             SegmentWarnings(uri=uri, segment_index=idx, warnings=[str(w) for w in found])
             for uri, idx, found in store.plot_warnings(job_id)
         ],
+        superseded=_superseded(db, job_id),
     )
+
+
+def _superseded(db: Database, job_id: str | None) -> list[SupersededSource]:
+    with db.sessions() as s:
+        found = superseded_sources(s, job_id)
+    for entry in found:  # SQLite gives the stored UTC back without its zone
+        if entry.superseded_at is not None and entry.superseded_at.tzinfo is None:
+            entry.superseded_at = entry.superseded_at.replace(tzinfo=UTC)
+    return found
 
 
 class ManifestUnreadable(Exception):

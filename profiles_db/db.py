@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -17,6 +18,7 @@ from sqlalchemy.pool import NullPool
 MIGRATIONS = Path(__file__).parent / "migrations"
 _upgraded: set[str] = set()
 _upgrade_lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -90,17 +92,23 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+# One key for "v2s is migrating this database"; advisory locks are scoped to the database, so runs on two
+# databases of one server never wait for each other.
+_MIGRATION_LOCK_KEY = 0x7632_735F_6D69_67  # "v2s_mig"
+
+
 @contextmanager
-def _file_lock(url: str) -> Iterator[None]:
-    """Across processes for a SQLite file: two runs starting on a new database at once would otherwise both
-    create its tables ("table … already exists"). A new PostgreSQL database is not guarded here yet (that would
-    take an advisory lock on Alembic's own connection); only SQLite's race has been seen."""
+def _migration_lock(url: str) -> Iterator[None]:
+    """Across processes: two runs starting on a new database at once would otherwise both create its tables
+    ("table … already exists" on SQLite, "duplicate key … pg_type_typname_nsp_index" on PostgreSQL). The one
+    that comes second waits, then finds the schema at head and does nothing."""
     parsed = make_url(url)
-    if (
-        not parsed.get_backend_name().startswith("sqlite")
-        or not parsed.database
-        or parsed.database == ":memory:"
-    ):
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        with _advisory_lock(url):
+            yield
+        return
+    if not backend.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
         yield
         return
     import fcntl
@@ -115,12 +123,33 @@ def _file_lock(url: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextmanager
+def _advisory_lock(url: str) -> Iterator[None]:
+    """A session-level pg_advisory_lock held on its own connection while Alembic migrates on another: the lock
+    does not block DDL, only the other migrator, and it is released by PostgreSQL itself if this process dies."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY}).scalar()
+            if not got:
+                log.info("another process is migrating %s; waiting for it", shown_url(url))
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            conn.commit()  # end the implicit transaction; the session-level lock outlives it
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
 def upgrade(url: str) -> None:
     """Apply every Alembic migration (idempotent; `v2s db upgrade` and first use both call this)."""
     with _upgrade_lock:
         if url in _upgraded:
             return
-        with _file_lock(url):
+        with _migration_lock(url):
             command.upgrade(alembic_config(url), "head")
         _upgraded.add(url)
 

@@ -60,6 +60,11 @@ class Video(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|split|done|failed
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # A newer version of the same source (same URI, other bytes) replaced this one (migration 0011): its rows are
+    # kept as history, but it is in no job's progress, no scope's chain, no manifest and no export.
+    superseded_by: Mapped[str | None] = mapped_column(String(64))
+    superseded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    change_note: Mapped[str | None] = mapped_column(Text)  # what changed, as `v2s status` says it
     segments: Mapped[list[Segment]] = relationship(back_populates="video", order_by="Segment.idx")
 
 
@@ -279,6 +284,19 @@ class ShardRecord(Base):
     segment_id: Mapped[int] = mapped_column(Integer)
     record_id: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SupersededRecord(Base):
+    """A record taken out of an output because its video was superseded (migration 0011): the exact line as it
+    was exported, where it was, and when it left. History only: nothing reads it back into a shard."""
+
+    __tablename__ = "superseded_records"
+    out: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    segment_id: Mapped[int] = mapped_column(Integer)
+    shard: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    superseded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class OutputLock(Base):

@@ -53,6 +53,11 @@ class ShardEntry:
     bytes: int
     sha256: str
 
+    @property
+    def retired(self) -> bool:
+        """Every record of it was superseded: the catalog keeps its name (never reused), the output no file."""
+        return self.records == 0
+
     def manifest(self) -> dict:
         return {"name": self.name, "bytes": self.bytes, "records": self.records, "sha256": self.sha256}
 
@@ -60,7 +65,8 @@ class ShardEntry:
 def manifest_document(entries: list[ShardEntry]) -> dict:
     """manifest.json of an output: its shards by name, the record count, and the record schema's major version
     (a reader of `v2s.record/2` reads every 2.x record; annotator.schemas.record.SCHEMA_VERSION)."""
-    shards = [e.manifest() for e in sorted(entries, key=lambda e: e.name)]
+    # a shard whose every record was superseded (profiles_db/versions.py) has no file and is not listed
+    shards = [e.manifest() for e in sorted(entries, key=lambda e: e.name) if not e.retired]
     major = SCHEMA_VERSION.split(".")[0]
     return {"shards": shards, "records": sum(s["records"] for s in shards), "schema": f"v2s.record/{major}"}
 

@@ -3,8 +3,11 @@ the answers the first run paid for."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from annotator.schemas.cache import CachedAnswer, CacheKey
 from profiles_db.db import Database
@@ -61,3 +64,25 @@ class DatabaseResponseCache:
     def count(self) -> int:
         with self.db.transaction() as session:
             return len(session.scalars(select(ResponseCacheEntry.key)).all())
+
+
+def forget_answer(
+    s: Session, *, stage: str, model: str | None, prompt_version: str | None, answer: Any
+) -> int:
+    """Drop the stored copies of one answer (in the caller's session), so the same question is asked again.
+
+    Used when a rejected answer is retried on purpose: the request is the same, so without this the cache would
+    hand back the answer just rejected, for free and to the same end. The key cannot be rebuilt here (it hashes
+    the prompt the gateway rendered), so the answer itself is matched, among that stage's, model's and prompt
+    version's entries. Returns the number of entries dropped."""
+    query = select(ResponseCacheEntry).where(ResponseCacheEntry.stage == stage)
+    if model is not None:
+        query = query.where(ResponseCacheEntry.model == model)
+    if prompt_version is not None:
+        query = query.where(ResponseCacheEntry.prompt_version == prompt_version)
+    dropped = 0
+    for row in s.scalars(query.execution_options(yield_per=200)):
+        if row.answer == answer:
+            s.delete(row)
+            dropped += 1
+    return dropped

@@ -14,7 +14,7 @@ def scope_positions(session: Session, scope: str) -> dict[int, int]:
     query = (
         select(Segment.id)
         .join(Video, Video.id == Segment.video_id)
-        .where(Video.scope == scope)
+        .where(Video.scope == scope, Video.superseded_by.is_(None))  # an old version is in no chain
         .order_by(
             case((Video.episode.is_(None), 0), else_=1),
             Video.episode,

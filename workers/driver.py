@@ -22,6 +22,7 @@ from workers.scheduler import RunSummary, Scheduler, Task, TaskKind
 from workers.shard_actor import ShardWriterActor
 from workers.shards import ShardWriter
 from workers.tasks import annotate_segment, build_records, prepare_video, reason_plot
+from workers.versions import close_old_versions
 
 Event = Callable[[str, dict], None]
 log = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ def run_pipeline(
     if prepare_only:  # no record is written, so neither the output's shards nor a writer are needed
         _drain(ctx, scheduler, videos, stop, None)
         return scheduler.summary
+    # first: the records of a changed source's old version leave the catalog, and the verification just below
+    # takes them out of the shard files
+    scheduler.summary.superseded = [v.model_dump() for v in close_old_versions(database(ctx.db_url), videos)]
     scheduler.summary.repairs = _verified_output(ctx)
     writer = _writer(ctx)
     acks = _drain(ctx, scheduler, videos, stop, writer)

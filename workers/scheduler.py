@@ -59,6 +59,8 @@ class RunSummary:
     # scope → the segment its memory chain waits at, and why (a failed plot: resume continues from there)
     blocked_chains: dict[str, dict] = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)  # what the output verification found and mended
+    # older versions of changed sources closed by this run (profiles_db.versions.SupersededVersion, as dicts)
+    superseded: list[dict] = field(default_factory=list)
 
 
 @dataclass

@@ -48,6 +48,10 @@ class _LocalShards:
     def discard(self, name: str) -> None:
         (self.dir / f"{name}.tmp").unlink(missing_ok=True)
 
+    def remove(self, name: str) -> None:
+        """A retired shard's file (every record of it superseded)."""
+        (self.dir / name).unlink(missing_ok=True)
+
     def temp_names(self) -> list[str]:
         return sorted(p.name.removesuffix(".tmp") for p in self.dir.glob("part-*.jsonl.tmp"))
 
@@ -106,6 +110,11 @@ class _BucketShards:
         if self.fs.exists(self._key(f"{name}.tmp")):
             self.fs.rm_file(self._key(f"{name}.tmp"))
         (self.staging / f"{name}.tmp").unlink(missing_ok=True)
+
+    def remove(self, name: str) -> None:
+        """A retired shard's object (every record of it superseded)."""
+        if self.fs.exists(self._key(name)):
+            self.fs.rm_file(self._key(name))
 
     def _listing(self) -> dict[str, int]:
         try:
@@ -263,7 +272,7 @@ class ShardWriter:
     def write_card(self) -> None:
         """`README.md`, the dataset card, rendered from the catalog like the manifest (written only when it
         changed, so an unchanged output is not rewritten on every start)."""
-        shards = [e.manifest() for e in self.catalog.shards()]
+        shards = [e.manifest() for e in self.catalog.shards() if not e.retired]
         card = render_card(shards, sum(s["records"] for s in shards))
         if self.shards.read_card() != card:
             self.shards.write_card(card)

@@ -26,6 +26,7 @@ from annotator.stages import (
 from profiles_db.cpm import ChainOrderError
 from profiles_db.models import Segment, Video
 from profiles_db.stages import RunStatus, Stage, StageUsage
+from profiles_db.stages.states import GATE_REJECTED, OUT_OF_ORDER
 from workers import video_cache
 from workers.context import RunContext, cpm, gateway, store
 from workers.fetch import local_proxy, proxy_sha256
@@ -115,7 +116,7 @@ def finish_plot(
     try:
         report = cpm(ctx).apply(video.scope, segment_id, result.value)
     except ChainOrderError as exc:  # the answer stays in the response cache: a resume in order pays nothing
-        st.fail(segment_id, Stage.PLOT, str(exc), outcome="out_of_order", usage=usage_of(result))
+        st.fail(segment_id, Stage.PLOT, str(exc), outcome=OUT_OF_ORDER, usage=usage_of(result))
         return SegmentOutcome(
             segment_id=segment_id, status=RunStatus.FAILED, stage=Stage.PLOT, error=str(exc)
         )
@@ -176,7 +177,7 @@ def finish_script(
             segment_id,
             Stage.SCRIPT,
             "; ".join(problems),
-            outcome="rejected",
+            outcome=GATE_REJECTED,
             rejected=True,
             usage=usage_of(result),
             result=payload,

@@ -65,6 +65,9 @@ def verify_output(writer, *, repair: bool) -> VerifyReport:
     recorded = {e.name: e for e in catalog.shards()}
     _adopt_legacy(writer, present, recorded, report)
     for name, entry in sorted(recorded.items()):
+        if entry.retired:  # every record superseded: the file goes (profiles_db/versions.py)
+            _retire(writer, name, present, report, repair)
+            continue
         problem = _problem(storage, name, entry, present.get(name))
         report.shards += 1
         report.records += entry.records
@@ -92,6 +95,17 @@ def verify_output(writer, *, repair: bool) -> VerifyReport:
         if repair and report.ok:
             writer.write_manifest()
     return report
+
+
+def _retire(writer, name: str, present: dict[str, int], report: VerifyReport, repair: bool) -> None:
+    if name not in present:
+        return
+    finding = ShardFinding(name, "every record of it was superseded by a new version of its video")
+    report.findings.append(finding)
+    if repair:
+        writer.shards.remove(name)
+        finding.repaired = True
+        finding.problem += "; removed (its lines are kept in superseded_records)"
 
 
 def _problem(storage, name: str, entry: ShardEntry, size: int | None) -> str | None:

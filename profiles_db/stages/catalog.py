@@ -145,4 +145,9 @@ class CatalogMixin:
     @staticmethod
     def job_segments(job_id: str):
         """A subquery: the ids of the segments of the job's videos."""
-        return select(Segment.id).join(Video, Video.id == Segment.video_id).where(Video.job_id == job_id)
+        # a superseded version of a video (profiles_db/versions.py) is no longer the job's to finish
+        return (
+            select(Segment.id)
+            .join(Video, Video.id == Segment.video_id)
+            .where(Video.job_id == job_id, Video.superseded_by.is_(None))
+        )

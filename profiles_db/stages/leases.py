@@ -12,10 +12,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from annotator.schemas.usage import StageUsage
-from profiles_db.models import StageRun, Video
+from profiles_db.models import Segment, StageRun, Video
+from profiles_db.response_cache import forget_answer
 from profiles_db.stages.states import (
     DETERMINISTIC_OUTCOMES,
     FINAL,
+    GATE_REJECTED,
     GIVEN_UP,
     LOST,
     RunStatus,
@@ -154,8 +156,9 @@ class LeaseMixin:
         """For resume: failed stages (of the job's videos, or all) get a fresh set of attempts.
 
         `only_reasons`: only stages whose outcome is one of these; by default every outcome but the
-        deterministic ones (DETERMINISTIC_OUTCOMES), which would fail the same way again. The error text stays
-        until the stage runs again, so `v2s status` still says why it failed."""
+        deterministic ones (DETERMINISTIC_OUTCOMES), which would fail the same way again. GATE_REJECTED, asked
+        for by name, also reopens the scripts the quality gates rejected (see `_reopen_gate_rejects`). The error
+        text stays until the stage runs again, so `v2s status` still says why it failed."""
         with self.db.transaction() as s:
             query = select(StageRun).where(StageRun.status == RunStatus.FAILED)
             if job_id:
@@ -167,6 +170,8 @@ class LeaseMixin:
                     run.outcome in only_reasons if only_reasons else run.outcome not in DETERMINISTIC_OUTCOMES
                 )
             ]
+            if only_reasons and GATE_REJECTED in only_reasons:
+                runs += self._reopen_gate_rejects(s, job_id)
             for run in runs:
                 run.attempts, run.status, run.lease_owner, run.lease_expires = (
                     0,
@@ -179,6 +184,30 @@ class LeaseMixin:
                 for video in s.scalars(failed):
                     video.status, video.error = VideoStatus.PENDING, None
             return len(runs)
+
+    def _reopen_gate_rejects(self, s: Session, job_id: str | None) -> list[StageRun]:
+        """The gate-rejected runs of the job, made ready to ask again: their rejected answer leaves the response
+        cache (the same request would otherwise get it back, free and rejected again), and their video, settled
+        as done with that segment missing, goes back to split so the driver schedules it. Nothing else of the
+        video is reset: its plots, other scripts and exported records stay as they are, and are not paid again."""
+        query = select(StageRun).where(
+            StageRun.status == RunStatus.REJECTED, StageRun.outcome == GATE_REJECTED
+        )
+        if job_id:
+            query = query.where(StageRun.segment_id.in_(self.job_segments(job_id)))
+        runs = list(s.scalars(query).all())
+        for run in runs:
+            answer = (run.result or {}).get(run.stage)
+            if answer is not None:
+                forget_answer(
+                    s, stage=run.stage, model=run.model, prompt_version=run.prompt_version, answer=answer
+                )
+            video = s.scalar(
+                select(Video).join(Segment, Segment.video_id == Video.id).where(Segment.id == run.segment_id)
+            )
+            if video is not None and video.status == VideoStatus.DONE:
+                video.status = VideoStatus.SPLIT
+        return runs
 
     def give_up(self, segment_ids: list[int], reason: str = "given up by the user") -> list[int]:
         """Give up the plot of these segments on purpose: the memory chain of their scope goes on without them

@@ -60,6 +60,11 @@ FINAL = frozenset({RunStatus.DONE, RunStatus.REJECTED})
 DETERMINISTIC_OUTCOMES = frozenset({"blocked"})
 GIVEN_UP = "given_up"  # outcome of a plot stage given up by the user: the chain goes on without it
 LOST = "lost"  # outcome of a stage whose worker died max_attempts times
+OUT_OF_ORDER = "out_of_order"  # outcome of a plot the CPM refused to apply out of chain order
+# Outcome of a script the quality gates rejected (status `rejected`): final, so a plain resume leaves it, but
+# `v2s resume --only-reason rejected` asks again on purpose, past the response cache's copy of that answer.
+GATE_REJECTED = "rejected"
+SUPERSEDED = "superseded"  # outcome of a stage closed because its source changed (profiles_db/versions.py)
 
 Clock = Callable[[], datetime]
 

@@ -1,4 +1,7 @@
-"""Reads of the stage state: per-segment results, progress and usage, what may be exported, what failed."""
+"""Reads of the stage state: per-segment results, progress and usage, what may be exported, what failed.
+
+Views of progress leave superseded versions out (profiles_db/versions.py): their work is history, not the job's
+to finish. Usage keeps them: what was paid stays counted, once, where it was paid."""
 
 from __future__ import annotations
 
@@ -98,8 +101,13 @@ class ViewMixin:
         """Every exported segment of the database: (segment id, shard name, record id)."""
         with self.db.sessions() as s:
             rows = s.execute(
-                select(StageRun.segment_id, StageRun.result).where(
-                    StageRun.stage == Stage.EXPORT, StageRun.status == RunStatus.DONE
+                select(StageRun.segment_id, StageRun.result)
+                .join(Segment, Segment.id == StageRun.segment_id)
+                .join(Video, Video.id == Segment.video_id)
+                .where(
+                    StageRun.stage == Stage.EXPORT,
+                    StageRun.status == RunStatus.DONE,
+                    Video.superseded_by.is_(None),
                 )
             ).all()
         return [(sid, (r or {}).get("shard"), (r or {}).get("record_id")) for sid, r in rows]
@@ -128,7 +136,9 @@ class ViewMixin:
             failed_inputs = s.scalar(
                 select(func.count())
                 .select_from(Video)
-                .where(Video.job_id == job_id, Video.status == VideoStatus.FAILED)
+                .where(
+                    Video.job_id == job_id, Video.status == VideoStatus.FAILED, Video.superseded_by.is_(None)
+                )
             )
             finished = s.scalar(
                 select(func.count(func.distinct(StageRun.segment_id))).where(_finished(segments))
@@ -160,8 +170,12 @@ class ViewMixin:
             StageRun.stage, StageRun.status
         )
         out: dict[str, dict[str, int]] = {}
+        if not job_id:  # _of_job joins the videos only for a job
+            query = query.join(Segment, Segment.id == StageRun.segment_id).join(Video)
         with self.db.sessions() as s:
-            for stage, status, count in s.execute(self._of_job(query, job_id)):
+            for stage, status, count in s.execute(
+                self._of_job(query, job_id).where(Video.superseded_by.is_(None))
+            ):
                 out.setdefault(stage, {})[status] = count
         return out
 
@@ -199,7 +213,7 @@ class ViewMixin:
             select(Video.uri, Segment.idx, StageRun.stage, StageRun.status, StageRun.outcome, StageRun.error)
             .join(Segment, Segment.id == StageRun.segment_id)
             .join(Video, Video.id == Segment.video_id)
-            .where(StageRun.status.in_([RunStatus.FAILED, RunStatus.REJECTED]))
+            .where(StageRun.status.in_([RunStatus.FAILED, RunStatus.REJECTED]), Video.superseded_by.is_(None))
             .order_by(Video.uri, Segment.idx, StageRun.stage)
         )
         if job_id:
@@ -214,7 +228,7 @@ class ViewMixin:
             select(Video.uri, Segment.idx, StageRun.result["warnings"])
             .join(Segment, Segment.id == StageRun.segment_id)
             .join(Video, Video.id == Segment.video_id)
-            .where(StageRun.stage == Stage.PLOT, StageRun.result.is_not(None))
+            .where(StageRun.stage == Stage.PLOT, StageRun.result.is_not(None), Video.superseded_by.is_(None))
             .order_by(Video.uri, Segment.idx)
         )
         if job_id:
@@ -224,7 +238,7 @@ class ViewMixin:
 
     def videos(self, job_id: str | None) -> list[tuple[str, str, str | None]]:
         """(uri, status, error) of the job's videos (all videos when job_id is None)."""
-        query = select(Video.uri, Video.status, Video.error)
+        query = select(Video.uri, Video.status, Video.error).where(Video.superseded_by.is_(None))
         if job_id:
             query = query.where(Video.job_id == job_id)
         with self.db.sessions() as s:
@@ -233,7 +247,11 @@ class ViewMixin:
     def segment_count(self, job_id: str | None) -> int:
         query = select(func.count()).select_from(Segment).join(Video)
         with self.db.sessions() as s:
-            return int(s.scalar(query.where(Video.job_id == job_id if job_id else true())))
+            return int(
+                s.scalar(
+                    query.where(Video.job_id == job_id if job_id else true(), Video.superseded_by.is_(None))
+                )
+            )
 
     def segment_place(self, segment_id: int) -> tuple[str, int]:
         """(video uri, segment idx) of a segment, as `v2s status` names it."""

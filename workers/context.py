@@ -14,6 +14,7 @@ from annotator.stages import PROMPT_FILES
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.db import Database
 from profiles_db.stages import StageSettings, StageStore
+from workers.splitter.settings import ProxySettings
 
 
 class VideoSource(BaseModel):
@@ -34,12 +35,12 @@ class RunContext(BaseModel):
     shard_max_records: int = 1000
     stages: StageSettings = StageSettings()  # leases and attempts: the job read them once (jobs.settings)
 
-    def pipeline_version(self, settings: ModelSettings) -> str:
+    def pipeline_version(self, settings: ModelSettings, proxy: ProxySettings) -> str:
         """Changes whenever anything that shapes an answer changes (each stage's backend, model, prompt
         templates' content, temperature, thinking, media resolution; the segments and the proxy's size and
         fps), so records of a changed pipeline get new ids and are annotated again."""
         parts = [*(stage_shape(settings, stage) for stage in PROMPT_FILES)]
-        parts += [f"seg:{self.max_segment_s}", f"proxy:{self.proxy_height}p@{self.proxy_fps}fps"]
+        parts += [f"seg:{self.max_segment_s}", f"proxy:{proxy.height}p@{proxy.fps}fps"]
         return "p2-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:10]
 
 

@@ -203,7 +203,7 @@ def annotate_segment(ctx: RunContext, segment_id: int, distill: bool = True) -> 
 def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
     """Records of every finished, not yet exported segment of a video, with names resolved now."""
     manager, st = cpm(ctx), store(ctx)
-    version = ctx.pipeline_version(gateway(ctx.db_url).settings)
+    version = ctx.pipeline_version(gateway(ctx.db_url).settings, SplitSettings().proxy)
     video = st.video(video_id)
     if not st.chain_complete(video.scope):  # names are not final yet: the driver asks again when they are
         log.warning("video %s: its scope's memory chain is not complete; no records yet", video_id)

@@ -17,7 +17,8 @@ from annotator.gateway.clip_media import sample_frames
 from annotator.media import ffmpeg_exe
 from annotator.schemas import FirstSegmentPlot, Script
 from annotator.simulator.server import SimulatorServer
-from tests.simulator.test_server import KEY, MODEL, ask, first_prompt, inline
+from tests.simulator.test_server import KEY, ask, first_prompt, inline
+from tests.support.gateway import MODELS
 from tests.support.play import make_proxy, segment_provenance, small_screenplay
 
 SCENE_2 = {"Dev Rao"}  # only in 30–60 s
@@ -110,7 +111,7 @@ def test_openai_video_url_is_read_and_heard_frames_are_seen_only(server, made):
     for media in ([video], images):
         content = [*media, {"type": "text", "text": "Write the script."}]
         reply = chat.chat.completions.create(
-            model=MODEL,
+            model=MODELS["openai"],
             messages=[{"role": "user", "content": content}],
             response_format={
                 "type": "json_schema",

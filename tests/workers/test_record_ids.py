@@ -12,12 +12,13 @@ from annotator import prompting
 from annotator.pricing import Price
 from annotator.settings import ModelSettings
 from workers.context import RunContext
+from workers.splitter.settings import ProxySettings
 
 CTX = RunContext(job_id="job", db_url="sqlite://", out_dir="out")
 
 
-def version(ctx: RunContext = CTX, **values) -> str:
-    return ctx.pipeline_version(ModelSettings(_env_file=None, **values))
+def version(ctx: RunContext = CTX, proxy: ProxySettings | None = None, **values) -> str:
+    return ctx.pipeline_version(ModelSettings(_env_file=None, **values), proxy or ProxySettings())
 
 
 @pytest.mark.parametrize(
@@ -39,8 +40,9 @@ def test_a_setting_that_shapes_answers_changes_the_ids(values):
     assert version(**values) != version()
 
 
-def test_the_proxys_fps_changes_the_ids():
-    assert version(CTX.model_copy(update={"proxy_fps": 2.0})) != version()
+def test_the_proxys_size_and_fps_change_the_ids():
+    assert version(proxy=ProxySettings(fps=2.0)) != version()
+    assert version(proxy=ProxySettings(height=240)) != version()
 
 
 @pytest.mark.parametrize("stage", ["script", "distill", "plot_next"])

@@ -73,14 +73,6 @@ def print_summary(console: Console, job_id: str, summary: RunSummary, db: Databa
             emoji=False,
             soft_wrap=True,
         )
-    for old in summary.superseded:
-        console.print(
-            f"[yellow]changed source[/yellow] {escape(old['uri'])}: {escape(old['note'])}; the old version's "
-            f"{old['stages_closed']} unfinished stages closed, {old['records_retired']} records taken out of "
-            "the output (kept in the database as history)",
-            emoji=False,
-            soft_wrap=True,
-        )
     for repair in summary.repairs:
         console.print(f"[yellow]output repaired[/yellow] {escape(repair)}", emoji=False)
     console.print("\nSee the character profiles with SQL:")
@@ -112,7 +104,6 @@ def status_view(db: Database, job_id: str | None):
     parts.extend(_batch_tables(report))
     parts.extend(_shard_lines(report))
     parts.extend(_input_lines(report))
-    parts.extend(_superseded_lines(report))
     parts.extend(_superseded_lines(report))
     parts.extend(_failure_lines(report))
     parts.extend(_chain_lines(report))
@@ -272,19 +263,6 @@ def _superseded_lines(report: StatusReport) -> list[Text]:
         Text.from_markup(
             f"[yellow]changed source[/yellow] {escape(v.uri)}: {escape(v.note or '')}; version {escape(v.video_id)} "
             f"superseded by {escape(v.superseded_by)}, its records out of the output (kept as history)",
-            emoji=False,
-        )
-        for v in report.superseded
-    ]
-
-
-def _superseded_lines(report: StatusReport) -> list[Text]:
-    """Sources that changed under the same name: the old version is closed and out of the output."""
-    return [
-        Text.from_markup(
-            f"[yellow]changed source[/yellow] {escape(v.uri)}: {escape(v.note or '')}; version "
-            f"{escape(v.video_id)} superseded by {escape(v.superseded_by)}, its records out of the output "
-            "(kept as history)",
             emoji=False,
         )
         for v in report.superseded

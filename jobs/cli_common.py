@@ -92,7 +92,11 @@ def db_for(out: str | None, database_url: str | None):
     from jobs.runner import JobRefused, open_database
     from profiles_db.db import sqlite_url
 
-    url = spec.db_url()
+    try:
+        url = spec.db_url()
+    except JobRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     default = Path(spec.out) / "v2s.sqlite" if not is_remote(spec.out) else None
     if default is not None and url == sqlite_url(default) and not default.is_file():
         # opening it would create an empty database (and the folder) and report success on a mistyped path

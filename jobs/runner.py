@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -45,8 +46,28 @@ class JobSpec(BaseModel):
         folder = local_workdir(self.out) if is_remote(self.out) else self.out
         known = EngineSettings().database_url
         if self.database_url:
+            checked_url(self.database_url)
             return with_known_password(self.database_url, known)  # a submitted job's URL has none
-        return known or sqlite_url(folder / "v2s.sqlite")
+        return checked_url(known) if known else sqlite_url(folder / "v2s.sqlite")
+
+
+def checked_url(url: str) -> str:
+    """`url` when SQLAlchemy can parse it and knows its dialect; else JobRefused saying how to write it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    shown = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)  # never the password, parsable or not
+    scheme, _, rest = shown.partition("://")
+    if scheme in ("postgres", "postgresql"):  # Heroku-style and driverless URLs: SQLAlchemy has no `postgres`
+        raise JobRefused(f"database URL {shown} names no driver v2s ships: write postgresql+psycopg://{rest}")
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise JobRefused(
+            f"database URL {shown!r} cannot be used: expected DIALECT+DRIVER://USER@HOST[:PORT]/DB "
+            "(postgresql+psycopg://…) or sqlite:////absolute/path.sqlite"
+        ) from None
+    return url
 
 
 def ray_address(spec: JobSpec) -> str:

@@ -98,3 +98,21 @@ def test_a_mistyped_output_is_refused_and_nothing_is_created(tmp_path, command):
     assert done.exit_code == 2, done.output
     assert f"{missing} holds no v2s output (no v2s.sqlite there)" in done.output.replace("\n", " ")
     assert not missing.exists() and "Traceback" not in done.output
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("garbage", "database URL 'garbage' cannot be used: expected DIALECT+DRIVER://USER@HOST[:PORT]/DB"),
+        ("postgres://v2s:hunter2@db/v2s", "write postgresql+psycopg://v2s:***@db/v2s"),
+    ],
+)
+def test_a_database_url_that_cannot_be_used_is_one_line_with_the_fix(url, said):
+    done = _run("status", "--database-url", url)
+    assert done.exit_code == 2, done.output
+    assert (
+        said in done.output.replace("\n", " ")
+        and "Traceback" not in done.output
+        and "hunter2" not in done.output
+    )
+    assert len(done.output.strip().splitlines()) <= 2

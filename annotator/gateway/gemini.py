@@ -33,6 +33,9 @@ _RESOLUTION = {
     "medium": types.MediaResolution.MEDIA_RESOLUTION_MEDIUM,
     "high": types.MediaResolution.MEDIA_RESOLUTION_HIGH,
 }
+# a 20 MB request once base64 (4/3) and the prompt are in: Vertex AI's inline limit (it has no Files API)
+VERTEX_INLINE_MAX_BYTES = 14 * 2**20
+
 KEY_HINT = "set GEMINI_API_KEY (or V2S_GEMINI_API_KEY), or V2S_VERTEX_PROJECT for Vertex AI"
 
 
@@ -67,7 +70,14 @@ class GeminiBackend:
     # -- media -------------------------------------------------------------------------------------
     def _video_part(self, media: Media, *, upload: bool = False) -> types.Part:
         size = media.path.stat().st_size
-        if size <= self.settings.inline_media_max_bytes and not upload:
+        if self.settings.vertex_project and size > VERTEX_INLINE_MAX_BYTES:
+            # Vertex AI has no Files API (the SDK raises ValueError): the video goes inline or not at all, and
+            # an inline request is capped at 20 MB after base64. Not retried: the same proxy fails the same way.
+            raise ModelCallError(
+                f"{media.path.name} is {size / 2**20:.1f} MiB: on Vertex AI a video goes inline, at most "
+                f"{VERTEX_INLINE_MAX_BYTES / 2**20:.0f} MiB; lower V2S_SPLIT_PROXY__HEIGHT or --max-segment-s"
+            )
+        if (size <= self.settings.inline_media_max_bytes or self.settings.vertex_project) and not upload:
             part = types.Part.from_bytes(data=media.path.read_bytes(), mime_type=media.mime_type)
         else:
             uploaded = self._uploaded(media)
@@ -285,6 +295,8 @@ class GeminiBackend:
             raise self._translate(exc, what) from None
         except httpx.TimeoutException:
             raise RetryableError(f"Gemini {what} timed out", outcome="timeout") from None
+        except ValueError as exc:  # the SDK's refusals (e.g. the Files API on Vertex AI): this stage, not the job
+            raise ModelCallError(redact(f"Gemini {what} refused by the SDK: {exc}", self._secrets)) from None
         except httpx.TransportError as exc:
             raise RetryableError(f"Gemini {what}: connection problem ({type(exc).__name__})") from None
 

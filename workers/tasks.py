@@ -11,6 +11,7 @@ from pathlib import Path
 
 import ray
 
+from annotator.gateway.base import ModelCallError
 from annotator.media import MediaError, probe
 from annotator.records import build_record
 from annotator.schemas import DistilledThinking, NextSegmentPlot, Script
@@ -22,7 +23,9 @@ from workers.context import RunContext, VideoSource, cpm, gateway, store
 from workers.fetch import (
     ensure_proxy,
     local_copy,
+    local_proxy,
     proxy_present,
+    proxy_sha256,
     release_copy,
 )
 from workers.metrics import record_video
@@ -236,4 +239,17 @@ def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
             memory_gaps=gaps,
         )
         out.append((segment.id, record.model_dump_json()))
+    _release_uploads(ctx, {uri for _, uri in st.segment_spans(video_id) if uri})
     return out
+
+
+def _release_uploads(ctx: RunContext, proxy_uris: set[str]) -> None:
+    """The video's stages are final: its uploads are freed (a later resume that needs one uploads it again)."""
+    shas = {proxy_sha256(local_proxy(uri)) for uri in proxy_uris if proxy_present(uri)}
+    try:
+        released = gateway(ctx.db_url).release_uploads(shas)
+    except ModelCallError as exc:  # the files expire by themselves in 48 h; the records do not wait on this
+        log.warning("could not delete uploads of finished videos: %s", exc)
+        return
+    if released:
+        log.info("deleted %d uploads of a finished video", released)

@@ -120,6 +120,16 @@ class Gateway:
                     raise ModelCallError(f"unknown backend {name!r}; use gemini or openai")
             return self._backends[name]
 
+    def release_uploads(self, media_sha256: set[str]) -> int:
+        """Delete the Files API uploads of these videos (their stages are final): a project holds 20 GB of
+        files, which a long job would otherwise fill before the 48 h expiry frees them. Returns how many were
+        deleted; nothing to do when no video stage uses Gemini's Files API."""
+        stages = {self.settings.plot_backend, self.settings.script_backend}
+        if "gemini" not in stages or self.settings.vertex_project:
+            return 0
+        inner = getattr(self.backend("gemini"), "inner", None)
+        return sum(inner.delete_upload(sha) for sha in sorted(media_sha256)) if inner is not None else 0
+
     def cache_video(self, backend: str, model: str, media: Media):
         """An explicit context cache of `media` for `model` (annotator/gateway/context_cache.py)."""
         from annotator.gateway.context_cache import create_video_cache

@@ -139,6 +139,19 @@ class GeminiBackend:
         # another worker uploaded it meanwhile, or an expiring file holds the name
         return self._existing(name) or self.call(lambda: upload(None), "upload")
 
+    def delete_upload(self, sha256: str) -> bool:
+        """Delete the upload of this content (named after its hash, so any process finds it); False when there
+        was none (never uploaded, sent inline, or expired)."""
+        with self._upload_lock:
+            self._uploads.pop(sha256, None)
+        try:
+            self.client.files.delete(name=f"files/v2s-{sha256[:35]}")
+        except errors.APIError as exc:
+            if exc.code in (403, 404):
+                return False
+            raise self._translate(exc, "files.delete") from None
+        return True
+
     def _existing(self, name: str) -> types.File | None:
         try:
             found = self.client.files.get(name=name)
@@ -295,7 +308,9 @@ class GeminiBackend:
             raise self._translate(exc, what) from None
         except httpx.TimeoutException:
             raise RetryableError(f"Gemini {what} timed out", outcome="timeout") from None
-        except ValueError as exc:  # the SDK's refusals (e.g. the Files API on Vertex AI): this stage, not the job
+        except (
+            ValueError
+        ) as exc:  # the SDK's refusals (e.g. the Files API on Vertex AI): this stage, not the job
             raise ModelCallError(redact(f"Gemini {what} refused by the SDK: {exc}", self._secrets)) from None
         except httpx.TransportError as exc:
             raise RetryableError(f"Gemini {what}: connection problem ({type(exc).__name__})") from None

@@ -125,6 +125,7 @@ class FileStore:
         self._files: dict[str, StoredFile] = {}
         self._uploads: dict[str, StoredFile] = {}
         self._lock = threading.Lock()
+        self.finalized = 0  # uploads completed so far (files deleted since still count)
 
     # -- resumable upload ------------------------------------------------------------------------------
     def start_upload(
@@ -171,6 +172,7 @@ class FileStore:
         upload.finalized = self.clock()
         with self._lock:
             self._files[upload.id] = upload
+            self.finalized += 1
         return upload
 
     def add_generated(self, data: bytes, mime_type: str, display_name: str | None = None) -> StoredFile:

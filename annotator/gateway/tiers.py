@@ -7,12 +7,15 @@ after `max_sheds` of them the call goes on at the standard tier, so a chain is s
 from __future__ import annotations
 
 import logging
+import re
 
-from annotator.gateway.base import Backend, ModelRequest, ModelResponse, RetryableError
+from annotator.gateway.base import Backend, ModelCallError, ModelRequest, ModelResponse, RetryableError
 from annotator.pricing import Tier
 
 log = logging.getLogger(__name__)
 SHED_OUTCOMES = ("rate_limited", "server_error")
+# a model that takes no Flex: Google answers 400 "Flex API is not supported for model: …" (vercel/ai#19833)
+FLEX_REFUSED = re.compile(r"flex\b.*\bnot supported", re.IGNORECASE)
 
 
 class TierFallback:
@@ -39,3 +42,13 @@ class TierFallback:
                     self.tier = "standard"
                     exc.retry_after_s = 0.0  # the standard tier is not the one that is busy
             raise
+        except ModelCallError as exc:
+            if self.tier != "flex" or not FLEX_REFUSED.search(str(exc)):
+                raise
+            log.warning(
+                "%s (%s): the model takes no Flex; going on at the standard tier",
+                request.stage,
+                request.model,
+            )
+            self.tier = "standard"
+            return backend.generate(request.model_copy(update={"tier": self.tier}))

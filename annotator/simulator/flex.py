@@ -22,12 +22,18 @@ class FlexPlay:
     delay_s: float = 0.0
     shed_every: int = 0
     shed_status: int = 503
+    # the models that take Flex (None: all); another answers 400 "Flex API is not supported for model: …", as
+    # reported of Google's endpoints (vercel/ai#19833)
+    models: frozenset[str] | None = None
     requests: int = 0  # Flex requests seen so far
     sheds: int = 0  # of them, shed
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def admit(self) -> float:
-        """Count a Flex request: SimError when it is shed, else the extra seconds its answer takes."""
+    def admit(self, model: str) -> float:
+        """Count a Flex request: SimError when the model takes no Flex or the request is shed, else the extra
+        seconds its answer takes."""
+        if self.models is not None and model not in self.models:
+            raise SimError(400, f"Flex API is not supported for model: {model}.")
         with self._lock:
             self.requests += 1
             shed = self.shed_every > 0 and self.requests % self.shed_every == 0

@@ -318,7 +318,7 @@ class SimulatorServer:
         fault = self.behaviours.before_answer(info) or Fault()
         tier = "flex" if getattr(request, "service_tier", None) == FLEX else "standard"
         if tier == "flex":
-            time.sleep(self.flex.admit())  # a shed request raises here, as the busy tier answers 503
+            time.sleep(self.flex.admit(model))  # a shed request raises here, as the busy tier answers 503
         if fault.delay_s > 0:
             time.sleep(fault.delay_s)
         if fault.status is not None:

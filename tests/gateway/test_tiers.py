@@ -85,3 +85,12 @@ def test_a_price_file_of_the_users_overrides_the_bundled_table(tmp_path, play, p
     assert settings.price("deepseek-flash") == load_price_table().price("deepseek-flash")  # bundled kept
     # the file's prices, the bundled catalog's limits (a price file need not repeat them)
     assert settings.price("gemini-3.8-flash").max_output_tokens == 65536
+
+
+def test_a_model_without_flex_is_asked_again_at_the_standard_tier(play, proxy):
+    """Google answers 400 "Flex API is not supported for model: …" for a model without the tier: the call goes
+    on at the standard tier at once (billed as standard), instead of failing the stage as a bad request."""
+    with SimulatorServer(play, flex=FlexPlay(models=frozenset())) as server:
+        result, _ = ask_plot(server, "gemini", proxy, plot_tier="flex")
+        statuses = [r.status for r in server.requests if r.endpoint == "generateContent"]
+    assert statuses == [400, 200] and result.usage.tier == "standard"

@@ -176,7 +176,11 @@ def check_answer(response: ModelResponse, schema: type[BaseModel]) -> CheckedAns
     try:
         if response.truncated:  # a repaired cut-off answer may validate but is missing its end
             raise InvalidAnswer("the answer was cut off at the output token limit")
-        return CheckedAnswer(value=schema.model_validate(parse_json_object(response.text)))
+        value = schema.model_validate(parse_json_object(response.text))
+        lacking = value.missing() if hasattr(value, "missing") else None  # semantic minimums (schemas say)
+        if lacking:
+            raise InvalidAnswer(lacking)
+        return CheckedAnswer(value=value)
     except (InvalidAnswer, ValidationError) as exc:
         problem = describe(exc) if isinstance(exc, ValidationError) else str(exc)
         return CheckedAnswer(problem=problem, outcome="truncated" if response.truncated else "invalid_output")

@@ -159,6 +159,14 @@ class PlotReasoning(_Answer):
     audio_elements: AudioElements | None = None
     new_characters_summary: list[NewCharacterSummary] = Field(default_factory=list)
 
+    def missing(self) -> str | None:
+        """What a usable plot lacks: every field has a default, so an all-empty template (a degenerate answer,
+        or one whose keys are all misspelt) validates, and must not reach the character memory."""
+        summary = self.plot_summary
+        if not self.characters and not summary.main_events and not summary.narrative.strip():
+            return "the answer has no characters, no main events and no narrative: an empty plot"
+        return None
+
 
 class FirstSegmentPlot(PlotReasoning):
     """Fig. 9: the cold-start answer (no known characters to match against)."""

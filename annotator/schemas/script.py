@@ -107,6 +107,13 @@ class Script(_Part):
     def events(self) -> list[ScriptEvent]:
         return [event for scene in self.script for event in scene.events]
 
+    def missing(self) -> str | None:
+        """What a usable script lacks: a malformed answer (its scenes under another key, which is ignored)
+        validates as an empty script, and deserves a repair turn rather than a rejection."""
+        if not self.events():
+            return "the answer has no scene with an event (is `script` a list of scenes, each with `events`?)"
+        return None
+
     def shifted(self, offset_s: float) -> Script:
         """A copy with every time moved by `offset_s` (clip-relative → absolute)."""
         data = self.model_copy(deep=True)

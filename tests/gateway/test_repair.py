@@ -11,6 +11,7 @@ from google.genai import errors, types
 
 from annotator.gateway import Gateway, Media
 from annotator.pricing import load_price_table
+from annotator.simulator.behaviours import Fault
 from annotator.simulator.server import SimulatorServer
 from annotator.stages import PlotReasoner, SegmentInput
 from tests.support.gateway import KEY, MODELS, settings_for
@@ -74,3 +75,39 @@ def test_the_simulator_refuses_a_thinking_level_the_model_does_not_take(play):
             client.models.generate_content(model="gemini-3.8-flash", contents="hello", config=config)
     assert refused.value.code == 400 and "MINIMAL" in refused.value.message
     assert "minimal" not in (load_price_table().price("gemini-3.8-flash").thinking.levels)
+
+
+# What degenerate batch answers and misspelt keys look like: templates that validate (every field has a
+# default) but hold nothing.
+EMPTY_TEMPLATES = {
+    "plot_first": '{"segment_info": {"segment_index": 1}, "characters": [], "plot_summary": {}}',
+    "script": '{"meta": {}, "scenes": [{"scene_id": 1, "events": [{"timestamp": "00:01"}]}]}',
+}
+
+
+class _TemplateFirst(Recording):
+    """The first answer of each stage is an empty template; later ones are real."""
+
+    def before_answer(self, request):
+        super().before_answer(request)
+        first = sum(1 for seen in self.seen if seen.stage == request.stage) == 1
+        return Fault(answer_text=EMPTY_TEMPLATES[request.stage.value]) if first else None
+
+
+def test_an_empty_template_is_repaired_never_accepted(play, proxy):
+    """A plot with no characters and no summary, or a script whose scenes sit under an unknown key, is invalid
+    output: one repair turn, then the real answer (never an empty plot for the memory, never a 'no events'
+    rejection that a resume could not undo)."""
+    from annotator.stages import ScriptWriter
+
+    scenario = _TemplateFirst()
+    with SimulatorServer(play, behaviours=scenario) as server:
+        result = plot(server, "gemini", proxy)
+        segment = SegmentInput(
+            index=1, start_s=0.0, end_s=30.0, media=Media(path=proxy, sha256=file_sha256(proxy))
+        )
+        script = ScriptWriter(Gateway(settings_for(server)), backend="gemini", model=MODELS["gemini"]).write(
+            segment, [], ""
+        )
+    assert result.ok and result.value.characters and result.usage.calls == 2, result.error
+    assert script.ok and script.value.events() and script.usage.calls == 2, script.error

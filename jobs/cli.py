@@ -147,10 +147,8 @@ def db_upgrade(database_url: DatabaseUrlOpt = None, url: OldUrlOpt = None) -> No
 
 
 def _register_eval() -> None:
-    try:
-        from jobs.cli_eval import eval_command
-    except ImportError:  # evaluation is optional at import time; the command explains itself
-        return
+    from jobs.cli_eval import eval_command  # evaluation ships with v2s: an import error is a bug to see
+
     app.command("eval", help="Score scripts against ground truth with the V2S metrics.")(eval_command)
 
 

@@ -50,8 +50,9 @@ def record_id(video_id: str, start_s: float, end_s: float, pipeline_version: str
 
 
 def tagged(thinking: str, tag: str = THINK_TAG) -> str:
-    """The reasoning as the assistant turn starts with it."""
-    return f"<{tag}>\n{thinking}\n</{tag}>\n"
+    """The reasoning as the assistant turn starts with it: Qwen3's (and LLaMA-Factory's reasoning templates')
+    `<think>\n…\n</think>\n\n`, so a trainer set not to think (`enable_thinking: false`) strips it whole."""
+    return f"<{tag}>\n{thinking}\n</{tag}>\n\n"
 
 
 def assistant_turn(thinking: str, clip_script: Script) -> str:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from annotator.schemas.plot import MainEvent
 from annotator.schemas.script import Script
 
-SCHEMA_VERSION = "2.1.0"
+SCHEMA_VERSION = "2.2.0"
 """The record schema's version (semantic: docs/training.md says what bumps which part); every record carries it
 and every JSON Schema's `$id` names it."""
 

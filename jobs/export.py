@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import posixpath
 from enum import StrEnum
@@ -218,8 +219,12 @@ def render(
     for record in kept:
         row = convert(record, options.format, video_of.get(record.id), options.think_tag)
         by_split[split_of(record.video.video_id, options.splits)].append(row)
-    # a split no video fell into gets no file: an empty data file listed in a card or a dataset_info.json
-    # makes the loaders fail ("corresponds to no data")
+    # every split asked for is written or the export is refused: a missing file breaks the trainer's config
+    # that names it ("Undefined dataset v2s_validation"), and an empty one makes the loaders fail
+    empty = [n for n, rows in by_split.items() if not rows and options.splits[n] > 0] if kept else []
+    if empty:
+        videos = len({r.video.video_id for r in kept})
+        raise ValueError(_split_refusal(empty, options.splits, videos))
     names = [name for name, rows in by_split.items() if rows] or list(by_split)[:1]
     files = {f"{split}.jsonl": jsonl(by_split[split]) for split in names}
     if options.format is ExportFormat.LLAMAFACTORY:
@@ -227,6 +232,18 @@ def render(
     if options.format is ExportFormat.HF:
         files["README.md"] = hf_card(names).encode()
     return files
+
+
+def _split_refusal(empty: list[str], splits: dict[str, float], videos: int) -> str:
+    """Why splits got no video: splits go by whole video, so a small fraction needs many videos."""
+    smallest = min(splits[n] for n in empty)
+    need = math.ceil(3 / smallest)  # enough that a video lands in it with ~95% odds
+    shown = ", ".join(f"{n} ({splits[n]:.0%})" for n in empty)
+    return (
+        f"split {shown} received no video: splits go by whole video (no film in two splits), and none of the "
+        f"{videos} videos exported fell there; a {smallest:.0%} split needs about {need} videos, so give it a "
+        "larger fraction or leave it out"
+    )
 
 
 def _json(value: object) -> bytes:

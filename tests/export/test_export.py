@@ -123,7 +123,7 @@ def exports(run_out, tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("exports")
     made = {}
     for fmt in FORMATS:
-        _export(run_out, base / fmt, "--format", fmt, "--split", "train=0.98,validation=0.02")
+        _export(run_out, base / fmt, "--format", fmt)
         made[fmt] = base / fmt
     return made
 
@@ -196,7 +196,7 @@ def test_every_row_is_its_documented_model(exports):
 
 
 def test_the_same_output_gives_byte_identical_exports(run_out, exports, tmp_path):
-    _export(run_out, tmp_path / "again", "--format", "llamafactory", "--split", "train=0.98,validation=0.02")
+    _export(run_out, tmp_path / "again", "--format", "llamafactory")
     first = exports["llamafactory"]
     assert sorted(p.name for p in first.iterdir()) == sorted(p.name for p in (tmp_path / "again").iterdir())
     for path in first.iterdir():
@@ -234,6 +234,28 @@ def test_splits_go_by_video_and_rejected_records_stay_out(tmp_path):
         assert split == split_of(records[record_id]["video"]["video_id"], {"train": 0.5, "validation": 0.5})
     _export(out, tmp_path / "all", "--format", "sharegpt", "--include-rejected")
     assert len(_rows(tmp_path / "all" / "train.jsonl")) == 4
+
+
+def test_a_split_no_video_falls_into_is_refused_never_dropped(run_out, tmp_path):
+    """A 2% validation split of a one-film run gets no video: the export says so and writes nothing, instead of
+    leaving out validation.jsonl that the written dataset_info.json or card then misses."""
+    done = CliRunner().invoke(
+        app,
+        [
+            "export",
+            str(run_out),
+            "--to",
+            str(tmp_path / "x"),
+            "--format",
+            "llamafactory",
+            "--split",
+            "train=0.98,validation=0.02",
+        ],
+        env={"COLUMNS": "300"},
+    )
+    assert done.exit_code == 2, done.output
+    assert "split validation (2%) received no video" in done.output and "about 150 videos" in done.output
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
 
 
 def _reject_one_more(out: Path, db_path: Path) -> None:

@@ -15,10 +15,16 @@ from annotator.simulator.server import SimulatorServer
 from jobs.runner import JobSpec, run_job
 from tests.support import e2e as checks
 from tests.support.films import film_copy
+from tests.support.gateway import MODELS
 
 pytestmark = pytest.mark.slow
 
-OPENAI = {"V2S_PLOT_BACKEND": "openai", "V2S_SCRIPT_BACKEND": "openai"}
+OPENAI = {  # a vLLM-style server: its own model name for the video stages
+    "V2S_PLOT_BACKEND": "openai",
+    "V2S_SCRIPT_BACKEND": "openai",
+    "V2S_PLOT_MODEL": MODELS["openai"],
+    "V2S_SCRIPT_MODEL": MODELS["openai"],
+}
 MODES = {
     "gemini-inline": {},
     "gemini-upload": {"V2S_INLINE_MEDIA_MAX_BYTES": "0"},

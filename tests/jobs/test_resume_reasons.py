@@ -19,7 +19,6 @@ from jobs.runner import JobSpec, run_job
 from profiles_db.db import Database
 from profiles_db.stages import StageStore
 from tests.support import e2e as checks
-from tests.support.db import _truncate
 
 SEGMENTS = 4  # the sample film cut at 60 s
 # Schema-valid, but the same event five times in a row: the quality gates reject it as a degenerate loop.
@@ -68,15 +67,9 @@ def test_an_unknown_reason_is_refused_with_the_valid_ones(tmp_path):
     assert "Traceback" not in result.output
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request) -> str | None:
-    if request.param == "sqlite":
-        return None
-    url = request.getfixturevalue("postgres_url")
-    db = Database(url, auto_upgrade=False)
-    _truncate(db)
-    db.dispose()
-    return url
+@pytest.fixture
+def database_url(job_database_url) -> str | None:
+    return job_database_url
 
 
 @pytest.mark.slow

@@ -75,6 +75,19 @@ def _truncate(db: Database) -> None:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def job_database_url(request) -> str | None:
+    """A job's database, once each: None for its default (OUT/v2s.sqlite), else the session's PostgreSQL,
+    emptied first (other tests' rows would be this job's)."""
+    if request.param == "sqlite":
+        return None
+    url = request.getfixturevalue("postgres_url")
+    db = Database(url, auto_upgrade=False)
+    _truncate(db)
+    db.dispose()
+    return url
+
+
 @pytest.fixture
 def sqlite_database(sqlite_template, tmp_path) -> Iterator[Database]:
     path = tmp_path / "v2s.sqlite"

@@ -27,21 +27,14 @@ from profiles_db.db import Database
 from profiles_db.models import StageRun, SupersededRecord, Video
 from profiles_db.stages import StageStore
 from tests.support import e2e as checks
-from tests.support.db import _truncate
 
 pytestmark = pytest.mark.slow
 SEGMENTS = 4
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request) -> str | None:
-    if request.param == "sqlite":
-        return None
-    url = request.getfixturevalue("postgres_url")
-    db = Database(url, auto_upgrade=False)
-    _truncate(db)
-    db.dispose()
-    return url
+@pytest.fixture
+def database_url(job_database_url) -> str | None:
+    return job_database_url
 
 
 def _reencode_in_place(film) -> None:

@@ -170,14 +170,18 @@ class Responder:
         parts = []
         for span in window.scenes:
             lines = [_describe(e, ids) for s, e in window.events if s.index == span.index]
-            if not lines:
-                continue
             setting = (
                 f"{span.scene.location} ({span.scene.type or 'Scene'}, {span.scene.time or 'time unclear'})"
             )
             mood = f" The mood is {span.scene.mood.lower()}." if span.scene.mood else ""
             where = _sentence(span.scene.environment) if span.scene.environment else ""
-            parts.append(f"At {setting}: {where}{mood} " + " ".join(_sentence(x) for x in lines))
+            if lines:
+                parts.append(f"At {setting}: {where}{mood} " + " ".join(_sentence(x) for x in lines))
+        if not parts and window.scenes:  # a clip where nothing happens yet: a model still says what it shows
+            span = window.scenes[0]
+            parts.append(
+                f"{span.scene.location} ({span.scene.time or 'time unclear'}); nobody does anything yet."
+            )
         return "\n\n".join(parts)
 
     def _relationships(self, window: Window, identities: list[Identity], *, cold: bool) -> list[dict]:

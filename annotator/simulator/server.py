@@ -27,13 +27,13 @@ Batches (batches.py, openai_batches.py; store and timing in batch_store.py) are 
 `BatchPlay.pending_s`, RUNNING / in_progress for `running_s`, then answered item by item exactly as
 generateContent / chat completions would answer them.
 
-Which part of the film a request is about is learned only from the request: the v2s provenance tag in the
-video's MP4 metadata gives the absolute [start_s, end_s]; `videoMetadata` offsets narrow it.
+Which part of the film a request is about is learned only from the media it carries (media_reader.py): the
+film mark in every picture gives the film time, the sound whether it was heard. The v2s provenance tag is read
+for one thing only, the segment number that fault scenarios target (`FaultRule.segment`); no answer depends on it.
 
-Timestamps in answers are clip-relative "MM:SS", counted from the start of what the request shows:
-from the proxy's start (provenance `start_s`), or, with `videoMetadata.startOffset`, from
-`start_s + startOffset` (i.e. relative to the start offset, not to the uploaded file). To get absolute
-seconds, add provenance `start_s` (+ startOffset when used).
+Timestamps in answers are clip-relative "MM:SS", counted from the first picture the request carried (with
+`videoMetadata` offsets: the first frame at or after startOffset). To get absolute seconds, the engine adds the
+segment's start.
 """
 
 from __future__ import annotations

@@ -17,6 +17,21 @@ class RateLimit(BaseModel):
     tpm: int | None = None
 
 
+_GEMINI_KEY = AliasChoices("V2S_GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+_OPENAI_KEY = AliasChoices("V2S_OPENAI_API_KEY", "DEEPSEEK_API_KEY", "OPENAI_API_KEY")
+KEY_FIELDS = ("gemini_api_key", "openai_api_key")
+
+
+class ModelKeys(BaseSettings):
+    """The model keys alone. Each process reads them from its own environment (or .env): a job's settings travel
+    to its Ray tasks without them, because Ray keeps task arguments in its object store and may log them."""
+
+    model_config = SettingsConfigDict(env_prefix="V2S_", env_file=".env", extra="ignore")
+
+    gemini_api_key: SecretStr | None = Field(default=None, validation_alias=_GEMINI_KEY)
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_OPENAI_KEY)
+
+
 class ModelSettings(BaseSettings):
     """Which backend and model each stage uses, and how to reach them."""
 
@@ -24,18 +39,13 @@ class ModelSettings(BaseSettings):
         env_prefix="V2S_", env_file=".env", extra="ignore", populate_by_name=True
     )
 
-    gemini_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("V2S_GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
-    )
+    gemini_api_key: SecretStr | None = Field(default=None, validation_alias=_GEMINI_KEY)
     gemini_base_url: str | None = None
     gemini_api_version: str = "v1beta"
     vertex_project: str | None = None
     vertex_location: str | None = None
 
-    openai_api_key: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("V2S_OPENAI_API_KEY", "DEEPSEEK_API_KEY", "OPENAI_API_KEY"),
-    )
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_OPENAI_KEY)
     openai_base_url: str = "https://api.deepseek.com/v1"
 
     plot_backend: Literal["gemini", "openai"] = "gemini"
@@ -100,6 +110,13 @@ class ModelSettings(BaseSettings):
     # deleted when the script is final; the TTL only bounds a cache whose script never comes.
     context_cache: bool = False
     context_cache_ttl_s: float = Field(300.0, gt=0)
+
+    def without_keys(self) -> ModelSettings:
+        """These settings as a job hands them to its tasks: everything but the keys."""
+        return self.model_copy(update=dict.fromkeys(KEY_FIELDS))
+
+    def with_keys(self, keys: ModelKeys) -> ModelSettings:
+        return self.model_copy(update={name: getattr(keys, name) for name in KEY_FIELDS})
 
     def price_table(self) -> PriceTable:
         return load_price_table(self.prices_file)

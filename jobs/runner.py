@@ -23,6 +23,7 @@ from profiles_db.outputs import OutputLease, output_key
 from profiles_db.stages import JobStatus, StageStore
 from workers.context import RunContext
 from workers.driver import RunSummary, run_pipeline
+from workers.splitter.settings import SplitSettings
 from workers.storage import is_remote, local_workdir, normalise
 
 
@@ -82,8 +83,11 @@ class JobRefused(RuntimeError):
     state in the database is left true: a job that never started keeps the status it had."""
 
 
-def run_context(spec: JobSpec, job_id: str, db_url: str, out_dir: str, config: EngineSettings) -> RunContext:
-    """What every task of the run is given: the job's spec and the engine settings this driver read once."""
+def run_context(
+    spec: JobSpec, job_id: str, db_url: str, out_dir: str, config: EngineSettings, models: ModelSettings
+) -> RunContext:
+    """What every task of the run is given: the job's spec and the settings this driver read once (the model
+    settings without their keys: each worker reads those from its own environment)."""
     return RunContext(
         job_id=job_id,
         db_url=db_url,
@@ -93,6 +97,8 @@ def run_context(spec: JobSpec, job_id: str, db_url: str, out_dir: str, config: E
         shard_max_records=spec.shard_max_records,
         max_in_flight=config.max_in_flight,
         stages=config.stages,
+        models=models.without_keys(),
+        split=SplitSettings(),
     )
 
 
@@ -113,8 +119,9 @@ def run_job(
     console = console or Console()
     _check_output(spec)
     listing = scan_sources(spec.source)  # what it leaves out is kept with the job, for `v2s status`
+    models = ModelSettings()
     if not prepare_only:  # a wrong key stops the job here, before any segment is touched
-        check_model_access(ModelSettings())
+        check_model_access(models)
     db_url = spec.db_url()
     db = open_database(db_url)
     job_id = job_id or new_job_id()
@@ -131,7 +138,7 @@ def run_job(
             store = StageStore(db, config.stages)
             if before_work is not None:
                 before_work(store)
-            ctx = run_context(spec, job_id, db_url, out_dir, config)
+            ctx = run_context(spec, job_id, db_url, out_dir, config, models)
             return job_id, _run_started(store, ctx, spec, listing, console, prepare_only)
         finally:
             heartbeat.stop()

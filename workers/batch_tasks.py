@@ -48,7 +48,7 @@ def run_stage_batch(
 class StageBatch:
     def __init__(self, ctx: RunContext, stage: Stage, wave: int | None) -> None:
         self.ctx, self.stage, self.wave = ctx, stage, wave
-        self.st, self.gw = store(ctx), gateway(ctx.db_url)
+        self.st, self.gw = store(ctx), gateway(ctx)
         self.settings = self.gw.settings
         self.backend = getattr(self.settings, f"{stage.value}_backend")
         self.model = getattr(self.settings, f"{stage.value}_model")

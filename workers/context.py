@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from functools import cache
 
 from pydantic import BaseModel
 
 from annotator import prompting
 from annotator.gateway import Gateway
-from annotator.settings import ModelSettings
+from annotator.settings import ModelKeys, ModelSettings
 from annotator.stages import PROMPT_FILES
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.db import Database
 from profiles_db.stages import StageSettings, StageStore
-from workers.splitter.settings import ProxySettings
+from workers.splitter.settings import SplitSettings
 
 
 class VideoSource(BaseModel):
@@ -34,12 +35,18 @@ class RunContext(BaseModel):
     max_in_flight: int = 8
     shard_max_records: int = 1000
     stages: StageSettings = StageSettings()  # leases and attempts: the job read them once (jobs.settings)
+    # Read once by the process that starts the job and handed to every task, so a worker never reads its own
+    # environment for them (a cluster's workers have theirs; a long-lived local Ray serves many jobs). The
+    # model keys are not in here: each process reads them itself (ModelKeys).
+    models: ModelSettings
+    split: SplitSettings
 
-    def pipeline_version(self, settings: ModelSettings, proxy: ProxySettings) -> str:
+    def pipeline_version(self) -> str:
         """Changes whenever anything that shapes an answer changes (each stage's backend, model, prompt
         templates' content, temperature, thinking, media resolution; the segments and the proxy's size and
         fps), so records of a changed pipeline get new ids and are annotated again."""
-        parts = [*(stage_shape(settings, stage) for stage in PROMPT_FILES)]
+        proxy = self.split.proxy
+        parts = [*(stage_shape(self.models, stage) for stage in PROMPT_FILES)]
         parts += [f"seg:{self.max_segment_s}", f"proxy:{proxy.height}p@{proxy.fps}fps"]
         return "p2-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:10]
 
@@ -60,24 +67,35 @@ def database(url: str) -> Database:
     return Database(url)
 
 
-@cache
-def gateway(db_url: str | None = None) -> Gateway:
-    """This process's gateway: limits shared across the cluster when Ray is up, answers cached in the job
-    database when `db_url` is given (a resumed job then never asks twice), no call made by a worker whose raylet
-    is gone (workers/orphans.py)."""
+_gateways: dict[tuple[str, str], Gateway] = {}
+_gateways_lock = threading.Lock()
+
+
+def gateway(ctx: RunContext) -> Gateway:
+    """This process's gateway for the run's database and model settings (one per pair: a worker may serve
+    several jobs), with the keys this process reads itself."""
+    key = (ctx.db_url, ctx.models.model_dump_json())
+    with _gateways_lock:
+        if key not in _gateways:
+            _gateways[key] = _new_gateway(ctx.db_url, ctx.models.with_keys(ModelKeys()))
+        return _gateways[key]
+
+
+def _new_gateway(db_url: str, settings: ModelSettings) -> Gateway:
+    """Limits shared across the cluster when Ray is up, answers cached in the job database (a resumed job then
+    never asks twice), no call made by a worker whose raylet is gone (workers/orphans.py)."""
     import ray
 
     from profiles_db.response_cache import DatabaseResponseCache
     from workers.orphans import raylet_guard
     from workers.rate_limiter import ClusterRateLimiter
 
-    settings = ModelSettings()
     limiter = (
         ClusterRateLimiter(settings.rate_limits, window_s=settings.rate_limit_window_s)
         if ray.is_initialized()
         else None
     )
-    cache = DatabaseResponseCache(database(db_url)) if db_url else None
+    cache = DatabaseResponseCache(database(db_url))
     return Gateway(settings, limiter=limiter, cache=cache, guard=raylet_guard())
 
 

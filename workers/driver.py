@@ -45,7 +45,7 @@ def _submit(ctx: RunContext, task: Task, videos: dict[str, VideoSource]) -> ray.
 
 def batch_stages(ctx: RunContext) -> list[Stage]:
     """The stages at the batch tier whose backend has a batch API (the others make standard calls)."""
-    gw = gateway(ctx.db_url)
+    gw = gateway(ctx)
     out = []
     for stage in MODEL_STAGES:
         if gw.settings.tier(stage) != "batch":
@@ -104,7 +104,7 @@ def run_pipeline(
         emit=emit,
         prepare_only=prepare_only,
         batch_stages=() if prepare_only else batch_stages(ctx),
-        batch_max_items=gateway(ctx.db_url).settings.batch_max_items,
+        batch_max_items=gateway(ctx).settings.batch_max_items,
     )
     if prepare_only:  # no record is written, so neither the output's shards nor a writer are needed
         _drain(ctx, scheduler, videos, stop, None)

@@ -91,7 +91,7 @@ def shown_length(segment: Segment) -> float | None:
 def plot_ask(ctx: RunContext, segment_id: int, chain_index: int) -> tuple[StageAsk, VideoCache | None]:
     """The plot's request, conditioned on the memory as it is now (the previous segment's plot applied), and
     the context cache made for it and the script when one pays."""
-    st, gw = store(ctx), gateway(ctx.db_url)
+    st, gw = store(ctx), gateway(ctx)
     segment, video = st.segment(segment_id)
     reasoner = PlotReasoner(gw, backend=gw.settings.plot_backend, model=gw.settings.plot_model)
     context = cpm(ctx).context(video.scope, segment_id, token_budget=ctx.context_token_budget)
@@ -106,7 +106,7 @@ def finish_plot(
     ctx: RunContext, segment_id: int, result: StructuredResult, cache: VideoCache | None
 ) -> SegmentOutcome:
     """Apply the plot to the CPM and store it, or store why it failed."""
-    st, gw = store(ctx), gateway(ctx.db_url)
+    st, gw = store(ctx), gateway(ctx)
     if cache is not None:
         result.usage.cost_usd += cache.cost_usd
     if not result.ok:
@@ -141,7 +141,7 @@ def finish_plot(
 def script_ask(ctx: RunContext, segment_id: int, plot_result: dict) -> StageAsk:
     """The script's request: the video (or the plot's cache of it), the plot as a synopsis, and the profiles
     of the characters the plot placed."""
-    st, gw = store(ctx), gateway(ctx.db_url)
+    st, gw = store(ctx), gateway(ctx)
     segment, video = st.segment(segment_id)
     plot = NextSegmentPlot.model_validate(plot_result["answer"])
     code_map: dict[str, str] = plot_result.get("code_map", {})
@@ -159,7 +159,7 @@ def finish_script(
     """Quality gates, then store the script (or its rejection, or its failure); the plot's cache is closed, as
     the script is final or failed for this run. Returns (an outcome that ends the segment's work here, or None;
     the stored result)."""
-    st, gw = store(ctx), gateway(ctx.db_url)
+    st, gw = store(ctx), gateway(ctx)
     video_cache.close(gw, plot_result)
     if not result.ok:
         return failed(st, segment_id, Stage.SCRIPT, result), None
@@ -210,7 +210,7 @@ def _write_reject(ctx: RunContext, video: Video, segment: Segment, problems: lis
 
 # -- distill ------------------------------------------------------------------------------------------------
 def distill_ask(ctx: RunContext, plot_result: dict, script_result: dict) -> StageAsk:
-    gw = gateway(ctx.db_url)
+    gw = gateway(ctx)
     distiller = ThinkingDistiller(gw, backend=gw.settings.distill_backend, model=gw.settings.distill_model)
     plot = NextSegmentPlot.model_validate(plot_result["answer"])
     return distiller.ask(plot, Script.model_validate(script_result["script"]))

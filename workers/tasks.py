@@ -85,7 +85,7 @@ def prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
 def _split_and_cut(st, ctx: RunContext, video: VideoSource, path, stored: list[tuple[float, float]]):
     """Split a new video (a resumed one keeps its `stored` spans and samples the picture transform again) and
     cut its proxies; the analysis pass's intermediate lives in a scratch folder until they are cut."""
-    split = SplitSettings()  # V2S_SPLIT_… environment variables, proxy size and rate included
+    split = ctx.split
     scratch = cache_root() / "split"
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="v2s-split-", dir=scratch) as work:
@@ -172,7 +172,7 @@ def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> SegmentOu
         status, _ = st.result(segment_id, Stage.PLOT)
         return SegmentOutcome(segment_id=segment_id, status=status, stage=Stage.PLOT)
     ask, cache = steps.plot_ask(ctx, segment_id, chain_index)
-    return steps.finish_plot(ctx, segment_id, gateway(ctx.db_url).ask(ask), cache)
+    return steps.finish_plot(ctx, segment_id, gateway(ctx).ask(ask), cache)
 
 
 @ray.remote(num_cpus=0.25, max_retries=2)
@@ -188,7 +188,7 @@ def annotate_segment(ctx: RunContext, segment_id: int, distill: bool = True) -> 
         segment_id, Stage.SCRIPT, owner(), ctx.job_id
     ):
         ask = steps.script_ask(ctx, segment_id, plot_result)
-        result = gateway(ctx.db_url).ask(ask)
+        result = gateway(ctx).ask(ask)
         outcome, script_result = steps.finish_script(ctx, segment_id, result, plot_result)
         if outcome is not None:
             return outcome
@@ -198,7 +198,7 @@ def annotate_segment(ctx: RunContext, segment_id: int, distill: bool = True) -> 
     distill_status, _ = st.result(segment_id, Stage.DISTILL)
     if distill_status != RunStatus.DONE and st.claim(segment_id, Stage.DISTILL, owner(), ctx.job_id):
         ask = steps.distill_ask(ctx, plot_result, script_result)
-        return steps.finish_distill(ctx, segment_id, gateway(ctx.db_url).ask(ask))
+        return steps.finish_distill(ctx, segment_id, gateway(ctx).ask(ask))
     return SegmentOutcome(segment_id=segment_id, status=RunStatus.DONE)
 
 
@@ -206,7 +206,7 @@ def annotate_segment(ctx: RunContext, segment_id: int, distill: bool = True) -> 
 def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
     """Records of every finished, not yet exported segment of a video, with names resolved now."""
     manager, st = cpm(ctx), store(ctx)
-    version = ctx.pipeline_version(gateway(ctx.db_url).settings, SplitSettings().proxy)
+    version = ctx.pipeline_version()
     video = st.video(video_id)
     if not st.chain_complete(video.scope):  # names are not final yet: the driver asks again when they are
         log.warning("video %s: its scope's memory chain is not complete; no records yet", video_id)
@@ -247,7 +247,7 @@ def _release_uploads(ctx: RunContext, proxy_uris: set[str]) -> None:
     """The video's stages are final: its uploads are freed (a later resume that needs one uploads it again)."""
     shas = {proxy_sha256(local_proxy(uri)) for uri in proxy_uris if proxy_present(uri)}
     try:
-        released = gateway(ctx.db_url).release_uploads(shas)
+        released = gateway(ctx).release_uploads(shas)
     except ModelCallError as exc:  # the files expire by themselves in 48 h; the records do not wait on this
         log.warning("could not delete uploads of finished videos: %s", exc)
         return

@@ -25,7 +25,7 @@ from tests.support import e2e as checks
 from tests.support.db import _truncate
 from tests.support.films import sample_copy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from tests.support import e2e as checks
 from tests.support.films import film_copy
 from tests.support.gateway import MODELS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]
 
 OPENAI = {  # a vLLM-style server: its own model name for the video stages
     "V2S_PLOT_BACKEND": "openai",

@@ -25,7 +25,7 @@ from tests.support.db import _truncate
 from tests.support.films import film_copy, silent_copy
 from workers.driver import RunSummary
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]
 
 
 @dataclass(frozen=True)

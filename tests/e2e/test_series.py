@@ -28,7 +28,7 @@ from profiles_db.models import Character, CharacterAlias, Segment, StageRun, Vid
 from tests.support.films import sample_copy
 from tests.support.media import retitled
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]
 
 EPISODES = {
     "harbour-e2.mp4": ("harbour", 2),

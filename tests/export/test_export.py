@@ -44,7 +44,7 @@ from tests.support.films import film_copy
 from tests.support.play import make_proxy, small_screenplay
 from workers.shards import ShardWriter
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]
 datasets = pytest.importorskip("datasets")
 HERE = Path(__file__).parent
 FORMATS = [f.value for f in ExportFormat]

@@ -20,6 +20,8 @@ from tests.support.films import film_copy
 from tests.support.gateway import settings_for
 from workers.splitter import file_sha256
 
+pytestmark = pytest.mark.shared_ray  # its jobs run on the session's one Ray (tests/support/ray_session.py)
+
 # Explicit caches only where the catalog knows the storage price (gemini-3.8-flash's is not published yet);
 # at Flash-Lite's prices a cache pays when held a minute, not five.
 MODEL = "gemini-2.5-flash-lite"

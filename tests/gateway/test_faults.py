@@ -19,6 +19,8 @@ from tests.support.gateway import KEY, MODELS, fast_scenario, settings_for
 from tests.support.play import make_proxy, segment_provenance
 from workers.splitter import file_sha256
 
+pytestmark = pytest.mark.shared_ray  # its jobs run on the session's one Ray (tests/support/ray_session.py)
+
 
 def ask_plot(server: SimulatorServer, api: str, proxy, **overrides):
     gateway = Gateway(settings_for(server, **overrides))

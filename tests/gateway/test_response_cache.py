@@ -15,6 +15,8 @@ from profiles_db.response_cache import DatabaseResponseCache
 from tests.support.gateway import KEY, MODELS, settings_for
 from workers.splitter import file_sha256
 
+pytestmark = pytest.mark.shared_ray  # its jobs run on the session's one Ray (tests/support/ray_session.py)
+
 
 @pytest.fixture(scope="module")
 def server(play):
@@ -110,16 +112,28 @@ def test_key_is_not_in_the_cache(database, server, proxy):
 # --- a whole job: a rerun whose stage bookkeeping was lost asks the model nothing ---------------------------
 
 
-def test_the_workers_gateway_caches_in_the_job_database(tmp_path):
-    """What the workers call (`workers.context.gateway(db_url)`) stores answers in that job's database."""
+def test_the_workers_gateway_caches_in_the_job_database(tmp_path, monkeypatch):
+    """What the workers call (`workers.context.gateway(ctx)`) stores answers in that job's database, with the
+    keys the worker reads itself (the run's settings carry none)."""
+    from annotator.settings import ModelSettings
     from profiles_db.db import sqlite_url
-    from workers.context import gateway
+    from workers.context import RunContext, gateway
+    from workers.splitter.settings import SplitSettings
 
     url = sqlite_url(tmp_path / "v2s.sqlite")
-    cached = gateway(url)
+    monkeypatch.setenv("V2S_GEMINI_API_KEY", "worker-own-key")
+    models = ModelSettings(_env_file=None, gemini_base_url="http://127.0.0.1:9")
+    ctx = RunContext(
+        job_id="j", db_url=url, out_dir=str(tmp_path), models=models.without_keys(), split=SplitSettings()
+    )
+    assert ctx.models.gemini_api_key is None and "worker-own-key" not in ctx.model_dump_json()
+    cached = gateway(ctx)
     assert isinstance(cached.cache, DatabaseResponseCache)
     assert cached.cache.db.engine.url.database == str(tmp_path / "v2s.sqlite")
-    assert gateway(None).cache is None  # no job database, nothing to cache in
+    assert cached.settings.gemini_api_key.get_secret_value() == "worker-own-key"
+    assert gateway(ctx) is cached  # one per run settings in a process
+    other = ctx.model_copy(update={"models": models.model_copy(update={"temperature": 0.5}).without_keys()})
+    assert gateway(other) is not cached and gateway(other).settings.temperature == 0.5
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ from tests.support.films import film_copy
 from tests.support.media import retitled
 from tests.support.play import small_screenplay
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]
 SEGMENT_S = 30
 
 

@@ -20,6 +20,8 @@ from profiles_db.db import Database
 from profiles_db.stages import StageStore
 from tests.support import e2e as checks
 
+pytestmark = pytest.mark.shared_ray  # its jobs run on the session's one Ray (tests/support/ray_session.py)
+
 SEGMENTS = 4  # the sample film cut at 60 s
 # Schema-valid, but the same event five times in a row: the quality gates reject it as a degenerate loop.
 LOOP = json.dumps(

@@ -25,7 +25,7 @@ from tests.support.e2e import models_from
 from tests.support.films import film_copy
 from tests.support.play import BEN_NAMING_LINE, PLAY
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]
 CHROMIUM = "/usr/bin/chromium"
 # as this machine's notes say Chromium must start here: no sandbox as root, no background connections
 ARGS = [

@@ -25,7 +25,7 @@ from tests.support.e2e import models_from
 from tests.support.films import sample_copy
 from tests.support.media import retitled
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]
 BATCH = {
     "V2S_PLOT_TIER": "batch",
     "V2S_SCRIPT_TIER": "batch",
@@ -191,9 +191,11 @@ def test_status_shows_batch_spend_and_nothing_waiting(runs):
 def test_a_server_without_batches_gets_standard_calls(films, tmp_path):
     """DeepSeek's API has no batch endpoint: a distill stage set to batch is left to standard calls, while
     the Gemini stages batch (asked once, at the start of the run)."""
+    from annotator.settings import ModelSettings
     from profiles_db.stages import Stage
     from workers.context import RunContext
     from workers.driver import batch_stages
+    from workers.splitter.settings import SplitSettings
 
     _, screenplay = films
     extra = {"V2S_PLOT_TIER": "batch", "V2S_DISTILL_TIER": "batch"}
@@ -202,7 +204,10 @@ def test_a_server_without_batches_gets_standard_calls(films, tmp_path):
         models_from(server, "sim-test-key-batch", **extra),
     ):
         url = sqlite_url(tmp_path / "v2s.sqlite")
-        chosen = batch_stages(RunContext(job_id="j", db_url=url, out_dir=str(tmp_path)))
+        ctx = RunContext(
+            job_id="j", db_url=url, out_dir=str(tmp_path), models=ModelSettings(), split=SplitSettings()
+        )
+        chosen = batch_stages(ctx)
         listed = [r for r in server.requests if r.endpoint.startswith("batches")]
     assert chosen == [Stage.PLOT]
     assert listed  # Gemini's batches were asked for; OpenAI's answered 404 (not recorded as batch calls)

@@ -28,7 +28,7 @@ from profiles_db.models import StageRun, SupersededRecord, Video
 from profiles_db.stages import StageStore
 from tests.support import e2e as checks
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]
 SEGMENTS = 4
 
 

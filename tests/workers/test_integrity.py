@@ -38,7 +38,7 @@ from tests.support import e2e as checks
 from tests.support.db import _truncate
 from tests.support.films import sample_copy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]
 ROOT = Path(__file__).resolve().parents[2]
 SEGMENTS = 4  # the sample film cut at 60 s; Elias Crane is named in segment 3
 

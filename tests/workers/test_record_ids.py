@@ -12,13 +12,22 @@ from annotator import prompting
 from annotator.pricing import Price
 from annotator.settings import ModelSettings
 from workers.context import RunContext
-from workers.splitter.settings import ProxySettings
+from workers.splitter.settings import ProxySettings, SplitSettings
 
-CTX = RunContext(job_id="job", db_url="sqlite://", out_dir="out")
+CTX = RunContext(
+    job_id="job",
+    db_url="sqlite://",
+    out_dir="out",
+    models=ModelSettings(_env_file=None),
+    split=SplitSettings(_env_file=None),
+)
 
 
 def version(ctx: RunContext = CTX, proxy: ProxySettings | None = None, **values) -> str:
-    return ctx.pipeline_version(ModelSettings(_env_file=None, **values), proxy or ProxySettings())
+    split = SplitSettings(_env_file=None, proxy=proxy or ProxySettings())
+    return ctx.model_copy(
+        update={"models": ModelSettings(_env_file=None, **values), "split": split}
+    ).pipeline_version()
 
 
 @pytest.mark.parametrize(

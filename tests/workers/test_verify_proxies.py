@@ -21,7 +21,7 @@ from tests.support import e2e as checks
 from tests.support.films import film_copy
 from workers.splitter.proxy_check import measure
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from annotator.gateway.base import Media
 from annotator.gateway.context_cache import VideoCache
 from annotator.media import MediaError, read_provenance
 from annotator.schemas import NextSegmentPlot, Script
+from annotator.schemas.context import CharacterProfile
 from annotator.stages import (
     PlotReasoner,
     QualityGates,
@@ -122,12 +123,18 @@ def finish_plot(
         )
     for warning in report.warnings:
         log.warning("segment %s: %s", segment_id, warning)
+    # The profiles the script will be shown, as the memory stands right after this plot: later plots of the
+    # chain may run before this segment's script (name someone, merge two), and a script prompt that saw them
+    # would depend on scheduling. The scope's next plot waits for this task, so nothing has moved yet.
+    resolve = cpm(ctx).resolver(video.scope)
+    placed = [resolve(code) for code in dict.fromkeys(report.code_map.values())]
     st.complete(
         segment_id,
         Stage.PLOT,
         {
             "answer": result.value.model_dump(mode="json"),
             "code_map": report.code_map,
+            "profiles": [p.model_dump(mode="json") for p in placed if p is not None],
             "warnings": report.warnings,
             video_cache.RESULT_KEY: cache.model_dump() if cache is not None else None,
         },
@@ -145,8 +152,11 @@ def script_ask(ctx: RunContext, segment_id: int, plot_result: dict) -> StageAsk:
     segment, video = st.segment(segment_id)
     plot = NextSegmentPlot.model_validate(plot_result["answer"])
     code_map: dict[str, str] = plot_result.get("code_map", {})
-    resolve = cpm(ctx).resolver(video.scope)
-    profiles = [p for p in (resolve(c) for c in dict.fromkeys(code_map.values())) if p]
+    if "profiles" in plot_result:  # the memory as of this segment's place in the chain (finish_plot)
+        profiles = [CharacterProfile.model_validate(p) for p in plot_result["profiles"]]
+    else:  # a plot stored before snapshots were kept: the memory as it is now
+        resolve = cpm(ctx).resolver(video.scope)
+        profiles = [p for p in (resolve(c) for c in dict.fromkeys(code_map.values())) if p]
     writer = ScriptWriter(gw, backend=gw.settings.script_backend, model=gw.settings.script_model)
     shown = segment_input(segment, segment.idx)
     shown = shown.model_copy(update={"media": video_cache.for_script(gw, plot_result, shown.media)})

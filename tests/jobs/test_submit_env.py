@@ -74,14 +74,24 @@ def test_the_driver_completes_the_url_from_its_node_environment(monkeypatch):
 
 
 def test_the_engine_settings_reach_every_task_through_the_run_context(monkeypatch):
+    import pickle
+
+    from annotator.settings import ModelSettings
     from jobs.runner import JobSpec, run_context
     from jobs.settings import EngineSettings
 
     monkeypatch.setenv("V2S_MAX_IN_FLIGHT", "32")
     monkeypatch.setenv("V2S_LEASE_S", "120")
+    monkeypatch.setenv("V2S_SPLIT_PROXY__HEIGHT", "240")
+    monkeypatch.setenv("V2S_PLOT_MODEL", "gemini-4-hydrogen")
+    monkeypatch.setenv("V2S_GEMINI_API_KEY", "never-in-the-context")
     spec = JobSpec(source="", out="o", max_segment_s=90)
-    ctx = run_context(spec, "j1", "sqlite:///x", "/o", EngineSettings())
+    ctx = run_context(spec, "j1", "sqlite:///x", "/o", EngineSettings(), ModelSettings())
     assert (ctx.max_in_flight, ctx.stages.lease_s, ctx.max_segment_s) == (32, 120, 90)
+    assert ctx.split.proxy.height == 240 and ctx.models.plot_model == "gemini-4-hydrogen"
+    # what Ray stores and ships to every task: the settings, never a key
+    shipped = pickle.dumps(ctx)
+    assert b"never-in-the-context" not in shipped and pickle.loads(shipped).models.gemini_api_key is None
     monkeypatch.setenv("V2S_MAX_IN_FLIGHT", "0")
     with pytest.raises(ValueError, match="max_in_flight"):
         EngineSettings()

@@ -56,7 +56,10 @@ def _main(
     ] = False,
 ) -> None:
     # no docstring on purpose: the Typer's help= stays the text of `v2s --help`
-    pass
+    from jobs.variables import unknown_variables
+
+    for line in unknown_variables():  # a mistyped setting would otherwise be ignored without a word
+        typer.echo(f"warning: {terminal_safe(line)}", err=True)
 
 
 class OutputFormat(StrEnum):

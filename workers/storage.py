@@ -63,7 +63,10 @@ class StorageSettings(BaseSettings):
     class, because every process (driver and Ray workers alike) opens URIs and a submitted job's workers get the
     same environment through its runtime_env. Credentials stay with the cloud libraries' own chains."""
 
-    model_config = SettingsConfigDict(env_prefix="V2S_", extra="ignore", populate_by_name=True)
+    # .env as the other settings do: the README documents V2S_S3_ENDPOINT_URL there
+    model_config = SettingsConfigDict(
+        env_prefix="V2S_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     s3_endpoint_url: str | None = None  # an S3-compatible store (MinIO, moto, R2)
     gcs_endpoint_url: str | None = None  # a GCS emulator or GCS-compatible store

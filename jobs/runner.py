@@ -109,17 +109,19 @@ def run_job(
     *,
     before_work: Callable[[StageStore], None] | None = None,
     prepare_only: bool = False,
+    models: ModelSettings | None = None,
 ) -> tuple[str, RunSummary]:
     """Run (or, with the id of an existing job, resume) a job. Finished stages are skipped, never redone.
 
     `before_work` (resume: reset failed stages, give some up) runs once the run has really started — the
     output is ours and Ray is up — so a run that cannot start changes nothing. `prepare_only` (`v2s plan`)
     splits the videos and cuts their proxies, which a later run of the same output reuses, and asks no model:
-    the job ends "planned"."""
+    the job ends "planned". `models`: the model settings, read from the environment when not given; its tasks
+    get them without the keys (each worker reads its own)."""
     console = console or Console()
     _check_output(spec)
     listing = scan_sources(spec.source)  # what it leaves out is kept with the job, for `v2s status`
-    models = ModelSettings()
+    models = models or ModelSettings()
     if not prepare_only:  # a wrong key stops the job here, before any segment is touched
         check_model_access(models)
     db_url = spec.db_url()

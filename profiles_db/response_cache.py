@@ -3,6 +3,7 @@ the answers the first run paid for."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import select, update
@@ -10,15 +11,26 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from annotator.schemas.cache import CachedAnswer, CacheKey
-from profiles_db.db import Database
+from profiles_db.answer_journal import AnswerJournal
+from profiles_db.db import Database, shown_url
 from profiles_db.models import ResponseCacheEntry
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseResponseCache:
-    def __init__(self, db: Database) -> None:
+    """`journal` (optional) keeps the answers the database cannot take (profiles_db/answer_journal.py); they
+    are stored before this cache answers anything again."""
+
+    def __init__(self, db: Database, journal: AnswerJournal | None = None) -> None:
         self.db = db
+        self.journal = journal
+        self._replay_due = journal is not None and journal.pending()
 
     def get(self, key: CacheKey) -> CachedAnswer | None:
+        if self._replay_due:  # a database that failed a put may be back: what it missed goes in first
+            self.journal.replay(self._store)
+            self._replay_due = False
         digest = key.digest
         with self.db.transaction() as session:
             row = session.get(ResponseCacheEntry, digest)
@@ -39,6 +51,26 @@ class DatabaseResponseCache:
             )
 
     def put(self, key: CacheKey, entry: CachedAnswer) -> None:
+        """Store a paid answer. When the database cannot take it and there is a journal, it is kept there
+        instead (this never raises then: the answer is safe, and the stage's own bookkeeping will meet the
+        outage next)."""
+        try:
+            self._store(key, entry)
+        except Exception as exc:
+            if self.journal is None:
+                raise
+            kept = self.journal.append(key, entry)
+            self._replay_due = True
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+            log.warning(
+                "database %s could not store a paid %s answer (%s); kept in %s",
+                shown_url(self.db.url),
+                key.stage or key.model,
+                reason,
+                kept,
+            )
+
+    def _store(self, key: CacheKey, entry: CachedAnswer) -> None:
         row = ResponseCacheEntry(
             key=key.digest,
             backend=key.backend,

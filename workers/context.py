@@ -83,19 +83,24 @@ def gateway(ctx: RunContext) -> Gateway:
 
 def _new_gateway(db_url: str, settings: ModelSettings) -> Gateway:
     """Limits shared across the cluster when Ray is up, answers cached in the job database (a resumed job then
-    never asks twice), no call made by a worker whose raylet is gone (workers/orphans.py)."""
+    never asks twice; what it cannot take waits in a local journal), no call made by a worker whose raylet is
+    gone (workers/orphans.py)."""
     import ray
 
+    from profiles_db.answer_journal import AnswerJournal
     from profiles_db.response_cache import DatabaseResponseCache
     from workers.orphans import raylet_guard
     from workers.rate_limiter import ClusterRateLimiter
+    from workers.storage import cache_root
 
     limiter = (
         ClusterRateLimiter(settings.rate_limits, window_s=settings.rate_limit_window_s)
         if ray.is_initialized()
         else None
     )
-    cache = DatabaseResponseCache(database(db_url))
+    # answers paid while the database is away wait on this machine's disk (named by a hash: URLs hold passwords)
+    journal = AnswerJournal(cache_root() / "journal" / hashlib.sha256(db_url.encode()).hexdigest()[:16])
+    cache = DatabaseResponseCache(database(db_url), journal)
     return Gateway(settings, limiter=limiter, cache=cache, guard=raylet_guard())
 
 

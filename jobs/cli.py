@@ -324,7 +324,7 @@ def _verify_proxies(writer, db, repair: bool):
         video = store.video(video_id)
         return video.has_audio if video is not None else None
 
-    return verify_proxies(proxy_uses(lines), writer.out, has_audio, repair=repair)
+    return verify_proxies(proxy_uses(lines, writer.out), writer.out, has_audio, repair=repair)
 
 
 def _register_more() -> None:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from annotator.dataset_card import features, to_yaml
 from annotator.records import THINK_TAG, tagged
 from annotator.schemas.record import SCHEMA_VERSION, Record
-from workers.storage import filesystem, is_remote, join, normalise
+from workers.storage import filesystem, is_remote, join, located, normalise
 
 
 class ExportFormat(StrEnum):
@@ -262,12 +262,17 @@ class ExportSummary(BaseModel):
 
 
 def read_records(out: str) -> list[Record]:
-    """Every record of every shard of an output (local folder or bucket), validated."""
+    """Every record of every shard of an output (local folder or bucket), validated, its proxy located where
+    the output is now (records name proxies inside the output relative to it)."""
     fs, root = filesystem(join(out, "shards"))
     names = sorted(p for p in fs.glob(f"{root}/part-*.jsonl"))
-    return [
+    records = [
         Record.model_validate_json(line) for name in names for line in fs.cat_file(name).splitlines() if line
     ]
+    for record in records:
+        if record.video.proxy_uri:
+            record.video.proxy_uri = located(record.video.proxy_uri, out)
+    return records
 
 
 def media_plan(records: list[Record], to: str, options: ExportOptions) -> tuple[dict[str, str], dict]:

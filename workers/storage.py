@@ -166,6 +166,25 @@ def join(base: str | Path, *parts: str) -> str:
     return str(Path(base).joinpath(*parts))
 
 
+def inside(uri: str, base: str) -> str:
+    """`uri` relative to the folder or bucket prefix `base` when it lies inside it (POSIX separators), else
+    unchanged. Records name their proxies this way, so an output moved or copied whole still finds them."""
+    if is_remote(uri) or is_remote(base):
+        prefix = str(base).rstrip("/") + "/"
+        return uri[len(prefix) :] if uri.startswith(prefix) else uri
+    try:
+        return Path(uri).resolve().relative_to(Path(base).resolve()).as_posix()
+    except ValueError:
+        return uri
+
+
+def located(uri: str, base: str) -> str:
+    """A relative `uri` (as `inside` makes them) joined to `base`; an absolute path or a URI as it is."""
+    if is_remote(uri) or Path(uri).is_absolute():
+        return uri
+    return join(base, *uri.split("/"))
+
+
 def unsafe_key_reason(uri: str) -> str | None:
     """Why a bucket key must not be used, or None. Keys are never used as local paths here, but a key with
     `..` segments names a different object on stores that normalise paths, and escapes folders in any tool

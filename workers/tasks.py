@@ -32,7 +32,7 @@ from workers.metrics import record_video
 from workers.results import SKIPPED, PreparedVideo, SegmentOutcome
 from workers.splitter import ProxyBatch, SplitSettings, split_video
 from workers.splitter.proxy_check import proxy_problem
-from workers.storage import cache_root
+from workers.storage import cache_root, inside
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,8 @@ def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
                 video_id=video.id,
                 start_s=segment.start_s,
                 end_s=segment.end_s,
-                proxy_uri=segment.proxy_uri,
+                # relative to the output, so the output can be moved whole (rsync to a training cluster)
+                proxy_uri=segment.proxy_uri and inside(segment.proxy_uri, ctx.out_dir),
                 series=None if video.scope == video.id else video.scope,
                 episode=video.episode,
                 segment_index=segment.idx,

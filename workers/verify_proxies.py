@@ -20,6 +20,7 @@ from workers.context import VideoSource
 from workers.fetch import ensure_proxy, local_copy, local_proxy, proxy_present, release_copy
 from workers.splitter import ProxyBatch, SplitSettings
 from workers.splitter.proxy_check import proxy_problem
+from workers.storage import located
 
 TOLERANCE_S = 1e-3
 
@@ -42,14 +43,15 @@ class ProxyFinding:
     repaired: bool = False
 
 
-def proxy_uses(lines: Iterable[bytes]) -> list[ProxyUse]:
-    """The proxies that shard lines point to, each with every span shown through it."""
+def proxy_uses(lines: Iterable[bytes], out: str) -> list[ProxyUse]:
+    """The proxies that shard lines point to (located in the output `out` as it is now), each with every span
+    shown through it."""
     found: dict[str, dict] = {}
     for line in lines:
         video = json.loads(line)["video"]
-        uri = video.get("proxy_uri")
-        if not uri:
+        if not video.get("proxy_uri"):
             continue
+        uri = located(video["proxy_uri"], out)
         use = found.setdefault(uri, {"video": video, "spans": []})
         use["spans"].append((video["start_s"], video["end_s"]))
     return [

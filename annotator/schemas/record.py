@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from annotator.schemas.plot import MainEvent
 from annotator.schemas.script import Script
 
-SCHEMA_VERSION = "2.2.0"
+SCHEMA_VERSION = "3.0.0"
 """The record schema's version (semantic: docs/training.md says what bumps which part); every record carries it
 and every JSON Schema's `$id` names it."""
 
@@ -25,6 +25,8 @@ class RecordVideo(BaseModel):
     video_id: str
     start_s: float
     end_s: float
+    # inside the output: relative to it ("proxies/<video>/seg_0001.mp4"), so a moved output still finds it;
+    # elsewhere: an absolute path or a URI
     proxy_uri: str | None = None
     series: str | None = None
     episode: int | None = None

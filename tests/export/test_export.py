@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import av
@@ -212,6 +213,33 @@ def test_relative_paths_and_copied_media_resolve_to_readable_files(run_out, tmp_
     for row in _rows(tmp_path / "copied" / "train.jsonl"):
         assert row["videos"][0].startswith("media/")
         _readable_video(tmp_path / "copied" / row["videos"][0])
+
+
+def test_an_output_moved_whole_exports_and_verifies_where_it_is_now(run_out, tmp_path):
+    """Annotate here, rsync OUT to the training cluster, export there (#33): the records name their proxies
+    relative to the output, so nothing points back at the folder the run wrote."""
+    for record in _records(run_out):
+        assert record["video"]["proxy_uri"].startswith("proxies/"), record["video"]["proxy_uri"]
+    moved = tmp_path / "cluster" / "out"
+    moved.parent.mkdir()
+    shutil.move(run_out, moved)  # the old folder is gone, as on the other machine
+    try:
+        _export(moved, tmp_path / "lf", "--format", "llamafactory")
+        for row in _rows(tmp_path / "lf" / "train.jsonl"):
+            assert row["videos"][0].startswith(str(moved)), row["videos"][0]
+            _readable_video(row["videos"][0])
+        _export(moved, tmp_path / "copied", "--format", "swift", "--copy-media", "--paths", "relative")
+        for row in _rows(tmp_path / "copied" / "train.jsonl"):
+            _readable_video(tmp_path / "copied" / row["videos"][0])
+        verified = CliRunner().invoke(app, ["verify", str(moved)])
+        assert verified.exit_code == 0, verified.output
+        (moved / next(iter(_records(moved)))["video"]["proxy_uri"]).unlink()  # now one really is missing
+        assert CliRunner().invoke(app, ["verify", str(moved)]).exit_code == 1
+    finally:
+        shutil.rmtree(run_out, ignore_errors=True)
+        shutil.copytree(moved, run_out)  # the module's other tests read it where it was
+        rebuilt = CliRunner().invoke(app, ["verify", str(run_out), "--repair"])
+        assert rebuilt.exit_code == 0, rebuilt.output
 
 
 def test_the_reasoning_tag_is_configurable(run_out, tmp_path):

@@ -72,7 +72,10 @@ def test_a_review_in_label_studio_comes_back_as_ground_truth_a_score_and_a_renam
     media = requests.get(
         server.url + first["data"]["video"], headers={"Authorization": f"Token {server.token}"}
     )
-    assert media.status_code == 200 and media.content == Path(records[1]["video"]["proxy_uri"]).read_bytes()
+    assert (
+        media.status_code == 200
+        and media.content == (Path(out) / records[1]["video"]["proxy_uri"]).read_bytes()
+    )
 
     # the annotator starts from the prediction, fixes one line and gives one character his full name
     record = records[1]

@@ -273,7 +273,7 @@ def test_a_deleted_output_folder_comes_back_from_the_database(killed_chain, data
     assert checks.shard_bytes(out) == before and checks.read_bytes(out, "manifest.json") == manifest
     assert summary.repairs and all("rebuilt from the database" in r for r in summary.repairs if "part-" in r)
     for record in checks.records(out):  # the proxies the records point to are back too
-        assert Path(record["video"]["proxy_uri"]).is_file()
+        assert (Path(out) / record["video"]["proxy_uri"]).is_file()
 
 
 # -- damaged outputs: repaired with every record back, or refused with a named reason -------------------

@@ -245,7 +245,7 @@ def resume(
     try:
         if address:
             submission = submit_job(
-                load_spec(db, job),
+                load_spec(db, job, out),
                 address,
                 job,
                 resume=True,
@@ -256,7 +256,7 @@ def resume(
             )
             print_follow(job, submission, address, db.url, forward_secrets=forward_secrets)
             return
-        job_id, summary = resume_job(db, job, console, only_reasons=reasons, give_up=give_up or [])
+        job_id, summary = resume_job(db, job, console, only_reasons=reasons, give_up=give_up or [], out=out)
     except ControlError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None

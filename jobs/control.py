@@ -18,6 +18,7 @@ from jobs.runner import JobSpec, RunSummary, run_job
 from jobs.settings import RAY_ADDRESS_ENV
 from profiles_db.db import Database, shown_url, without_password
 from profiles_db.stages import JobStatus, StageStore
+from workers.storage import is_remote
 
 # Forwarded to the cluster by NAME through runtime_env env_vars when they are set in the caller's environment.
 # Their values go into the job's runtime_env, never into the log or the printed command.
@@ -57,11 +58,40 @@ class ControlError(RuntimeError):
     """A job control request that cannot be done (unknown job, no Ray address...); the CLI prints it."""
 
 
-def load_spec(db: Database, job_id: str) -> JobSpec:
+def load_spec(db: Database, job_id: str, out: str | Path | None = None) -> JobSpec:
+    """The job's saved spec, its output where it is now: a self-contained output (its SQLite database inside
+    it) is where that database is, wherever the run first wrote it. `out`, when given, must be that place:
+    resuming into another folder would split one job's records over two outputs."""
     job = StageStore(db).job(job_id)
     if job is None:
         raise ControlError(f"no job {job_id} in {shown_url(db.url)}")
-    return JobSpec.model_validate({**(job.config or {}), "database_url": db.url})
+    spec = JobSpec.model_validate({**(job.config or {}), "database_url": db.url})
+    home = _output_holding(db)
+    if home is not None and not _same_place(home, spec.out):
+        spec = spec.model_copy(update={"out": home})  # moved or copied whole: it goes on where it is now
+    if out is not None and not _same_place(out, spec.out):
+        raise ControlError(
+            f"job {job_id} writes to {spec.out} (its database {shown_url(db.url)} says so), not {out}: move the "
+            f"output back to {spec.out}, or move it together with its database"
+        )
+    return spec
+
+
+def _output_holding(db: Database) -> Path | None:
+    """The output folder a SQLite database lives in, when it does (it holds the output's shards or proxies)."""
+    path = db.engine.url.database if db.engine.url.get_backend_name() == "sqlite" else None
+    if not path:
+        return None
+    folder = Path(path).resolve().parent
+    return (
+        folder if any((folder / part).exists() for part in ("shards", "proxies", "manifest.json")) else None
+    )
+
+
+def _same_place(a: str | Path, b: str | Path) -> bool:
+    if is_remote(a) or is_remote(b):
+        return str(a).rstrip("/") == str(b).rstrip("/")
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def resume_job(
@@ -71,13 +101,14 @@ def resume_job(
     *,
     only_reasons: set[str] | None = None,
     give_up: list[str] = (),
+    out: str | Path | None = None,
 ) -> tuple[str, RunSummary]:
     """Run the job's saved spec again under the same id: failed and unfinished stages only.
 
     `only_reasons`: retry only the failed stages with these outcomes (default: all but deterministic blocks).
     `give_up`: segments (ids, or VIDEO_ID:IDX) whose plot is given up so their scope's chain goes on.
     Both take effect once the new run has started (the output is ours and Ray is up)."""
-    spec = load_spec(db, job_id)
+    spec = load_spec(db, job_id, out)
     store = StageStore(db)
     try:  # a wrong reference fails before the run
         segments = [store.find_segment(ref, job_id) for ref in give_up]

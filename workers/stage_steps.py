@@ -34,7 +34,7 @@ from workers.fetch import local_proxy, proxy_sha256
 from workers.metrics import record_stage
 from workers.results import SegmentOutcome
 from workers.splitter.proxy_check import measure
-from workers.storage import join, write_text
+from workers.storage import join, located, write_text
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,11 @@ def failed(st, segment_id: int, stage: Stage, result: StructuredResult) -> Segme
     return SegmentOutcome(segment_id=segment_id, status=RunStatus.FAILED, stage=stage, error=result.error)
 
 
-def segment_input(segment: Segment, index: int) -> SegmentInput:
+def segment_input(segment: Segment, index: int, out_dir: str) -> SegmentInput:
     """The segment and its proxy. A proxy covering more than the segment (offsets mode: one per video) is
     narrowed by start/end offsets, seconds within the proxy file; the model's times then count from the start
     offset, i.e. they are segment-relative as with a proxy of its own (docs/splitting.md)."""
-    proxy = local_proxy(segment.proxy_uri)
+    proxy = local_proxy(located(segment.proxy_uri, out_dir))  # stored relative to the output
     media = Media(path=proxy, sha256=proxy_sha256(proxy), resolution=None)
     shown = read_provenance(proxy)
     if shown is not None and (
@@ -75,10 +75,10 @@ def segment_input(segment: Segment, index: int) -> SegmentInput:
     return SegmentInput(index=index, start_s=segment.start_s, end_s=segment.end_s, media=media)
 
 
-def shown_length(segment: Segment) -> float | None:
+def shown_length(segment: Segment, out_dir: str) -> float | None:
     """Seconds of picture the models were sent for the segment: its proxy's measured length, or the part of the
     whole video's proxy its offsets select (None when the proxy cannot be read: the stages failed on it)."""
-    media = segment_input(segment, 0).media
+    media = segment_input(segment, 0, out_dir).media
     try:
         length = measure(media.path).video_s
     except MediaError:
@@ -96,7 +96,7 @@ def plot_ask(ctx: RunContext, segment_id: int, chain_index: int) -> tuple[StageA
     segment, video = st.segment(segment_id)
     reasoner = PlotReasoner(gw, backend=gw.settings.plot_backend, model=gw.settings.plot_model)
     context = cpm(ctx).context(video.scope, segment_id, token_budget=ctx.context_token_budget)
-    shown = segment_input(segment, chain_index)
+    shown = segment_input(segment, chain_index, ctx.out_dir)
     cache = video_cache.open_for_plot(gw, shown.media, shown.duration_s, bool(video.has_audio))
     if cache is not None:  # made for the plot and the script; its price is the plot stage's
         shown = shown.model_copy(update={"media": shown.media.model_copy(update={"cache_name": cache.name})})
@@ -158,7 +158,7 @@ def script_ask(ctx: RunContext, segment_id: int, plot_result: dict) -> StageAsk:
         resolve = cpm(ctx).resolver(video.scope)
         profiles = [p for p in (resolve(c) for c in dict.fromkeys(code_map.values())) if p]
     writer = ScriptWriter(gw, backend=gw.settings.script_backend, model=gw.settings.script_model)
-    shown = segment_input(segment, segment.idx)
+    shown = segment_input(segment, segment.idx, ctx.out_dir)
     shown = shown.model_copy(update={"media": video_cache.for_script(gw, plot_result, shown.media)})
     return writer.ask(shown, profiles, synopsis(plot, code_map))
 
@@ -179,7 +179,7 @@ def finish_script(
         result.value,
         segment.end_s - segment.start_s,
         lambda c: resolve(c) is not None,
-        shown_s=shown_length(segment),
+        shown_s=shown_length(segment, ctx.out_dir),
     )
     payload = {"script": result.value.model_dump(mode="json")}
     if problems:

@@ -32,7 +32,7 @@ from workers.metrics import record_video
 from workers.results import SKIPPED, PreparedVideo, SegmentOutcome
 from workers.splitter import ProxyBatch, SplitSettings, split_video
 from workers.splitter.proxy_check import proxy_problem
-from workers.storage import cache_root, inside
+from workers.storage import cache_root, inside, located
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
         video.video_id, video.uri, video.scope or video.video_id, video.episode, ctx.job_id
     )
     stored = st.segment_spans(video.video_id)
-    if status == VideoStatus.DONE and all(proxy_present(uri) for _, uri in stored):
+    if status == VideoStatus.DONE and all(proxy_present(located(uri, ctx.out_dir)) for _, uri in stored):
         return PreparedVideo(video_id=video.video_id, ok=True, skipped=True)
     path = None
     try:
@@ -142,7 +142,7 @@ def _cut_proxies(
                 lambda target: batch.make(0, target),
                 fits(tag.start_s, tag.end_s),
             )
-        return [(start_s, end_s, uri) for start_s, end_s in spans]
+        return [(start_s, end_s, inside(uri, ctx.out_dir)) for start_s, end_s in spans]
     tags = [
         Provenance(
             video_id=video.video_id, source_uri=video.uri, segment_index=idx, start_s=start_s, end_s=end_s
@@ -159,7 +159,8 @@ def _cut_proxies(
                 lambda target, idx=tag.segment_index: batch.make(idx, target),
                 fits(tag.start_s, tag.end_s),
             )
-            proxies.append((tag.start_s, tag.end_s, proxy_uri))
+            # stored relative to the output: a moved output resumes where it is now
+            proxies.append((tag.start_s, tag.end_s, inside(proxy_uri, ctx.out_dir)))
     return proxies
 
 
@@ -225,7 +226,7 @@ def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
                 start_s=segment.start_s,
                 end_s=segment.end_s,
                 # relative to the output, so the output can be moved whole (rsync to a training cluster)
-                proxy_uri=segment.proxy_uri and inside(segment.proxy_uri, ctx.out_dir),
+                proxy_uri=segment.proxy_uri and inside(located(segment.proxy_uri, ctx.out_dir), ctx.out_dir),
                 series=None if video.scope == video.id else video.scope,
                 episode=video.episode,
                 segment_index=segment.idx,
@@ -240,7 +241,7 @@ def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
             memory_gaps=gaps,
         )
         out.append((segment.id, record.model_dump_json()))
-    _release_uploads(ctx, {uri for _, uri in st.segment_spans(video_id) if uri})
+    _release_uploads(ctx, {located(uri, ctx.out_dir) for _, uri in st.segment_spans(video_id) if uri})
     return out
 
 

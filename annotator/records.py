@@ -55,9 +55,22 @@ def tagged(thinking: str, tag: str = THINK_TAG) -> str:
     return f"<{tag}>\n{thinking}\n</{tag}>\n\n"
 
 
+# The media placeholders of the trainers' chat templates (LLaMA-Factory's mm_plugin, ms-swift, Qwen-VL): they
+# count them in every turn against the row's media list, so one spoken "<video>" in a line of dialogue fails the
+# whole dataset. In a model's text they are written with single angle quotes instead.
+MEDIA_PLACEHOLDERS = {"<video>": "‹video›", "<image>": "‹image›", "<audio>": "‹audio›"}
+
+
+def without_placeholders(text: str) -> str:
+    for token, shown in MEDIA_PLACEHOLDERS.items():
+        text = text.replace(token, shown)
+    return text
+
+
 def assistant_turn(thinking: str, clip_script: Script) -> str:
-    """The SFT target: the reasoning in its tag, then the script as the model should write it (clip-relative)."""
-    return f"{tagged(thinking)}{_clip_json(clip_script)}"
+    """The SFT target: the reasoning in its tag, then the script as the model should write it (clip-relative);
+    no media placeholder in it (the user turn's `<video>` is the row's only one)."""
+    return without_placeholders(f"{tagged(thinking)}{_clip_json(clip_script)}")
 
 
 def build_record(

@@ -24,7 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from annotator.dataset_card import features, to_yaml
-from annotator.records import THINK_TAG, tagged
+from annotator.records import THINK_TAG, tagged, without_placeholders
 from annotator.schemas.record import SCHEMA_VERSION, Record
 from workers.storage import filesystem, is_remote, join, located, normalise
 
@@ -148,12 +148,12 @@ def split_of(video_id: str, splits: dict[str, float]) -> str:
 
 def retagged(record: Record, tag: str) -> list[tuple[str, str]]:
     """(role, content) of the record's messages with its reasoning wrapped in `<tag>…</tag>`."""
-    original = tagged(record.thinking)
+    original = without_placeholders(tagged(record.thinking))
     out = []
     for message in record.messages:
         content = message.content
         if message.role == "assistant" and tag != THINK_TAG and content.startswith(original):
-            content = tagged(record.thinking, tag) + content[len(original) :]
+            content = without_placeholders(tagged(record.thinking, tag)) + content[len(original) :]
         out.append((message.role, content))
     return out
 

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from jobs.cli_common import DatabaseUrlOpt, console, db_for, escape
+from jobs.terminal import terminal_safe
 
 
 def register(app: typer.Typer) -> None:
@@ -67,7 +68,14 @@ def register(app: typer.Typer) -> None:
             finally:
                 if db is not None:
                     db.dispose()
-        except (ValidationError, ValueError, StorageError, FileNotFoundError) as exc:
+        except ValidationError as exc:  # one line per wrong option, named as the user typed it
+            for err in exc.errors():
+                field = str(err["loc"][0]) if err["loc"] else "options"
+                option = "--split" if field == "splits" else "--" + field.replace("_", "-")
+                message = err["msg"].removeprefix("Value error, ")
+                typer.echo(f"error: {option}: {terminal_safe(message)}", err=True)
+            raise typer.Exit(2) from None
+        except (ValueError, StorageError, FileNotFoundError) as exc:
             console.print(f"[red]error:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from None
         except OSError as exc:  # a full disk, a file-size limit, a folder not writable: no file was left half

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +22,15 @@ DbOpt = Annotated[str | None, database_url_option("SQLAlchemy URL, or a path to 
 # The views' JSON arrays: PostgreSQL's jsonb arrives as lists, SQLite's json_group_array as JSON text.
 JSON_COLUMNS = ("aliases", "former_codes", "appearance_history")
 ScopeOpt = Annotated[str | None, typer.Option(help="scope (series name or video id); default: every scope")]
-FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
+
+
+class ProfileFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+# an enum: `--format yaml` is refused by the parser (exit 2) instead of printing a table
+FormatOpt = Annotated[ProfileFormat, typer.Option("--format", help="table or json")]
 
 
 def _database(database_url: str | None, old_db: str | None = None):
@@ -87,7 +96,10 @@ def _scope_for(db, scope: str | None) -> str:
 
 @app.command("list")
 def list_profiles(
-    database_url: DbOpt = None, db: OldDbOpt = None, scope: ScopeOpt = None, format: FormatOpt = "table"
+    database_url: DbOpt = None,
+    db: OldDbOpt = None,
+    scope: ScopeOpt = None,
+    format: FormatOpt = ProfileFormat.TABLE,
 ) -> None:
     """One row per canonical character, with aliases and former codes."""
     rows = view_rows(_database(database_url, db), "v_character_profiles", scope, "scope, code")
@@ -101,7 +113,7 @@ def show(
     database_url: DbOpt = None,
     db: OldDbOpt = None,
     scope: ScopeOpt = None,
-    format: FormatOpt = "table",
+    format: FormatOpt = ProfileFormat.TABLE,
 ) -> None:
     """One character: its profile, how its appearance changed, its name history and the identity proposals
     about it (pending ones first: they wait for `v2s profiles merge` or nothing)."""
@@ -159,7 +171,10 @@ def show(
 
 @app.command()
 def relationships(
-    database_url: DbOpt = None, db: OldDbOpt = None, scope: ScopeOpt = None, format: FormatOpt = "table"
+    database_url: DbOpt = None,
+    db: OldDbOpt = None,
+    scope: ScopeOpt = None,
+    format: FormatOpt = ProfileFormat.TABLE,
 ) -> None:
     """Who relates to whom, with evidence and the segments it spans."""
     database = _database(database_url, db)

@@ -329,10 +329,23 @@ class _RemoteObjects:
         return _remote(fs, info, scope, episode)
 
 
+def _csv_rows(text: str) -> list[dict]:
+    """A manifest as spreadsheets save it: a UTF-8 byte-order mark (Excel's "CSV UTF-8"), `;` or tab as the
+    separator (Excel in locales whose decimal mark is a comma), column names in any case."""
+    text = text.removeprefix("\ufeff")
+    header = text.split("\n", 1)[0]
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(header, delimiters=",;\t|")
+    except csv.Error:  # one column: nothing to sniff
+        dialect = csv.excel
+    rows = csv.DictReader(io.StringIO(text), dialect=dialect)
+    return [{(k or "").strip().lower(): v for k, v in row.items()} for row in rows]
+
+
 def _manifest(text: str, suffix: str, where: str, base: _LocalBase | _RemoteBase) -> list[Listed]:
     rows: list[dict] = []
     if suffix == ".csv":
-        rows = list(csv.DictReader(io.StringIO(text)))
+        rows = _csv_rows(text)
     else:
         for n, line in enumerate(text.splitlines(), start=1):
             if line.strip():
@@ -340,6 +353,8 @@ def _manifest(text: str, suffix: str, where: str, base: _LocalBase | _RemoteBase
                     rows.append(json.loads(line))
                 except ValueError as exc:
                     raise SourceError(f"{where}:{n}: not JSON ({exc})") from None
+    if not rows:
+        raise SourceError(f"{where}: the manifest lists no videos")
     out: list[Listed] = []
     for n, row in enumerate(rows, start=1):
         uri = str(row.get("uri") or row.get("path") or "").strip()

@@ -116,3 +116,16 @@ def test_a_database_url_that_cannot_be_used_is_one_line_with_the_fix(url, said):
         and "hunter2" not in done.output
     )
     assert len(done.output.strip().splitlines()) <= 2
+
+
+def test_a_wrong_option_value_is_one_line_naming_the_option(tmp_path):
+    """Bad `export` options and an unknown `--format` are refused by name, without pydantic's dump (#33)."""
+    split = CliRunner().invoke(
+        app, ["export", str(tmp_path), "--to", str(tmp_path / "e"), "--split", "train=2"]
+    )
+    assert split.exit_code == 2
+    assert split.stderr.strip().splitlines() == [
+        "error: --split: split fractions must be non-negative and sum to 1, got {'train': 2.0}"
+    ]
+    fmt = CliRunner().invoke(app, ["profiles", "list", "--format", "yaml", "--database-url", str(tmp_path)])
+    assert fmt.exit_code == 2 and "yaml" in fmt.output and "Traceback" not in fmt.output

@@ -72,6 +72,27 @@ def test_local_manifests_csv_and_jsonl_with_series_and_episodes(tmp_path):
         list_sources(str(tmp_path / "ep.csv"))
 
 
+def test_a_spreadsheets_manifest_is_read_and_an_empty_one_refused(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark, and in comma-decimal locales it separates with `;`;
+    column names may come capitalised (#33). A manifest listing nothing is refused, never a run of nothing."""
+    _touch(tmp_path / "v" / "e1.mp4")
+    _touch(tmp_path / "v" / "e2.mp4")
+    (tmp_path / "excel.csv").write_bytes(
+        "\ufeffURI;Series;Episode\r\nv/e1.mp4;Show;1\r\nv/e2.mp4;Show;2\r\n".encode()
+    )
+    found = list_sources(str(tmp_path / "excel.csv"))
+    assert [(Path(v.uri).name, v.scope, v.episode) for v in found] == [
+        ("e1.mp4", "Show", 1),
+        ("e2.mp4", "Show", 2),
+    ]
+    (tmp_path / "tabs.csv").write_text("uri\tseries\nv/e1.mp4\tOther\n")
+    assert [v.scope for v in list_sources(str(tmp_path / "tabs.csv"))] == ["Other"]
+    for name, text in (("empty.csv", "uri\n"), ("empty.jsonl", "\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SourceError, match=rf"{name}: the manifest lists no videos"):
+            list_sources(str(tmp_path / name))
+
+
 def test_a_bucket_uri_survives_a_path_option():
     assert normalise(Path("s3://bucket/prefix")) == "s3://bucket/prefix"
     assert normalise("gs://bucket/prefix/") == "gs://bucket/prefix"

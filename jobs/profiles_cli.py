@@ -10,17 +10,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import text
 
 from jobs.cli_common import OldDbOpt, database_url_option, escape
+from profiles_db.lookups import view_rows
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and correct character profiles (the CPM).")
 # Names, aliases, labels and notes come from a model: every value is escaped, and no ":name:" becomes an emoji.
 console = Console(emoji=False)
 
 DbOpt = Annotated[str | None, database_url_option("SQLAlchemy URL, or a path to a v2s.sqlite")]
-# The views' JSON arrays: PostgreSQL's jsonb arrives as lists, SQLite's json_group_array as JSON text.
-JSON_COLUMNS = ("aliases", "former_codes", "appearance_history")
 ScopeOpt = Annotated[str | None, typer.Option(help="scope (series name or video id); default: every scope")]
 
 
@@ -46,21 +44,6 @@ def _database(database_url: str | None, old_db: str | None = None):
             raise typer.Exit(2)
         url = sqlite_url(url)
     return Database(url)
-
-
-def view_rows(db, view: str, scope: str | None, order: str) -> list[dict]:
-    """The rows of one of the SQL views (`docs/sql.md`), of one scope or all, its JSON arrays as lists."""
-    where = " WHERE scope = :scope" if scope else ""
-    with db.engine.connect() as conn:
-        result = conn.execute(
-            text(f"SELECT * FROM {view}{where} ORDER BY {order}"), {"scope": scope} if scope else {}
-        )
-        rows = [dict(row._mapping) for row in result]
-    for row in rows:
-        for column in JSON_COLUMNS:
-            if isinstance(row.get(column), str):
-                row[column] = json.loads(row[column])
-    return rows
 
 
 def _emit(rows: list[dict], columns: list[str], fmt: str, title: str) -> None:

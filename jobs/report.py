@@ -5,13 +5,12 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import func, select
 
 from jobs.cli_common import escape
 from jobs.status_report import StatusReport, Usage, status_report
 from jobs.terminal import terminal_safe
 from profiles_db.db import Database, shown_url
-from profiles_db.models import Character
+from profiles_db.lookups import canonical_characters
 from profiles_db.stages import RunStatus, Stage, StageStore, VideoStatus
 from workers.driver import RunSummary
 
@@ -24,10 +23,7 @@ def print_summary(console: Console, job_id: str, summary: RunSummary, db: Databa
     store = StageStore(db)
     progress = store.progress(job_id)
     usage = store.usage(job_id)
-    with db.sessions() as s:
-        characters = s.scalar(
-            select(func.count()).select_from(Character).where(Character.merged_into.is_(None))
-        )
+    characters = canonical_characters(db)
     failed = [(uri, error) for uri, status, error in store.videos(job_id) if status == VideoStatus.FAILED]
     table = Table(title=f"v2s job {escape(job_id)}", show_header=False)
     table.add_row(

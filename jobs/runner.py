@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -18,7 +17,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from annotator.settings import ModelSettings
 from jobs.settings import EngineSettings
 from jobs.sources import scan_sources
-from profiles_db.db import Database, shown_url, sqlite_url, with_known_password
+from profiles_db.db import (
+    Database,
+    UnusableDatabase,
+    database_url_checked,
+    sqlite_url,
+    with_known_password,
+)
 from profiles_db.outputs import OutputLease, output_key
 from profiles_db.stages import JobStatus, StageStore
 from workers.context import RunContext
@@ -54,21 +59,10 @@ class JobSpec(BaseModel):
 
 def checked_url(url: str) -> str:
     """`url` when SQLAlchemy can parse it and knows its dialect; else JobRefused saying how to write it."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    shown = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)  # never the password, parsable or not
-    scheme, _, rest = shown.partition("://")
-    if scheme in ("postgres", "postgresql"):  # Heroku-style and driverless URLs: SQLAlchemy has no `postgres`
-        raise JobRefused(f"database URL {shown} names no driver v2s ships: write postgresql+psycopg://{rest}")
     try:
-        make_url(url).get_dialect()
-    except (ArgumentError, NoSuchModuleError, ValueError):
-        raise JobRefused(
-            f"database URL {shown!r} cannot be used: expected DIALECT+DRIVER://USER@HOST[:PORT]/DB "
-            "(postgresql+psycopg://…) or sqlite:////absolute/path.sqlite"
-        ) from None
-    return url
+        return database_url_checked(url)
+    except UnusableDatabase as exc:
+        raise JobRefused(str(exc)) from None
 
 
 def ray_address(spec: JobSpec) -> str:
@@ -215,14 +209,10 @@ def _check_output(spec: JobSpec) -> None:
 
 def open_database(url: str) -> Database:
     """The job database, or JobRefused naming it (without its password) and why it cannot be used."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     try:
-        return Database(url)
-    except (SQLAlchemyError, OSError) as exc:
-        shown = shown_url(url)  # never the password
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise JobRefused(f"database {shown} cannot be used: {reason}") from None
+        return Database.opened(url)
+    except UnusableDatabase as exc:
+        raise JobRefused(str(exc)) from None
 
 
 def _start_ray(spec: JobSpec, console: Console) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -54,6 +56,29 @@ def with_known_password(url: str, known: str | None) -> str:
         full.username,
     )
     return parsed.set(password=full.password).render_as_string(hide_password=False) if same else url
+
+
+class UnusableDatabase(Exception):
+    """A database URL that cannot be used, or a database that cannot be opened; the one-line message names it
+    (never its password) and what is wrong."""
+
+
+def database_url_checked(url: str) -> str:
+    """`url` when SQLAlchemy can parse it and knows its dialect; else UnusableDatabase saying how to write it."""
+    shown = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)  # never the password, parsable or not
+    scheme, _, rest = shown.partition("://")
+    if scheme in ("postgres", "postgresql"):  # Heroku-style and driverless URLs: SQLAlchemy has no `postgres`
+        raise UnusableDatabase(
+            f"database URL {shown} names no driver v2s ships: write postgresql+psycopg://{rest}"
+        )
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise UnusableDatabase(
+            f"database URL {shown!r} cannot be used: expected DIALECT+DRIVER://USER@HOST[:PORT]/DB "
+            "(postgresql+psycopg://…) or sqlite:////absolute/path.sqlite"
+        ) from None
+    return url
 
 
 def make_engine(url: str) -> Engine:
@@ -163,6 +188,15 @@ class Database:
             upgrade(url)
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def opened(cls, url: str) -> Database:
+        """The database, upgraded; or UnusableDatabase naming it (without its password) and why not."""
+        try:
+            return cls(url)
+        except (SQLAlchemyError, OSError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise UnusableDatabase(f"database {shown_url(url)} cannot be used: {reason}") from None
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from annotator.schemas import Record
 from jobs.export import read_records
-from jobs.profiles_cli import view_rows
 from jobs.status_report import StatusReport, status_report
 from profiles_db.db import Database
 from profiles_db.history import IdentityHistory, identity_history
+from profiles_db.lookups import first_seen as first_seen_looks
+from profiles_db.lookups import video_scopes, view_rows
 from workers.storage import filesystem, join
 
 
@@ -86,12 +87,7 @@ def collect(out: str, db: Database) -> ReviewData:
 
 
 def _videos(db: Database) -> list[dict]:
-    from sqlalchemy import select
-
-    from profiles_db.models import Video
-
-    with db.sessions() as s:
-        return [{"id": vid, "scope": scope} for vid, scope in s.execute(select(Video.id, Video.scope))]
+    return [{"id": vid, "scope": scope} for vid, scope in video_scopes(db).items()]
 
 
 def _casts(db: Database, videos: list[VideoRecords]) -> list[ScopeCast]:
@@ -100,7 +96,7 @@ def _casts(db: Database, videos: list[VideoRecords]) -> list[ScopeCast]:
         for record in video.records:
             for character in record.characters:
                 appears[(video.scope, character.code)].append((video.video_id, record.video.segment_index))
-    first_seen = _first_seen(db)
+    first_seen = first_seen_looks(db)
     casts = []
     for scope in sorted({v.scope for v in videos}):
         rows = view_rows(db, "v_character_profiles", scope, "code")
@@ -118,28 +114,6 @@ def _casts(db: Database, videos: list[VideoRecords]) -> list[ScopeCast]:
         ]
         casts.append(ScopeCast(scope, characters, view_rows(db, "v_relationships", scope, "a_code, b_code")))
     return casts
-
-
-FIRST_SEEN = """
-SELECT r.canonical_id, o.appearance, v.id, s.idx
-FROM character_observations o
-JOIN v_character_redirects r ON r.character_id = o.character_id AND r.kind = 'current'
-JOIN segments s ON s.id = o.segment_id
-JOIN videos v ON v.id = s.video_id
-WHERE o.appearance IS NOT NULL AND o.appearance <> ''
-ORDER BY v.episode, v.created_at, v.id, s.idx
-"""
-
-
-def _first_seen(db: Database) -> dict[tuple[int, str], tuple[str, int]]:
-    """(canonical character id, appearance) → the first (video id, segment index) it was observed in."""
-    from sqlalchemy import text
-
-    found: dict[tuple[int, str], tuple[str, int]] = {}
-    with db.engine.connect() as conn:
-        for cid, look, video_id, idx in conn.execute(text(FIRST_SEEN)):
-            found.setdefault((cid, look), (video_id, idx))
-    return found
 
 
 def _rejects(out: str) -> list[dict]:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import re
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from jobs.review.ls_import import CastCorrection, Review
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.db import Database
 from profiles_db.ground_truth import StoreReport, store
-from profiles_db.models import Character, Segment
+from profiles_db.lookups import is_merged, segment_id
 
 
 class ApplySummary(BaseModel):
@@ -64,7 +63,7 @@ def _apply_one(
             return f"={c.code} and {c.target} are one character already ({profile.id})"
         merged = manager.merge(c.scope, c.code, c.target, reason=evidence(c))
         return f"+merged {c.code} into {merged.id} {merged.display_name!r}"
-    if not _is_merged(db, c.scope, c.code):
+    if not is_merged(db, c.scope, c.code):
         return f"={c.code} is not merged into another character: nothing to split"
     split = manager.unmerge(c.scope, c.code, reason=evidence(c))
     return f"+split {c.code} off: {split.id} {split.display_name!r}"
@@ -76,20 +75,11 @@ def _task_of(where: str) -> str:
     return found.group(1) if found else where
 
 
-def _is_merged(db: Database, scope: str, code: str) -> bool:
-    with db.sessions() as s:
-        row = s.scalars(select(Character).where(Character.scope == scope, Character.code == code)).first()
-    return row is not None and row.merged_into is not None
-
-
 def _segment_ids(db: Database, review: Review) -> dict[str, int]:
     """The segment id of each reviewed task (by its place: 'SOURCE task N'), for the name events' segment."""
     found: dict[str, int] = {}
-    with db.sessions() as s:
-        for seg in review.segments:
-            segment_id = s.scalars(
-                select(Segment.id).where(Segment.video_id == seg.video_id, Segment.idx == seg.segment_index)
-            ).first()
-            if segment_id is not None:
-                found[seg.source_ref.rsplit(" annotation ", 1)[0]] = segment_id
+    for seg in review.segments:
+        segment = segment_id(db, seg.video_id, seg.segment_index)
+        if segment is not None:
+            found[seg.source_ref.rsplit(" annotation ", 1)[0]] = segment
     return found

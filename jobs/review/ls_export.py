@@ -37,6 +37,7 @@ from jobs.review.ls_format import (
 from jobs.review.ls_regions import Planned, Resolver, plan_regions
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.db import Database
+from profiles_db.lookups import video_scopes
 from workers.storage import filesystem, is_remote, join
 
 CONFIG_FILE = "labeling_config.xml"
@@ -162,12 +163,7 @@ def prediction_results(p: Planned) -> list[Result]:
 
 
 def _scopes(db: Database, records: list[Record]) -> dict[str, str]:
-    from sqlalchemy import select
-
-    from profiles_db.models import Video
-
-    with db.sessions() as s:
-        known = {vid: scope for vid, scope in s.execute(select(Video.id, Video.scope))}
+    known = video_scopes(db)
     return {
         r.video.video_id: known.get(r.video.video_id) or r.video.series or r.video.video_id for r in records
     }

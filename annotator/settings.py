@@ -59,9 +59,7 @@ class ModelSettings(BaseSettings):
     inline_media_max_bytes: int = 15 * 1024 * 1024  # larger proxies go through the Files API
     request_timeout_s: float = 600.0  # per HTTP call; a slower answer counts as a timeout and is retried
     # HTTP attempts of ONE model call (retryable faults). Stage attempts are separate: V2S_STAGE_ATTEMPTS.
-    max_attempts: int = Field(
-        default=6, validation_alias=AliasChoices("V2S_CALL_ATTEMPTS", "V2S_MAX_ATTEMPTS", "max_attempts")
-    )
+    max_attempts: int = Field(default=6, validation_alias=AliasChoices("V2S_CALL_ATTEMPTS", "max_attempts"))
     retry_initial_wait_s: float = 1.0  # exponential backoff with jitter between attempts (Retry-After wins)
     retry_max_wait_s: float = 60.0
     file_active_timeout_s: float = 300.0  # how long an upload may stay PROCESSING before the stage fails

@@ -13,7 +13,6 @@ from jobs.cli_common import (
     DatabaseUrlOpt,
     ForwardSecretsOpt,
     JobOutOpt,
-    OldUrlOpt,
     ShipCodeOpt,
     console,
     database_url_option,
@@ -137,11 +136,11 @@ def schema(
 
 
 @db_app.command("upgrade")
-def db_upgrade(database_url: DatabaseUrlOpt = None, url: OldUrlOpt = None) -> None:
+def db_upgrade(database_url: DatabaseUrlOpt = None) -> None:
     """Apply all Alembic migrations."""
     from profiles_db.db import upgrade
 
-    target = url or database_url  # the old spelling, when given, is what was typed: it beats the environment
+    target = database_url
     if not target:
         console.print("[red]give --database-url or set V2S_DATABASE_URL[/red]")
         raise typer.Exit(2)

@@ -28,8 +28,6 @@ JobOutOpt = Annotated[
 DatabaseUrlOpt = Annotated[str | None, database_url_option()]
 # The spellings older releases used (`v2s profiles … --db`, `v2s db upgrade --url`) still work, hidden from
 # `--help`: Typer cannot hide one name of an option, so each is an option of its own that wins when given.
-OldDbOpt = Annotated[str | None, typer.Option("--db", hidden=True, help="old spelling of --database-url")]
-OldUrlOpt = Annotated[str | None, typer.Option("--url", hidden=True, help="old spelling of --database-url")]
 ShipCodeOpt = Annotated[
     bool,
     typer.Option(help="upload this project as the job's working_dir (off: v2s is installed on the nodes)"),

@@ -114,7 +114,9 @@ def import_review(
     out: Annotated[
         str, typer.Option("--out", help="the run's output folder (its records and database)")
     ] = ".",
-    url: Annotated[str | None, typer.Option(help="read the annotations from this server instead")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="read the annotations from this Label Studio server instead")
+    ] = None,
     project: Annotated[int | None, typer.Option(help="the project on --url")] = None,
     api_key: ApiKeyOpt = None,
     database_url: DatabaseUrlOpt = None,

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from jobs.cli_common import OldDbOpt, database_url_option, escape
+from jobs.cli_common import database_url_option, escape
 from profiles_db.lookups import view_rows
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and correct character profiles (the CPM).")
@@ -31,10 +31,10 @@ class ProfileFormat(StrEnum):
 FormatOpt = Annotated[ProfileFormat, typer.Option("--format", help="table or json")]
 
 
-def _database(database_url: str | None, old_db: str | None = None):
+def _database(database_url: str | None):
     from profiles_db.db import Database, sqlite_url
 
-    url = old_db or database_url  # the old --db, when typed, beats V2S_DATABASE_URL like the option does
+    url = database_url
     if not url:
         console.print("[red]give --database-url (a URL or a v2s.sqlite path) or set V2S_DATABASE_URL[/red]")
         raise typer.Exit(2)
@@ -80,12 +80,11 @@ def _scope_for(db, scope: str | None) -> str:
 @app.command("list")
 def list_profiles(
     database_url: DbOpt = None,
-    db: OldDbOpt = None,
     scope: ScopeOpt = None,
     format: FormatOpt = ProfileFormat.TABLE,
 ) -> None:
     """One row per canonical character, with aliases and former codes."""
-    rows = view_rows(_database(database_url, db), "v_character_profiles", scope, "scope, code")
+    rows = view_rows(_database(database_url), "v_character_profiles", scope, "scope, code")
     columns = ["scope", "code", "name", "status", "aliases", "former_codes", "appearances", "role_type"]
     _emit(rows, columns, format, "characters")
 
@@ -94,7 +93,6 @@ def list_profiles(
 def show(
     code: str,
     database_url: DbOpt = None,
-    db: OldDbOpt = None,
     scope: ScopeOpt = None,
     format: FormatOpt = ProfileFormat.TABLE,
 ) -> None:
@@ -103,7 +101,7 @@ def show(
     from profiles_db.cpm import CharacterProfileManager
     from profiles_db.history import identity_history
 
-    database = _database(database_url, db)
+    database = _database(database_url)
     chosen = _scope_for(database, scope)
     profile = CharacterProfileManager(database).resolve(chosen, code)
     if profile is None:
@@ -155,12 +153,11 @@ def show(
 @app.command()
 def relationships(
     database_url: DbOpt = None,
-    db: OldDbOpt = None,
     scope: ScopeOpt = None,
     format: FormatOpt = ProfileFormat.TABLE,
 ) -> None:
     """Who relates to whom, with evidence and the segments it spans."""
-    database = _database(database_url, db)
+    database = _database(database_url)
     rows = view_rows(database, "v_relationships", scope, "scope, a_code, b_code")
     _current_codes(database, rows, "evidence")
     _emit(
@@ -195,13 +192,12 @@ def _current_codes(database, rows: list[dict], field: str) -> None:
 def graph(
     out: Annotated[Path, typer.Option(help="picture to write: .png or .svg (a .dot is written beside it)")],
     database_url: DbOpt = None,
-    db: OldDbOpt = None,
     scope: ScopeOpt = None,
 ) -> None:
     """Draw the relationship graph of one scope (like the paper's Fig. 7)."""
     from jobs.relationship_graph import draw, relationship_graph, write_dot
 
-    database = _database(database_url, db)
+    database = _database(database_url)
     chosen = _scope_for(database, scope)
     people = view_rows(database, "v_character_profiles", chosen, "code")
     links = view_rows(database, "v_relationships", chosen, "a_code")
@@ -214,13 +210,11 @@ def graph(
 
 
 @app.command()
-def rename(
-    code: str, name: str, database_url: DbOpt = None, db: OldDbOpt = None, scope: ScopeOpt = None
-) -> None:
+def rename(code: str, name: str, database_url: DbOpt = None, scope: ScopeOpt = None) -> None:
     """Name a character by hand (an unnamed one is upgraded, with the evidence 'manual rename')."""
     from profiles_db.cpm import CharacterProfileManager
 
-    database = _database(database_url, db)
+    database = _database(database_url)
     profile = _correct(
         lambda m, s: m.rename(s, code, name), CharacterProfileManager(database), _scope_for(database, scope)
     )
@@ -233,13 +227,12 @@ def merge(
     into_code: str,
     reason: str = "manual merge",
     database_url: DbOpt = None,
-    db: OldDbOpt = None,
     scope: ScopeOpt = None,
 ) -> None:
     """Fold FROM_CODE into INTO_CODE (recorded in merges; `unmerge` undoes it)."""
     from profiles_db.cpm import CharacterProfileManager
 
-    database = _database(database_url, db)
+    database = _database(database_url)
     manager = CharacterProfileManager(database)
     profile = _correct(
         lambda m, s: m.merge(s, from_code, into_code, reason), manager, _scope_for(database, scope)
@@ -248,11 +241,11 @@ def merge(
 
 
 @app.command()
-def unmerge(code: str, database_url: DbOpt = None, db: OldDbOpt = None, scope: ScopeOpt = None) -> None:
+def unmerge(code: str, database_url: DbOpt = None, scope: ScopeOpt = None) -> None:
     """Undo the last merge of the record that carries CODE."""
     from profiles_db.cpm import CharacterProfileManager
 
-    database = _database(database_url, db)
+    database = _database(database_url)
     profile = _correct(
         lambda m, s: m.unmerge(s, code), CharacterProfileManager(database), _scope_for(database, scope)
     )

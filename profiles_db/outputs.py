@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from annotator.schemas.record import SCHEMA_VERSION
@@ -133,12 +133,6 @@ class ShardCatalog:
                 name = shard or "?"
                 missing[name] = missing.get(name, 0) + 1
         return missing
-
-    def exported_count(self) -> int:
-        with self.db.sessions() as s:
-            return int(
-                s.scalar(select(func.count()).select_from(ShardRecord).where(ShardRecord.out == self.out))
-            )
 
 
 class OutputBusy(RuntimeError):

@@ -277,9 +277,6 @@ class ShardWriter:
         if self.shards.read_card() != card:
             self.shards.write_card(card)
 
-    def manifest_text(self) -> str | None:
-        return self.shards.read_manifest()
-
     def finish(self) -> int:
         self.close_shard()
         return self.written

@@ -225,7 +225,7 @@ def test_a_job_whose_one_segment_always_fails_finishes_and_says_why(tmp_path, mo
             "V2S_GEMINI_API_KEY": KEY,
             "V2S_OPENAI_BASE_URL": server.base_url + "/v1",
             "V2S_OPENAI_API_KEY": KEY,
-            "V2S_MAX_ATTEMPTS": "2",
+            "V2S_CALL_ATTEMPTS": "2",
             "V2S_RETRY_INITIAL_WAIT_S": "0.01",
             "V2S_RETRY_MAX_WAIT_S": "0.02",
         }.items():

@@ -88,19 +88,15 @@ def test_one_database_option_everywhere_with_its_environment_variable():
         assert option.opts == ["--database-url"] and option.envvar == "V2S_DATABASE_URL", path
         shown = invoke(*path, "--help")
         assert "--database-url" in shown.stdout and "V2S_DATABASE_URL" in shown.stdout, path
-        # the old spellings are hidden: only --database-url is offered (`review push/import` have a --url of
-        # their own, the Label Studio server's, which is no database option)
-        for old in ("--db", "--url"):
-            own = [p for p in command.params if old in getattr(p, "opts", []) and p.name != "database_url"]
-            if not any(p.name == "url" and not p.hidden for p in own):
-                assert old not in shown.stdout.replace("--database-url", ""), (path, old)
-            hidden = [p for p in own if p.name in ("db", "old_url") or "database" in (p.help or "")]
-            assert all(p.hidden for p in hidden), (path, old)
+        # one spelling: no --db, and a --url only where it is the Label Studio server's (`review push/import`)
+        assert not [p for p in command.params if "--db" in getattr(p, "opts", [])], path
+        urls = [p for p in command.params if "--url" in getattr(p, "opts", [])]
+        assert all("Label Studio" in (p.help or "") for p in urls), path
 
 
-def test_the_old_spellings_and_the_environment_variable_still_work(job_db):
+def test_the_option_and_the_environment_variable_work(job_db):
     url = job_db.url
-    for args in (("--db", url), ("--database-url", url)):
+    for args in (("--database-url", url),):
         listed = invoke("profiles", "list", *args, "--format", "json")
         assert listed.exit_code == 0, listed.output
         assert [p["code"] for p in json.loads(listed.stdout)] == ["char_001"]
@@ -108,16 +104,16 @@ def test_the_old_spellings_and_the_environment_variable_still_work(job_db):
     assert from_env.exit_code == 0, from_env.output
     (ada,) = json.loads(from_env.stdout)
     assert ada["aliases"] == ["Ada", "Ada, Jr."] and ada["former_codes"] == []  # the views' JSON arrays
-    # the typed old spelling beats the environment, as the option itself does
+    # the typed option beats the environment
     typed = invoke(
-        "profiles", "list", "--db", url, env={"V2S_DATABASE_URL": "sqlite:////nonexistent/x.sqlite"}
+        "profiles", "list", "--database-url", url, env={"V2S_DATABASE_URL": "sqlite:////nonexistent/x.sqlite"}
     )
     assert typed.exit_code == 0, typed.output
     assert invoke("status", "job-1", env={"V2S_DATABASE_URL": url}).exit_code == 0
 
 
-def test_db_upgrade_takes_both_spellings_and_the_environment(tmp_path):
-    for i, args in enumerate((["--url"], ["--database-url"], [])):
+def test_db_upgrade_takes_the_option_and_the_environment(tmp_path):
+    for i, args in enumerate((["--database-url"], [])):
         url = sqlite_url(tmp_path / f"db{i}.sqlite")
         env = {} if args else {"V2S_DATABASE_URL": url}
         done = invoke("db", "upgrade", *args, *([url] if args else []), env=env)

@@ -83,7 +83,7 @@ def test_no_secret_in_logs_database_outputs_or_exceptions(film, tmp_path, monkey
             "GEMINI_API_KEY": GEMINI_KEY,
             "V2S_OPENAI_BASE_URL": server.base_url + "/v1",
             "DEEPSEEK_API_KEY": OPENAI_KEY,
-            "V2S_MAX_ATTEMPTS": "2",
+            "V2S_CALL_ATTEMPTS": "2",
             "V2S_RETRY_INITIAL_WAIT_S": "0.01",
             "V2S_RETRY_MAX_WAIT_S": "0.02",
         }.items():

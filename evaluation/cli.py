@@ -1,4 +1,5 @@
-"""`v2s eval`: score predicted scripts against ground truth (register with `app.command("eval")(eval_command)`)."""
+"""The options and the scoring of `v2s eval` (the command itself is jobs/cli_eval.py, which adds a run's
+database as a source of ground truth): score predicted scripts against ground truth and print the report."""
 
 from __future__ import annotations
 
@@ -57,22 +58,6 @@ _CHOICES = {
     "--format": ("table", "json"),
     "--identity-scope": ("video", "series"),
 }
-
-
-def eval_command(
-    gt: GtOption,
-    pred: PredOption,
-    judge: JudgeOption = "lexical",
-    format: FormatOption = "table",
-    group_size: GroupSizeOption = 3,
-    out: OutOption = None,
-    identity_scope: IdentityScopeOption = "video",
-) -> None:
-    """Score scripts with the paper's V2S metrics (§4.1), plus v2s's character identity figure."""
-    check_options(gt, pred, judge=judge, format=format, identity_scope=identity_scope)
-    score_and_report(
-        gt, pred, judge=judge, format=format, group_size=group_size, out=out, identity_scope=identity_scope
-    )
 
 
 def check_options(gt: Path, pred: Path, *, judge: str, format: str, identity_scope: str) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from evaluation import Script, evaluate, evaluate_dataset, load_scripts, segmented_reward
-from evaluation.cli import eval_command
 from evaluation.schema import EVENT_FIELDS, SCENE_FIELDS
+from jobs.cli import app
 from tests.support.eval_records import records
 
 THRESHOLDS = (0.1, 0.3, 0.5, 0.7)
@@ -214,9 +213,6 @@ def test_pairing_by_id_and_single_pairs(tmp_path):
 
 
 def test_cli_table_json_and_out(tmp_path):
-    app = typer.Typer()
-    app.command("eval")(eval_command)
-    app.command("other")(lambda: None)
     gt = tmp_path / "gt.json"
     gt.write_text(json.dumps(rich_script()), encoding="utf-8")
     runner = CliRunner()

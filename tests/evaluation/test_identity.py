@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from evaluation import (
@@ -23,8 +22,8 @@ from evaluation import (
     score_identity,
 )
 from evaluation.alignment import align
-from evaluation.cli import eval_command
 from evaluation.schema import as_script, script_units
+from jobs.cli import app
 from tests.support.eval_records import records
 
 STEP = 40.0
@@ -227,9 +226,6 @@ def test_cli_prints_the_identity_section_and_json(tmp_path):
     pred_path = tmp_path / "part-00000.jsonl"
     recs = records("/films/film.mp4", [(0, 160, pred["script"][0]["events"])])
     pred_path.write_text("\n".join(json.dumps(r) for r in recs) + "\n", encoding="utf-8")
-    app = typer.Typer()
-    app.command("eval")(eval_command)
-    app.command("other")(lambda: None)
     runner = CliRunner()
     args = ["eval", "--gt", str(gt_path), "--pred", str(pred_path)]
 

@@ -89,7 +89,7 @@ def main() -> None:
     from profiles_db.response_cache import DatabaseResponseCache
     from tests.support.play import make_proxy, segment_provenance
     from workers.rate_limiter import ClusterRateLimiter
-    from workers.splitter import file_sha256
+    from workers.storage import file_sha256
 
     tmp = Path(tempfile.mkdtemp(prefix="v2s-bench-gateway-"))
     proxy = make_proxy(tmp / "seg1.mp4", segment_provenance(1, 0.0, 30.0))

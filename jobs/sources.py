@@ -20,8 +20,7 @@ from pathlib import Path, PurePosixPath
 from pydantic import BaseModel
 
 from workers.context import VideoSource
-from workers.splitter import file_sha256
-from workers.storage import StorageError, filesystem, is_remote
+from workers.storage import StorageError, file_sha256, filesystem, is_remote
 
 # containers PyAV (FFmpeg) reads; the suffix only picks files out of a folder, the probe judges them
 VIDEO_SUFFIXES = {

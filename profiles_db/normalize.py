@@ -11,12 +11,13 @@ import unicodedata
 from typing import Any
 
 from annotator.schemas import is_unnamed
+from annotator.schemas.plot import CODE_PATTERN
 
 MAX_NAME = 200  # longer than any real name or alias; a 10,000-character "name" is model garbage
 MAX_TEXT = 4000  # appearance/voice/personality/evidence notes
 MAX_LABEL = 200  # relationship labels (column is String(512))
 
-_CODE = re.compile(r"^(char|unknown)_(\d{1,6})$", re.IGNORECASE)
+_CODE = re.compile(CODE_PATTERN.pattern, re.IGNORECASE)  # the schema's rule, any case as models write it
 _APOSTROPHES = str.maketrans("", "", "'’‘`´")
 _SPACES = re.compile(r"\s+")
 _PLACEHOLDERS = {"unnamed", "unknown", "anonymous", "unidentified"}

@@ -20,7 +20,15 @@ from pathlib import Path
 
 from annotator.media import MediaError, probe
 from workers.context import VideoSource
-from workers.storage import StorageError, cache_root, filesystem, is_remote, join, unsafe_key_reason
+from workers.storage import (
+    StorageError,
+    cache_root,
+    file_sha256,
+    filesystem,
+    is_remote,
+    join,
+    unsafe_key_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +160,4 @@ def proxy_sha256(path: Path) -> str:
 
 @lru_cache(maxsize=256)
 def _sha256(path: str, mtime_ns: int, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)

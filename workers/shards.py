@@ -26,7 +26,7 @@ from annotator.dataset_card import render_card
 from profiles_db.db import Database
 from profiles_db.outputs import ShardCatalog, ShardEntry, manifest_document, output_key
 from profiles_db.stages import RunStatus, Stage, StageStore
-from workers.storage import filesystem, is_remote, join, local_workdir, normalise
+from workers.storage import filesystem, is_remote, join, local_workdir, normalise, sha256_of
 
 
 class _LocalShards:
@@ -298,8 +298,5 @@ def _read(uri: str) -> str | None:
 
 
 def _digest(handle) -> str:
-    digest = hashlib.sha256()
     with handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return sha256_of(handle)

@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import fsspec
@@ -164,6 +165,17 @@ def join(base: str | Path, *parts: str) -> str:
     if is_remote(base):
         return "/".join([str(base).rstrip("/"), *(p.strip("/") for p in parts)])
     return str(Path(base).joinpath(*parts))
+
+
+def sha256_of(handle: BinaryIO) -> str:
+    """The hex SHA-256 of what an open binary file holds (read in blocks, never whole): the one content hash of
+    proxies, shards and sources."""
+    return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    with open(path, "rb") as handle:
+        return sha256_of(handle)
 
 
 def inside(uri: str, base: str) -> str:

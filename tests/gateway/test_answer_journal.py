@@ -17,7 +17,7 @@ from profiles_db.db import Database
 from profiles_db.response_cache import DatabaseResponseCache
 from tests.support.gateway import MODELS, settings_for
 from tests.support.tcp_proxy import TcpRelay
-from workers.splitter import file_sha256
+from workers.storage import file_sha256
 
 
 def model_calls(server: SimulatorServer) -> int:

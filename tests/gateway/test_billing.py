@@ -11,7 +11,7 @@ from annotator.simulator.scenarios import Scenario
 from annotator.simulator.server import SimulatorServer
 from annotator.stages import PlotReasoner, SegmentInput
 from tests.support.gateway import MODELS, settings_for
-from workers.splitter import file_sha256
+from workers.storage import file_sha256
 
 
 def plot(play, proxy, api: str, flags: list[str]):

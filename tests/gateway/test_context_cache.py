@@ -18,7 +18,7 @@ from profiles_db.stages import StageStore
 from tests.support.e2e import models_from
 from tests.support.films import film_copy
 from tests.support.gateway import settings_for
-from workers.splitter import file_sha256
+from workers.storage import file_sha256
 
 pytestmark = pytest.mark.shared_ray  # its jobs run on the session's one Ray (tests/support/ray_session.py)
 

@@ -17,7 +17,7 @@ from annotator.stages import PlotReasoner, ScriptWriter, SegmentInput
 from tests.support.films import film_copy
 from tests.support.gateway import KEY, MODELS, fast_scenario, settings_for
 from tests.support.play import make_proxy, segment_provenance
-from workers.splitter import file_sha256
+from workers.storage import file_sha256
 
 pytestmark = pytest.mark.shared_ray  # its jobs run on the session's one Ray (tests/support/ray_session.py)
 

@@ -15,7 +15,7 @@ from annotator.simulator.server import SimulatorServer
 from annotator.stages import PlotReasoner, SegmentInput
 from tests.support.gateway import MODELS, fast_scenario, settings_for
 from tests.support.play import make_proxy, segment_provenance, small_screenplay
-from workers.splitter import file_sha256
+from workers.storage import file_sha256
 
 # the window the limiter keeps: the quota's plus its safety margin
 SPAN = WindowLimits(RateLimit(), 60.0).span

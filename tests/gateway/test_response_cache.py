@@ -13,7 +13,7 @@ from annotator.simulator.server import SimulatorServer
 from profiles_db.models import ResponseCacheEntry
 from profiles_db.response_cache import DatabaseResponseCache
 from tests.support.gateway import KEY, MODELS, settings_for
-from workers.splitter import file_sha256
+from workers.storage import file_sha256
 
 pytestmark = pytest.mark.shared_ray  # its jobs run on the session's one Ray (tests/support/ray_session.py)
 

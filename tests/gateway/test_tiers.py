@@ -12,7 +12,7 @@ from annotator.simulator.flex import FlexPlay
 from annotator.simulator.server import SimulatorServer
 from annotator.stages import PlotReasoner, SegmentInput
 from tests.support.gateway import MODELS, settings_for
-from workers.splitter import file_sha256
+from workers.storage import file_sha256
 
 
 def ask_plot(server: SimulatorServer, api: str, proxy, **overrides):

@@ -26,7 +26,7 @@ from annotator.gateway import Gateway, Media
 from annotator.stages import PlotReasoner, SegmentInput
 from tests.support.gateway import MODELS, settings_for
 from workers.orphans import OrphanGuard
-from workers.splitter import file_sha256
+from workers.storage import file_sha256
 
 proxy = Path(sys.argv[2])
 server = types.SimpleNamespace(base_url=sys.argv[1])

@@ -21,7 +21,7 @@ from annotator.schemas.provenance import Provenance
 from workers.splitter.decode import Analysis, Crop, analyse
 from workers.splitter.intermediate import Intermediate
 from workers.splitter.plan import Dialogue, SegmentPlan, plan, plan_segments
-from workers.splitter.proxy import ProxyBatch, ProxyTransform, file_sha256
+from workers.splitter.proxy import ProxyBatch, ProxyTransform
 from workers.splitter.settings import (
     PlanSettings,
     ProxySettings,
@@ -128,7 +128,6 @@ __all__ = [
     "SplitSettings",
     "detect_shots",
     "detect_silences",
-    "file_sha256",
     "make_proxy",
     "plan_segments",
     "split_video",

@@ -9,7 +9,6 @@ renamed into place, so no reader ever sees a half-written proxy.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -219,11 +218,3 @@ class ProxyBatch:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -13,6 +13,7 @@ from jobs.cli_common import (
     DatabaseUrlOpt,
     ForwardSecretsOpt,
     JobOutOpt,
+    RefusingGroup,
     ShipCodeOpt,
     console,
     database_url_option,
@@ -25,7 +26,10 @@ from jobs.terminal import terminal_safe
 
 # add_completion: `v2s --install-completion` / `--show-completion` for bash, zsh, fish and PowerShell
 app = typer.Typer(
-    no_args_is_help=True, add_completion=True, help="v2s: long-form video to script data engine."
+    cls=RefusingGroup,
+    no_args_is_help=True,
+    add_completion=True,
+    help="v2s: long-form video to script data engine.",
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 app.add_typer(db_app, name="db")
@@ -64,15 +68,6 @@ def _main(
 class OutputFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
-
-
-def _register_profiles() -> None:
-    from jobs.profiles_cli import app as profiles_app
-
-    app.add_typer(profiles_app, name="profiles")
-
-
-_register_profiles()
 
 
 @app.command()
@@ -146,15 +141,6 @@ def db_upgrade(database_url: DatabaseUrlOpt = None) -> None:
         raise typer.Exit(2)
     upgrade(target)
     console.print("database is at the latest schema")
-
-
-def _register_eval() -> None:
-    from jobs.cli_eval import eval_command  # evaluation ships with v2s: an import error is a bug to see
-
-    app.command("eval", help="Score scripts against ground truth with the V2S metrics.")(eval_command)
-
-
-_register_eval()
 
 
 @app.command()
@@ -326,18 +312,16 @@ def _verify_proxies(writer, db, repair: bool):
     return verify_proxies(proxy_uses(lines, writer.out), writer.out, has_audio, repair=repair)
 
 
-def _register_more() -> None:
-    # the cluster commands (submit, cancel) and the developer tools, each in a module of its own
-    from jobs import cli_cluster, cli_dev, cli_export, cli_plan, cli_review
+def _register_the_other_modules() -> None:
+    """The commands kept in modules of their own, in one list (an import error is a bug to see, never a command
+    silently missing)."""
+    from jobs import cli_cluster, cli_dev, cli_eval, cli_export, cli_plan, cli_review, profiles_cli
 
-    cli_cluster.register(app)
-    cli_dev.register(app)
-    cli_export.register(app)
-    cli_plan.register(app)
-    cli_review.register(app)
+    for module in (profiles_cli, cli_eval, cli_cluster, cli_dev, cli_export, cli_plan, cli_review):
+        module.register(app)
 
 
-_register_more()
+_register_the_other_modules()
 
 if __name__ == "__main__":
     app()

@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from jobs.terminal import terminal_safe
 
@@ -45,6 +47,18 @@ def refusals() -> tuple[type[BaseException], ...]:
     from workers.verify import OutputDamaged
 
     return (JobRefused, OutputBusy, OutputDamaged)
+
+
+class RefusingGroup(TyperGroup):
+    """The one error boundary of `v2s`: a refusal raised anywhere under it (any command, any sub-app) ends as
+    one line on stderr and exit status 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except refusals() as exc:
+            typer.echo(f"error: {terminal_safe(exc)}", err=True)
+            raise typer.Exit(2) from None
 
 
 def escape(text: str) -> str:

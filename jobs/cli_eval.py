@@ -20,6 +20,10 @@ from jobs.cli_common import DatabaseUrlOpt, db_for
 from jobs.terminal import terminal_safe
 
 
+def register(app) -> None:
+    app.command("eval", help="Score scripts against ground truth with the V2S metrics.")(eval_command)
+
+
 def eval_command(
     gt: GtOption,
     pred: PredOption,

@@ -15,6 +15,12 @@ from jobs.cli_common import database_url_option, escape
 from profiles_db.lookups import view_rows
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and correct character profiles (the CPM).")
+
+
+def register(main: typer.Typer) -> None:
+    main.add_typer(app, name="profiles")
+
+
 # Names, aliases, labels and notes come from a model: every value is escaped, and no ":name:" becomes an emoji.
 console = Console(emoji=False)
 
@@ -32,7 +38,7 @@ FormatOpt = Annotated[ProfileFormat, typer.Option("--format", help="table or jso
 
 
 def _database(database_url: str | None):
-    from profiles_db.db import Database, sqlite_url
+    from profiles_db.db import sqlite_url
 
     url = database_url
     if not url:
@@ -43,7 +49,9 @@ def _database(database_url: str | None):
             console.print(f"[red]{escape(url)} is not a database file[/red]")
             raise typer.Exit(2)
         url = sqlite_url(url)
-    return Database(url)
+    from jobs.runner import checked_url, open_database
+
+    return open_database(checked_url(url))  # a refusal: one line and exit 2 (jobs/cli_common.RefusingGroup)
 
 
 def _emit(rows: list[dict], columns: list[str], fmt: str, title: str) -> None:

@@ -129,3 +129,22 @@ def test_a_wrong_option_value_is_one_line_naming_the_option(tmp_path):
     ]
     fmt = CliRunner().invoke(app, ["profiles", "list", "--format", "yaml", "--database-url", str(tmp_path)])
     assert fmt.exit_code == 2 and "yaml" in fmt.output and "Traceback" not in fmt.output
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["profiles", "list", "--database-url", "postgres://u@h/db"], "postgresql+psycopg://u@h/db"),
+        (
+            ["profiles", "show", "char_001", "--database-url", "postgresql+psycopg://u@127.0.0.1:9/db"],
+            "cannot be used",
+        ),
+    ],
+)
+def test_a_refusal_in_any_sub_app_is_one_line_and_exit_2(args, said):
+    """The CLI's one error boundary (jobs/cli_common.RefusingGroup) covers every command and sub-app."""
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and said in lines[0], result.stderr
+    assert "Traceback" not in result.output

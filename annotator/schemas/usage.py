@@ -19,3 +19,4 @@ class StageUsage(BaseModel):
     cost_usd: float = 0.0
     tier: str | None = None  # the service tier the stage was served at (standard, flex)
     cached_tokens: int = 0  # of input_tokens, those read from a context cache
+    thinking_tokens: int = 0  # of output_tokens, the model's thinking (what `v2s plan` measures it from)

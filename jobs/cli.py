@@ -24,6 +24,11 @@ from jobs.cli_common import (
 )
 from jobs.terminal import terminal_safe
 
+CHECK_CALLS_HELP = (
+    "check each stage's model with one tiny structured call per schema before splitting (`v2s check`); "
+    "off: catalog and access only"
+)
+
 # add_completion: `v2s --install-completion` / `--show-completion` for bash, zsh, fish and PowerShell
 app = typer.Typer(
     no_args_is_help=True, add_completion=True, help="v2s: long-form video to script data engine."
@@ -89,8 +94,10 @@ def run(
     max_segment_s: Annotated[float, typer.Option(help="longest segment, seconds")] = 300.0,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for the embedded Ray")] = None,
     job_id: Annotated[str | None, typer.Option(hidden=True, help="set by `v2s submit`")] = None,
+    check_calls: Annotated[bool, typer.Option(help=CHECK_CALLS_HELP)] = True,
 ) -> None:
-    """Annotate every video of SOURCE on an embedded Ray; exit status 1 when some inputs failed."""
+    """Annotate every video of SOURCE on an embedded Ray; exit status 1 when some inputs failed. The models
+    are checked first (`v2s check`): a failure stops the run before anything is split."""
     from jobs.report import print_summary
     from jobs.runner import JobSpec, run_job
     from jobs.sources import SourceError
@@ -102,7 +109,7 @@ def run(
     from annotator.gateway.base import ModelCallError
 
     try:
-        job_id, summary = run_job(spec, console, job_id=job_id)
+        job_id, summary = run_job(spec, console, job_id=job_id, check_calls=check_calls)
     except SourceError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -326,8 +333,9 @@ def _verify_proxies(writer, db, repair: bool):
 
 def _register_more() -> None:
     # the cluster commands (submit, cancel) and the developer tools, each in a module of its own
-    from jobs import cli_cluster, cli_dev, cli_export, cli_plan, cli_review
+    from jobs import cli_check, cli_cluster, cli_dev, cli_export, cli_plan, cli_review
 
+    cli_check.register(app)
     cli_cluster.register(app)
     cli_dev.register(app)
     cli_export.register(app)

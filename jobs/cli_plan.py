@@ -11,6 +11,10 @@ import typer
 from jobs.cli_common import console, database_url_option, escape, refusals
 from jobs.terminal import terminal_safe
 
+CHECK_CALLS_HELP = (
+    "check each stage's model with one tiny structured call per schema first (`v2s check`); "
+    "off: catalog and access only"
+)
 TIER_HELP = "price every stage at this tier (standard, flex or batch) instead of V2S_<STAGE>_TIER"
 
 
@@ -30,8 +34,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         concurrency: Annotated[int, typer.Option(help="model calls in flight at once")] = 8,
         format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+        check_calls: Annotated[bool, typer.Option(help=CHECK_CALLS_HELP)] = True,
     ) -> None:
-        """Split SOURCE and estimate tokens, dollars per tier and wall time; no model is asked."""
+        """Check the models (`v2s check`), split SOURCE and estimate tokens, dollars per tier and wall time;
+        no stage's model is asked."""
         from pydantic import TypeAdapter, ValidationError
 
         from annotator.gateway.base import ModelCallError
@@ -57,8 +63,8 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         shown = console if format == "table" else _quiet_console()
         try:
-            result = plan_job(spec, options, shown)
-        except (SourceError, ModelCallError) as exc:  # a retired or unpriced model: one line naming the fix
+            result = plan_job(spec, options, shown, check_calls=check_calls)
+        except (SourceError, ModelCallError) as exc:  # a model that failed the check: one line naming the fix
             typer.echo(f"error: {terminal_safe(exc)}", err=True)
             raise typer.Exit(2) from None
         except refusals() as exc:

@@ -228,14 +228,17 @@ def _wall_time(segments, stages: list[StageEstimate], settings: ModelSettings, o
     return bounds[bound], bound
 
 
-def plan_job(spec, options: PlanOptions, console=None) -> Plan:
-    """Split the videos of `spec` (kept for the run) and price them; asks no model, needs no key. A retired or
-    unpriced model is refused first (ModelCallError), before anything is split: its plan would say $0."""
-    from annotator.gateway.preflight import check_catalog
-    from jobs.runner import open_database, run_job
+def plan_job(spec, options: PlanOptions, console=None, *, check_calls: bool = True) -> Plan:
+    """Split the videos of `spec` (kept for the run) and price them. The models are checked first, as a run
+    checks them (`v2s check`: its tiny calls unless `check_calls` is False), before anything is split: a
+    retired or unpriced model's plan would say $0, a routed one's the wrong price (ModelCallError)."""
+    from rich.console import Console
+
+    from jobs.runner import check_before_work, open_database, run_job
     from profiles_db.stages import StageStore
 
-    check_catalog(ModelSettings())
+    console = console or Console()
+    check_before_work(console, check_calls)
     job_id, summary = run_job(spec, console, prepare_only=True)
     db = open_database(spec.db_url())
     try:

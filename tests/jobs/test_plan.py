@@ -75,6 +75,20 @@ def test_the_plan_asks_no_model_and_its_split_is_what_the_run_uses(planned):
     assert all(s.basis.startswith("measured over") for s in plan.stages)
 
 
+def test_the_plan_prices_the_thinking_the_earlier_run_recorded(planned):
+    """The earlier run recorded its thinking per stage (the simulator's DeepSeek-style distillation reports
+    reasoning_tokens; its Gemini answers report none): the plan measures the ratio instead of assuming it."""
+    plan, *_ = planned
+    by_stage = {s.stage: s for s in plan.stages}
+    distill = by_stage[Stage.DISTILL]
+    assert distill.thinking_basis.startswith("measured") and distill.thinking_tokens > 0
+    assert by_stage[Stage.PLOT].thinking_basis.startswith("measured") and by_stage[Stage.PLOT].thinking_tokens == 0
+    price = ModelSettings(_env_file=None).price(distill.model)
+    assert distill.cost_usd["standard"] == pytest.approx(
+        price.cost(distill.input_tokens, distill.output_tokens), rel=1e-4
+    )
+
+
 def test_the_plan_predicts_the_runs_tokens_within_10_and_its_cost_within_15_percent(planned):
     plan, _, _, _, job_id, db = planned
     used = StageStore(db).usage_breakdown(job_id)["stage"]
@@ -119,7 +133,11 @@ def test_without_earlier_runs_the_plan_says_it_uses_defaults_and_prices_the_vide
     assert plot.basis == "defaults"
     # 2 × 300 s at 1 fps × 258 tokens per frame + 32 audio tokens per second
     assert plot.video_tokens == 2 * (300 * 258 + 300 * 32)
-    assert plot.output_tokens == round(DEFAULT_OUTPUT_PER_MIN[Stage.PLOT] * 10)
+    answer = round(DEFAULT_OUTPUT_PER_MIN[Stage.PLOT] * 10)
+    # thinking at the catalog's assumed ratio for the model, billed as output
+    ratio = settings.price(plot.model).assumed_thinking_ratio
+    assert plot.thinking_tokens == round(answer * ratio) and plot.output_tokens == answer + plot.thinking_tokens
+    assert plot.thinking_basis.startswith("catalog assumption") and plot.price_source == "catalog 2026-12-07"
     distill = next(s for s in plan.stages if s.stage == Stage.DISTILL)
     assert distill.video_tokens == 0 and distill.cached_cost_usd is None  # DeepSeek: no explicit cache
     assert plan.usd_per_video_hour() == pytest.approx(plan.total.cost_usd["standard"] / (600 / 3600))

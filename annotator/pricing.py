@@ -52,6 +52,9 @@ class Price(BaseModel):
     context_window: int | None = None  # input + output tokens
     thinking: Thinking | None = None
     temperature: float | None = None  # the provider's recommended temperature (Gemini 3: 1.0, lower can loop)
+    # v2s's planning assumption, not the provider's: thinking tokens per answer token at the thinking v2s sends
+    # (None: the model does not think). `v2s plan` uses it until finished runs measured the real ratio.
+    assumed_thinking_ratio: float | None = None
     valid_until: str | None = None  # an announced price change (ISO date): the price is stale after it
 
     def merged(self, other: Price) -> Price:

@@ -24,6 +24,11 @@ from jobs.cli_common import (
 )
 from jobs.terminal import terminal_safe
 
+CHECK_CALLS_HELP = (
+    "check each stage's model with one tiny structured call per schema before splitting (`v2s check`); "
+    "off: catalog and access only"
+)
+
 # add_completion: `v2s --install-completion` / `--show-completion` for bash, zsh, fish and PowerShell
 app = typer.Typer(
     cls=RefusingGroup,
@@ -86,8 +91,10 @@ def run(
     max_segment_s: Annotated[float, typer.Option(help="longest segment, seconds")] = 300.0,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for the embedded Ray")] = None,
     job_id: Annotated[str | None, typer.Option(hidden=True, help="set by `v2s submit`")] = None,
+    check_calls: Annotated[bool, typer.Option(help=CHECK_CALLS_HELP)] = True,
 ) -> None:
-    """Annotate every video of SOURCE on an embedded Ray; exit status 1 when some inputs failed."""
+    """Annotate every video of SOURCE on an embedded Ray; exit status 1 when some inputs failed. The models
+    are checked first (`v2s check`): a failure stops the run before anything is split."""
     from jobs.report import print_summary
     from jobs.runner import JobSpec, run_job
     from jobs.sources import SourceError
@@ -99,7 +106,7 @@ def run(
     from annotator.gateway.base import ModelCallError
 
     try:
-        job_id, summary = run_job(spec, console, job_id=job_id)
+        job_id, summary = run_job(spec, console, job_id=job_id, check_calls=check_calls)
     except SourceError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -315,9 +322,10 @@ def _verify_proxies(writer, db, repair: bool):
 def _register_the_other_modules() -> None:
     """The commands kept in modules of their own, in one list (an import error is a bug to see, never a command
     silently missing)."""
-    from jobs import cli_cluster, cli_dev, cli_eval, cli_export, cli_plan, cli_review, profiles_cli
+    from jobs import cli_check, cli_cluster, cli_dev, cli_eval, cli_export, cli_plan, cli_review, profiles_cli
 
-    for module in (profiles_cli, cli_eval, cli_cluster, cli_dev, cli_export, cli_plan, cli_review):
+    modules = (profiles_cli, cli_eval, cli_check, cli_cluster, cli_dev, cli_export, cli_plan, cli_review)
+    for module in modules:
         module.register(app)
 
 

@@ -18,6 +18,7 @@ from jobs.cli_common import (
     escape,
 )
 from jobs.settings import RAY_ADDRESS_ENV
+from jobs.terminal import terminal_safe
 
 
 def register(app: typer.Typer) -> None:
@@ -43,9 +44,19 @@ def register(app: typer.Typer) -> None:
         forward_secrets: ForwardSecretsOpt = False,
     ) -> None:
         """Submit a job to a Ray cluster (Ray Jobs API); prints the job id and how to follow it."""
+        from annotator.gateway.base import ModelCallError
+        from annotator.gateway.preflight import check_catalog
+        from annotator.settings import ModelSettings
         from jobs.control import submit_job
         from jobs.runner import JobSpec, new_job_id
 
+        try:
+            # Here only the catalog (retired, unpriced): the keys may live on the cluster's nodes alone. The
+            # submitted `v2s run` checks access and makes the check calls there, before it splits anything.
+            check_catalog(ModelSettings())
+        except ModelCallError as exc:
+            typer.echo(f"error: {terminal_safe(exc)}", err=True)
+            raise typer.Exit(2) from None
         spec = JobSpec(source=source, out=out, database_url=database_url, max_segment_s=max_segment_s)
         job_id = new_job_id()
         try:

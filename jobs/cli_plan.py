@@ -11,6 +11,10 @@ import typer
 from jobs.cli_common import console, database_url_option, escape, refusals
 from jobs.terminal import terminal_safe
 
+CHECK_CALLS_HELP = (
+    "check each stage's model with one tiny structured call per schema first (`v2s check`); "
+    "off: catalog and access only"
+)
 TIER_HELP = "price every stage at this tier (standard, flex or batch) instead of V2S_<STAGE>_TIER"
 
 
@@ -30,8 +34,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         concurrency: Annotated[int, typer.Option(help="model calls in flight at once")] = 8,
         format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+        check_calls: Annotated[bool, typer.Option(help=CHECK_CALLS_HELP)] = True,
     ) -> None:
-        """Split SOURCE and estimate tokens, dollars per tier and wall time; no model is asked."""
+        """Check the models (`v2s check`), split SOURCE and estimate tokens, dollars per tier and wall time;
+        no stage's model is asked."""
         from pydantic import TypeAdapter, ValidationError
 
         from annotator.gateway.base import ModelCallError
@@ -57,8 +63,8 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2) from None
         shown = console if format == "table" else _quiet_console()
         try:
-            result = plan_job(spec, options, shown)
-        except (SourceError, ModelCallError) as exc:  # a retired or unpriced model: one line naming the fix
+            result = plan_job(spec, options, shown, check_calls=check_calls)
+        except (SourceError, ModelCallError) as exc:  # a model that failed the check: one line naming the fix
             typer.echo(f"error: {terminal_safe(exc)}", err=True)
             raise typer.Exit(2) from None
         except refusals() as exc:
@@ -82,21 +88,22 @@ def print_plan(plan) -> None:
     from annotator.pricing import TIERS
 
     table = Table(title=f"plan {escape(plan.job)}: {plan.segments} segments, {plan.footage_s / 3600:.2f} h")
-    columns = ["stage", "model", "tier", "calls", "tokens in", "tokens out"]
-    columns += [f"$ {t}" for t in TIERS] + ["$ cached", "sizes from"]
+    columns = ["stage", "model", "tier", "calls", "tokens in", "tokens out", "of which thinking"]
+    columns += [f"$ {t}" for t in TIERS] + ["$ cached", "sizes from", "thinking from", "price from"]
+    left = ("stage", "model", "tier", "sizes from", "thinking from", "price from")
     for column in columns:
-        table.add_column(
-            column, justify="left" if column in ("stage", "model", "tier", "sizes from") else "right"
-        )
+        table.add_column(column, justify="left" if column in left else "right")
     for s in plan.stages:
         cached = f"{s.cached_cost_usd['standard']:.4f}" if s.cached_cost_usd else "-"
         costs = [f"{s.cost_usd[t]:.4f}" for t in TIERS]
         row = [s.stage, escape(s.model), s.tier, str(s.calls), f"{s.input_tokens:,}", f"{s.output_tokens:,}"]
-        table.add_row(*row, *costs, cached, s.basis)
+        row.append(f"{s.thinking_tokens:,}")
+        table.add_row(*row, *costs, cached, s.basis, s.thinking_basis, escape(s.price_source))
     total = plan.total
     costs = [f"{total.cost_usd[t]:.4f}" for t in TIERS]
     row = ["total", "", "", str(total.calls), f"{total.input_tokens:,}", f"{total.output_tokens:,}"]
-    table.add_row(*row, *costs, f"{total.cached_cost_usd['standard']:.4f}", "")
+    row.append(f"{sum(s.thinking_tokens for s in plan.stages):,}")
+    table.add_row(*row, *costs, f"{total.cached_cost_usd['standard']:.4f}", "", "", "")
     console.print(table)
     console.print(
         f"at the configured tiers: ${total.configured_cost_usd:.4f} "
@@ -106,8 +113,10 @@ def print_plan(plan) -> None:
     )
     for uri, error in plan.failed_videos.items():
         console.print(f"[red]input failed[/red] {escape(uri)}: {escape(error)}", emoji=False)
+    table_file = f" from {escape(plan.price_table_file)}" if plan.price_table_file else " (bundled)"
+    overrides = f"; V2S_PRICES prices {escape(', '.join(plan.overridden))}" if plan.overridden else ""
     console.print(
-        f"[dim]prices: table {escape(plan.price_table)}; the segments and proxies are kept for "
-        f"`v2s run` on the same --out[/dim]",
+        f"[dim]prices: the catalog {escape(plan.price_table)}{table_file}{overrides}; thinking is billed as "
+        f"output; the segments and proxies are kept for `v2s run` on the same --out[/dim]",
         emoji=False,
     )

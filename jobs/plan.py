@@ -7,6 +7,9 @@ the segments and proxies) and prices every model stage of every segment:
   resolution, per second of audio) + the prompt's text (prompt, character context, synopsis);
 - output tokens per second of footage, and the prompt's text per call, are measured from the stages earlier
   runs in the same database finished; without any, documented defaults stand in (and the plan says so);
+- thinking tokens (billed as output) per answer token: the ratio earlier runs measured where they recorded
+  it (Gemini thoughtsTokenCount, OpenAI reasoning_tokens), else the catalog's assumption for the model;
+  where earlier runs did not record it, their measured output already holds what thinking they were billed;
 - dollars per tier from the price table: standard, flex, batch, and with each segment's video in a context
   cache for its plot and script calls (made once at the input price, read at the cached price, stored for
   the cache's TTL), as a run with V2S_CONTEXT_CACHE=1 pays it;
@@ -54,10 +57,15 @@ class StageEstimate(BaseModel):
     video_tokens: int
     text_tokens: int
     input_tokens: int
-    output_tokens: int
+    output_tokens: int  # billed output: the answer and the thinking
+    thinking_tokens: int = 0  # of output_tokens, the model's thinking
+    thinking_basis: str = ""  # where the thinking estimate comes from (measured, the catalog's assumption)
     cost_usd: dict[str, float]  # tier → dollars
     cached_cost_usd: dict[str, float] | None = None  # the same with the video from a context cache
     basis: str  # where the text and output sizes come from
+    price_source: str = (
+        ""  # where the stage model's price comes from (the catalog and its version, V2S_PRICES)
+    )
 
 
 class PlanTotal(BaseModel):
@@ -74,6 +82,8 @@ class Plan(BaseModel):
     job: str
     source: str
     price_table: str  # the price table's version
+    price_table_file: str | None = None  # V2S_PRICES_FILE, when the table is the user's file
+    overridden: list[str] = Field(default_factory=list)  # models priced (or re-priced) by V2S_PRICES
     videos: int
     failed_videos: dict[str, str]
     segments: int
@@ -89,26 +99,51 @@ class Plan(BaseModel):
 
 class _Rates(BaseModel):
     text_tokens: float
-    output_per_s: float
+    output_per_s: float  # answer tokens per second of footage (thinking apart, where it is known)
+    thinking_ratio: float  # thinking tokens per answer token
     basis: str
+    thinking_basis: str
 
 
 def _measured_rates(
-    stage: Stage, history: list[MeasuredStage], table: PriceTable, resolution: str | None
+    stage: Stage, history: list[MeasuredStage], table: PriceTable, resolution: str | None, price: Price
 ) -> _Rates:
     rows = [m for m in history if m.stage == stage]
+    assumed = price.assumed_thinking_ratio or 0.0
+    assumption = (
+        f"catalog assumption ({assumed:g} per answer token)" if assumed else "none (the catalog: no thinking)"
+    )
     if not rows:
         minutes = DEFAULT_OUTPUT_PER_MIN[stage]
-        return _Rates(text_tokens=DEFAULT_TEXT_TOKENS[stage], output_per_s=minutes / 60, basis="defaults")
+        return _Rates(
+            text_tokens=DEFAULT_TEXT_TOKENS[stage],
+            output_per_s=minutes / 60,
+            thinking_ratio=assumed,
+            basis="defaults",
+            thinking_basis=assumption,
+        )
     seconds = sum(m.seconds for m in rows) or 1.0
     text = [
         max(0, m.input_tokens - _video_tokens(stage, table, m.seconds, m.has_audio, resolution)) for m in rows
     ]
-    return _Rates(
+    rates = _Rates(
         text_tokens=sum(text) / len(rows),
         output_per_s=sum(m.output_tokens for m in rows) / seconds,
+        thinking_ratio=0.0,
         basis=f"measured over {len(rows)} earlier segments",
+        # rows from before thinking was recorded: their output is what was billed, thinking included
+        thinking_basis="in the measured output (earlier runs did not record it)",
     )
+    reported = [m for m in rows if m.thinking_tokens is not None]
+    if reported:  # the answer and the thinking apart, from the segments that recorded both
+        answer = sum(m.output_tokens - m.thinking_tokens for m in reported)
+        thinking = sum(m.thinking_tokens for m in reported)
+        rates.output_per_s = answer / (sum(m.seconds for m in reported) or 1.0)
+        rates.thinking_ratio = thinking / answer if answer > 0 else 0.0
+        rates.thinking_basis = (
+            f"measured ({rates.thinking_ratio:.2f} per answer token, {len(reported)} segments)"
+        )
+    return rates
 
 
 def _video_tokens(
@@ -146,6 +181,8 @@ def estimate(
         job=job_id,
         source=source,
         price_table=table.version,
+        price_table_file=settings.prices_file,
+        overridden=sorted(settings.prices),
         videos=len({s.video_id for s in segments}) + len(failed_videos or {}),
         failed_videos=failed_videos or {},
         segments=len(segments),
@@ -160,11 +197,13 @@ def estimate(
 def _stage(stage, segments, history, settings: ModelSettings, table: PriceTable, options) -> StageEstimate:
     model = getattr(settings, f"{stage}_model")
     resolution = getattr(settings, f"{stage}_media_resolution", None)
-    rates = _measured_rates(stage, history, table, resolution)
     price = settings.price(model)
+    rates = _measured_rates(stage, history, table, resolution, price)
     video = [_video_tokens(stage, table, s.end_s - s.start_s, s.has_audio, resolution) for s in segments]
     text = round(rates.text_tokens * len(segments))
-    output = round(rates.output_per_s * sum(s.end_s - s.start_s for s in segments))
+    answer = round(rates.output_per_s * sum(s.end_s - s.start_s for s in segments))
+    thinking = round(answer * rates.thinking_ratio)
+    output = answer + thinking  # thinking is billed as output (Gemini's and OpenAI's pricing pages)
     inputs = sum(video) + text
     cost = {t: round(price.cost(inputs, output, t), 6) for t in TIERS}
     ttl = options.cache_ttl_s or settings.context_cache_ttl_s
@@ -179,10 +218,22 @@ def _stage(stage, segments, history, settings: ModelSettings, table: PriceTable,
         text_tokens=text,
         input_tokens=inputs,
         output_tokens=output,
+        thinking_tokens=thinking,
+        thinking_basis=rates.thinking_basis,
         cost_usd=cost,
         cached_cost_usd=cached,
         basis=rates.basis,
+        price_source=price_source(settings, model, table),
     )
+
+
+def price_source(settings: ModelSettings, model: str, table: PriceTable) -> str:
+    """Where a model's price comes from: the catalog (its version, the bundled file or V2S_PRICES_FILE), the
+    user's V2S_PRICES, or both (an override on top of a catalog entry)."""
+    catalog = f"catalog {table.version}" + (f" ({settings.prices_file})" if settings.prices_file else "")
+    if model not in settings.prices:
+        return catalog
+    return f"V2S_PRICES over {catalog}" if table.known(model) else "V2S_PRICES"
 
 
 def _cached_cost(price: Price, video: list[int], inputs: int, output: int, ttl_s: float, makes: bool):
@@ -228,15 +279,27 @@ def _wall_time(segments, stages: list[StageEstimate], settings: ModelSettings, o
     return bounds[bound], bound
 
 
-def plan_job(spec, options: PlanOptions, console=None) -> Plan:
-    """Split the videos of `spec` (kept for the run) and price them; asks no model, needs no key. A retired or
-    unpriced model is refused first (ModelCallError), before anything is split: its plan would say $0."""
-    from annotator.gateway.preflight import check_catalog
-    from jobs.runner import open_database, run_job
+def plan_job(spec, options: PlanOptions, console=None, *, check_calls: bool = True) -> Plan:
+    """Split the videos of `spec` (kept for the run) and price them. The models are checked first, as a run
+    checks them (`v2s check`: its tiny calls unless `check_calls` is False), before anything is split: a
+    retired or unpriced model's plan would say $0, a routed one's the wrong price (ModelCallError)."""
+    from rich.console import Console
+
+    from annotator.gateway.preflight import check_catalog, stage_models
+    from jobs.runner import check_before_work, open_database, run_job
     from profiles_db.stages import StageStore
 
-    check_catalog(ModelSettings())
-    job_id, summary = run_job(spec, console, prepare_only=True)
+    console = console or Console()
+    models = ModelSettings()
+    keyed = {"gemini": models.gemini_api_key or models.vertex_project, "openai": models.openai_api_key}
+    if all(keyed[backend] for _, backend, _ in stage_models(models)):
+        check_before_work(console, models, check_calls)
+    else:  # pricing needs no key: a plan made before the keys exist checks what it can
+        check_catalog(models)
+        console.print(
+            "[dim]no model key here: the catalog was checked; access is checked when the job runs[/dim]"
+        )
+    job_id, summary = run_job(spec, console, prepare_only=True, models=models)
     db = open_database(spec.db_url())
     try:
         store = StageStore(db)
@@ -244,4 +307,4 @@ def plan_job(spec, options: PlanOptions, console=None) -> Plan:
         history = store.measured_stages(exclude_job=job_id)
     finally:
         db.dispose()
-    return estimate(job_id, spec.source, segments, history, ModelSettings(), options, summary.failed_videos)
+    return estimate(job_id, spec.source, segments, history, models, options, summary.failed_videos)

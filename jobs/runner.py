@@ -104,20 +104,25 @@ def run_job(
     before_work: Callable[[StageStore], None] | None = None,
     prepare_only: bool = False,
     models: ModelSettings | None = None,
+    check_calls: bool = True,
 ) -> tuple[str, RunSummary]:
     """Run (or, with the id of an existing job, resume) a job. Finished stages are skipped, never redone.
 
     `before_work` (resume: reset failed stages, give some up) runs once the run has really started — the
     output is ours and Ray is up — so a run that cannot start changes nothing. `prepare_only` (`v2s plan`)
     splits the videos and cuts their proxies, which a later run of the same output reuses, and asks no model:
-    the job ends "planned". `models`: the model settings, read from the environment when not given; its tasks
-    get them without the keys (each worker reads its own)."""
+    the job ends "planned" (`plan_job` checked the models before). `models`: the model settings, read from the
+    environment when not given; its tasks get them without the keys (each worker reads its own).
+
+    Before anything is split, the models are checked (`v2s check`, jobs/check.py): a retired, unpriced,
+    unserved or routed model, a refused key or a refused request shape stops the job with one line (ModelCallError).
+    `check_calls=False` skips the check's tiny paid calls and keeps its free part."""
     console = console or Console()
     _check_output(spec)
     listing = scan_sources(spec.source)  # what it leaves out is kept with the job, for `v2s status`
     models = models or ModelSettings()
-    if not prepare_only:  # a wrong key stops the job here, before any segment is touched
-        check_model_access(models)
+    if not prepare_only:  # a wrong key or model stops the job here, before any segment is touched
+        check_before_work(console, models, check_calls)
     db_url = spec.db_url()
     db = open_database(db_url)
     job_id = job_id or new_job_id()
@@ -143,6 +148,14 @@ def run_job(
     finally:
         lease.release()
         db.dispose()
+
+
+def check_before_work(console: Console, models: ModelSettings, calls: bool = True) -> None:
+    """`v2s check` before a run or a plan splits anything: its one-line summary, or ModelCallError."""
+    from jobs.check import check_models
+
+    report = check_models(models, calls=calls)
+    console.print(f"[dim]{report.summary()}[/dim]", emoji=False, highlight=False)
 
 
 def _run_started(
@@ -273,31 +286,8 @@ def cancel_check(store: StageStore, job_id: str, every_s: float = 2.0):
 
 
 def check_model_access(settings: ModelSettings) -> None:
-    """Before any work: every stage's model is current and priced (annotator/gateway/preflight.py), then one
-    free authenticated call per stage model (models.get / GET /models).
+    """The free part of `v2s check` (jobs/check.py): the catalog, then one free authenticated call per stage
+    model. ModelCallError (outcome "config" or "auth") names the stage and the fix."""
+    from jobs.check import check_models
 
-    A retired, unpriced or unserved model, or a missing or refused key, is fatal for the job: it raises
-    ModelCallError (outcome "config" or "auth") whose one-line message names the stage and the fix, instead of
-    failing every segment with the same error. Anything else (a 429, an outage) is left to the stages' own
-    retries."""
-    from annotator.gateway import Gateway
-    from annotator.gateway.base import ModelCallError
-    from annotator.gateway.preflight import check_catalog, stage_models
-
-    check_catalog(settings)
-    gateway = Gateway(settings)
-    checked: set[tuple[str, str]] = set()
-    for stage, backend, model in stage_models(settings):
-        if (backend, model) in checked:
-            continue
-        checked.add((backend, model))
-        try:
-            gateway.backend(backend).check_access(model)
-        except ModelCallError as exc:
-            if exc.outcome == "config":
-                raise ModelCallError(
-                    f"{stage}: {exc}; set V2S_{stage.upper()}_MODEL to a model it serves", outcome="config"
-                ) from None
-            if exc.outcome == "auth":
-                raise
-            logging.getLogger(__name__).warning("could not check access to %s: %s", backend, exc)
+    check_models(settings, calls=False)

@@ -108,6 +108,9 @@ class StageRun(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     tier: Mapped[str | None] = mapped_column(String(16))  # standard|flex: what the last call was billed at
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # of output_tokens, the model's thinking; NULL on rows written before it was recorded (`v2s plan` then
+    # cannot tell thinking from answer, and says so)
+    thinking_tokens: Mapped[int | None] = mapped_column(Integer)
     batch_name: Mapped[str | None] = mapped_column(String(256))  # the open provider batch holding its request
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

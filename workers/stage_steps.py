@@ -48,6 +48,7 @@ def usage_of(result: StructuredResult) -> StageUsage:
         cost_usd=result.usage.cost_usd,
         tier=result.usage.tier if result.usage.calls else None,
         cached_tokens=result.usage.cached_tokens,
+        thinking_tokens=result.usage.thinking_tokens,
     )
 
 

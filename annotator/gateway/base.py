@@ -67,6 +67,13 @@ class ModelResponse(BaseModel):
     reasoning_content: str | None = None
     tier: Tier = "standard"  # the tier the call was served (and is billed) at
     cached_tokens: int = 0  # of input_tokens, those read from a context cache (billed at the cached price)
+    # of output_tokens, the model's thinking (Gemini thoughtsTokenCount, OpenAI reasoning_tokens): `v2s plan`
+    # prices thinking from what runs measured
+    thinking_tokens: int = 0
+    # the model that answered, as the response names it (Gemini modelVersion, OpenAI `model`); None when the
+    # response does not say. `v2s check` compares it with the name asked for: an alias or a retired name may be
+    # served by another model, billed at that model's price
+    served_model: str | None = None
 
     @property
     def truncated(self) -> bool:

@@ -279,6 +279,8 @@ class GeminiBackend:
             finish_reason=finish,
             tier=_served_tier(usage, request),
             cached_tokens=(usage.cached_content_token_count or 0) if usage else 0,
+            thinking_tokens=(usage.thoughts_token_count or 0) if usage else 0,
+            served_model=response.model_version,
         )
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason:

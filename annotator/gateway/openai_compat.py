@@ -127,6 +127,8 @@ class OpenAICompatBackend:
             finish_reason=choice.finish_reason if choice else None,
             tier="flex" if completion.service_tier == "flex" else "standard",  # a batch's reader sets batch
             cached_tokens=_cached_tokens(usage),
+            thinking_tokens=_reasoning_tokens(usage),
+            served_model=getattr(completion, "model", None) or None,
         )
         if choice is None or choice.message is None:
             empty = RetryableError(
@@ -203,6 +205,12 @@ def _fitted(exc: openai.BadRequestError, max_tokens: int) -> int | None:
 
 def _int(value: object) -> int | None:
     return int(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def _reasoning_tokens(usage) -> int:
+    """Of completion_tokens, the reasoning (completion_tokens_details.reasoning_tokens; 0 when not reported)."""
+    details = getattr(usage, "completion_tokens_details", None) if usage is not None else None
+    return int(getattr(details, "reasoning_tokens", None) or 0)
 
 
 def _cached_tokens(usage) -> int:

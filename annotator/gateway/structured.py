@@ -67,6 +67,7 @@ class Usage(BaseModel):
     output_tokens: int = 0
     cost_usd: float = 0.0
     cached_tokens: int = 0  # of input_tokens, read from a context cache
+    thinking_tokens: int = 0  # of output_tokens, the model's thinking (as the provider reports it)
     tier: str = "standard"  # the tier of the last call (a Flex call that fell back ends "standard")
 
     def add(self, response: ModelResponse, cost: float) -> None:
@@ -74,6 +75,7 @@ class Usage(BaseModel):
         self.input_tokens += response.input_tokens
         self.output_tokens += response.output_tokens
         self.cached_tokens += response.cached_tokens
+        self.thinking_tokens += response.thinking_tokens
         self.cost_usd += cost
         self.tier = response.tier
 

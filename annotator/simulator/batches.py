@@ -27,6 +27,7 @@ from annotator.simulator.errors import SimError, invalid
 from annotator.simulator.files import rfc3339
 from annotator.simulator.gemini_api import GenerateRequest, parse_generate
 from annotator.simulator.prompt_reader import Stage, detect_stage
+from annotator.simulator.served import served_gemini_model
 
 if TYPE_CHECKING:
     from annotator.simulator.server import Result, SimulatorServer
@@ -58,7 +59,7 @@ def generate_body(sim: SimulatorServer, model: str, result: Result, cache: Cache
     """The GenerateContentResponse JSON of an answer."""
     return gemini_api.generate_response(
         result.text,
-        model,
+        served_gemini_model(model),  # modelVersion: what answered (an alias names its target here)
         result.usage,
         cached_tokens=sim.cache_tokens(cache) if cache is not None else 0,
         finish_reason=result.fault.finish_reason or "STOP",

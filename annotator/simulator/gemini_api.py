@@ -13,11 +13,11 @@ import secrets
 from dataclasses import dataclass, field
 
 from annotator.simulator.errors import SimError, invalid
-from annotator.simulator.served import GEMINI_MODELS, check_gemini_model
+from annotator.simulator.served import GEMINI_MODELS, GEMINI_ROUTED, check_gemini_model, served_gemini_model
 from annotator.simulator.tokens import Usage
 
 API_VERSIONS = ("v1", "v1beta", "v1alpha")
-MODELS = tuple(GEMINI_MODELS)
+MODELS = (*GEMINI_MODELS, *GEMINI_ROUTED)  # ListModels lists the aliases too
 _PART_DATA = ("text", "inlineData", "inline_data", "fileData", "file_data", "functionCall", "function_call")
 _PART_DATA += ("functionResponse", "function_response", "executableCode", "codeExecutionResult", "thought")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*s?\s*$")
@@ -75,6 +75,7 @@ class GenerateRequest:
     texts: list[str] = field(default_factory=list)  # user (and system) texts, in order
     chars: int = 0  # all text characters in the request (history included), for token counts
     schema_title: str | None = None
+    schema: dict | None = None  # the response schema as sent (a check request is answered from it)
     video: VideoPart | None = None
     low_resolution: bool = False
     media_resolution: str | None = None  # generationConfig.mediaResolution as sent
@@ -114,8 +115,10 @@ def parse_generate(body: object) -> GenerateRequest:
                 request.video = video
     config = _get(body, "generationConfig", "generation_config") or {}
     schema = _get(config, "responseJsonSchema", "response_json_schema", "responseSchema", "response_schema")
-    if isinstance(schema, dict) and isinstance(schema.get("title"), str):
-        request.schema_title = schema["title"]
+    if isinstance(schema, dict):
+        request.schema = schema
+        if isinstance(schema.get("title"), str):
+            request.schema_title = schema["title"]
     resolution = _get(config, "mediaResolution", "media_resolution") or ""
     request.low_resolution = str(resolution).upper().endswith("LOW")
     request.media_resolution = str(resolution) or None
@@ -290,7 +293,7 @@ def model_resource(name: str, version: str = "v1beta") -> dict:
         "name": f"models/{name}",
         "displayName": name,
         "inputTokenLimit": 1048576,
-        "outputTokenLimit": GEMINI_MODELS[name],
+        "outputTokenLimit": GEMINI_MODELS[served_gemini_model(name)],
         "supportedGenerationMethods": ["generateContent", "countTokens", "batchGenerateContent"],
     }
 

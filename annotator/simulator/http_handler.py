@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from annotator.simulator import gemini_api, openai_api
 from annotator.simulator.batches import BatchEndpoints, generate_body, prepare_generate
 from annotator.simulator.caches import CacheEndpoints
+from annotator.simulator.check import CHECK_ENDPOINTS, check_answer, is_check, looks_like_check
 from annotator.simulator.errors import SimError, invalid
 from annotator.simulator.files import CHUNK_GRANULARITY, UploadError
 from annotator.simulator.gemini_api import API_VERSIONS
@@ -29,8 +30,9 @@ from annotator.simulator.served import (
     check_gemini_model,
     check_gemini_thinking,
     check_max_tokens,
+    served_gemini_model,
 )
-from annotator.simulator.tokens import text_tokens
+from annotator.simulator.tokens import estimate, text_tokens
 
 if TYPE_CHECKING:
     from annotator.simulator.server import SimulatorServer
@@ -226,10 +228,16 @@ class Handler(CacheEndpoints, BatchEndpoints, OpenAIBatchEndpoints, BaseHTTPRequ
     def _generate(self, raw: bytes, query: dict) -> None:
         self._check_gemini_key(query)
         model = self._model or ""
+        body = self._json(raw)
+        if looks_like_check(body):
+            self._endpoint = CHECK_ENDPOINTS["gemini"]  # refused or answered, a check is recorded as one
         check_gemini_model(model, self._version, "generateContent")
-        parsed = gemini_api.parse_generate(self._json(raw))
+        parsed = gemini_api.parse_generate(body)
         check_gemini_max_output(model, parsed.max_output_tokens)
         check_gemini_thinking(model, parsed.thinking_level)
+        if is_check(parsed.texts) and parsed.video is None:
+            self._answer_check("gemini", model, parsed)
+            return
         request, cache, stage = prepare_generate(self.sim, model, parsed)
         self._stage = stage.value
         result = self.sim.answer("gemini", model, stage, request, received_s=self._received_s)
@@ -349,16 +357,34 @@ class Handler(CacheEndpoints, BatchEndpoints, OpenAIBatchEndpoints, BaseHTTPRequ
         self._check_openai_key()
         body = self._json(raw)
         self._model = str(body.get("model") or "") if isinstance(body, dict) else None
+        if looks_like_check(body):
+            self._endpoint = CHECK_ENDPOINTS["openai"]
         request = openai_api.parse_chat(body)
         # the prompt's text tokens only: what vLLM adds for images and video is left out (docs/simulator.md)
         check_max_tokens(
             request.model, request.max_tokens, text_tokens(request.chars), self.sim.max_model_len
         )
+        if is_check(request.texts) and request.video is None:
+            self._answer_check("openai", request.model, request)
+            return
         stage = detect_stage(request.schema_title, request.texts, has_video=request.video is not None)
         self._stage = stage.value
         result = self.sim.answer("openai", request.model, stage, request, received_s=self._received_s)
         body = chat_body(request.model, result)  # what a batch item answers too (openai_batches.py)
         self._reply(200, body, start_s=result.start_s, end_s=result.end_s)
+
+    def _answer_check(self, api: str, model: str, request) -> None:
+        """A configuration check (check.py): the smallest answer the schema allows, after every refusal a
+        stage's request would meet; recorded apart from the model calls, never numbered nor disturbed."""
+        self._endpoint = CHECK_ENDPOINTS[api]
+        self._stage = detect_stage(request.schema_title, request.texts, has_video=False).value
+        text = check_answer(getattr(request, "schema", None))
+        usage = estimate(prompt_chars=request.chars, answer_chars=len(text))
+        if api == "gemini":
+            body = gemini_api.generate_response(text, served_gemini_model(model), usage)
+        else:
+            body = openai_api.chat_response(text, model, usage)
+        self._reply(200, body)
 
     def _openai_models(self, raw: bytes, query: dict) -> None:
         self._check_openai_key()

@@ -16,6 +16,14 @@ GEMINI_MODELS: dict[str, int] = {
     "gemini-3.1-flash-lite": 65536,
     "gemini-2.5-flash-lite": 65536,
 }
+# Names Gemini answers with another model: auto-updated aliases ("-latest", which Google repoints at each new
+# release) and names a successor serves. The request succeeds; only the answer's modelVersion, and the bill,
+# say which model it was. Mirrors Vertex AI's "Model versions and lifecycle" (auto-updated aliases) and the
+# modelVersion that names the serving model (spring-projects/spring-ai#4152); cited in docs/simulator.md.
+GEMINI_ROUTED: dict[str, str] = {
+    "gemini-flash-latest": "gemini-3.8-flash",
+    "gemini-flash-lite-latest": "gemini-3.1-flash-lite",
+}
 # Thinking levels each model accepts (Gemini 3.x; 2.5 models take a budget instead). gemini-3.8-flash refuses
 # MINIMAL ("Explicitly setting thinking_level to MINIMAL will return an API validation error", Vertex AI's
 # Gemini 3.8 Flash page); Gemini 4 adds XHIGH.
@@ -50,9 +58,14 @@ VLLM_MODEL = "v2s-sim"
 DEFAULT_MAX_MODEL_LEN = 32768  # vLLM's --max-model-len of the simulated server, listed in GET /v1/models
 
 
+def served_gemini_model(model: str) -> str:
+    """The model that answers a request for `model`: itself, or what an alias routes to."""
+    return GEMINI_ROUTED.get(model, model)
+
+
 def check_gemini_model(model: str, version: str, method: str) -> None:
     """404 NOT_FOUND for a name Gemini does not serve (retired or unknown), as the real API answers."""
-    if model not in GEMINI_MODELS:
+    if served_gemini_model(model) not in GEMINI_MODELS:
         raise SimError(
             404,
             f"models/{model} is not found for API version {version}, or is not supported for {method}. "
@@ -61,7 +74,7 @@ def check_gemini_model(model: str, version: str, method: str) -> None:
 
 
 def check_gemini_max_output(model: str, max_output: int | None) -> None:
-    limit = GEMINI_MODELS.get(model)
+    limit = GEMINI_MODELS.get(served_gemini_model(model))
     if max_output is not None and limit is not None and not 1 <= max_output <= limit:
         raise invalid(
             f"Unable to submit request because it has a maxOutputTokens value of {max_output} but the "
@@ -71,7 +84,7 @@ def check_gemini_max_output(model: str, max_output: int | None) -> None:
 
 def check_gemini_thinking(model: str, level: str | None) -> None:
     """A thinking level the model does not take is a 400 INVALID_ARGUMENT."""
-    allowed = GEMINI_THINKING_LEVELS.get(model)
+    allowed = GEMINI_THINKING_LEVELS.get(served_gemini_model(model))
     if level is not None and allowed is not None and level.lower() not in allowed:
         accepted = ", ".join(sorted(allowed)) or "none (set thinkingBudget)"
         raise invalid(

@@ -193,6 +193,10 @@ class SimulatorServer:
         calls = MODEL_CALLS + BATCH_CALLS
         return sum(1 for r in self.requests if r.endpoint in calls and stage in (None, r.stage))
 
+    def check_count(self) -> int:
+        """Configuration checks answered (`v2s check`'s tiny calls; check.py), kept apart from model calls."""
+        return sum(1 for r in self.requests if r.endpoint.startswith("check."))
+
     def record(
         self,
         endpoint: str,

@@ -29,6 +29,7 @@ class MeasuredStage:
     has_audio: bool
     input_tokens: int
     output_tokens: int
+    thinking_tokens: int | None = None  # of output_tokens; None: the row did not record it (before 0012)
 
 
 class HistoryMixin:
@@ -58,6 +59,7 @@ class HistoryMixin:
                 Video.has_audio,
                 StageRun.input_tokens,
                 StageRun.output_tokens,
+                StageRun.thinking_tokens,
             )
             .join(Segment, Segment.id == StageRun.segment_id)
             .join(Video, Video.id == Segment.video_id)
@@ -71,6 +73,8 @@ class HistoryMixin:
             query = query.where((Video.job_id != exclude_job) | Video.job_id.is_(None))
         with self.db.sessions() as s:
             return [
-                MeasuredStage(stage, model, float(seconds), bool(audio), int(i), int(o))
-                for stage, model, seconds, audio, i, o in s.execute(query)
+                MeasuredStage(
+                    stage, model, float(seconds), bool(audio), int(i), int(o), None if t is None else int(t)
+                )
+                for stage, model, seconds, audio, i, o, t in s.execute(query)
             ]

@@ -135,6 +135,7 @@ class LeaseMixin:
                 run.output_tokens = (run.output_tokens or 0) + usage.output_tokens
                 run.cost_usd = (run.cost_usd or 0.0) + usage.cost_usd
                 run.cached_tokens = (run.cached_tokens or 0) + usage.cached_tokens
+                run.thinking_tokens = (run.thinking_tokens or 0) + usage.thinking_tokens
                 run.tier = usage.tier or run.tier
 
     @staticmethod

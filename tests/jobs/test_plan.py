@@ -75,6 +75,23 @@ def test_the_plan_asks_no_model_and_its_split_is_what_the_run_uses(planned):
     assert all(s.basis.startswith("measured over") for s in plan.stages)
 
 
+def test_the_plan_prices_the_thinking_the_earlier_run_recorded(planned):
+    """The earlier run recorded its thinking per stage (the simulator's DeepSeek-style distillation reports
+    reasoning_tokens; its Gemini answers report none): the plan measures the ratio instead of assuming it."""
+    plan, *_ = planned
+    by_stage = {s.stage: s for s in plan.stages}
+    distill = by_stage[Stage.DISTILL]
+    assert distill.thinking_basis.startswith("measured") and distill.thinking_tokens > 0
+    assert (
+        by_stage[Stage.PLOT].thinking_basis.startswith("measured")
+        and by_stage[Stage.PLOT].thinking_tokens == 0
+    )
+    price = ModelSettings(_env_file=None).price(distill.model)
+    assert distill.cost_usd["standard"] == pytest.approx(
+        price.cost(distill.input_tokens, distill.output_tokens), rel=1e-4
+    )
+
+
 def test_the_plan_predicts_the_runs_tokens_within_10_and_its_cost_within_15_percent(planned):
     plan, _, _, _, job_id, db = planned
     used = StageStore(db).usage_breakdown(job_id)["stage"]
@@ -119,7 +136,13 @@ def test_without_earlier_runs_the_plan_says_it_uses_defaults_and_prices_the_vide
     assert plot.basis == "defaults"
     # 2 × 300 s at 1 fps × 258 tokens per frame + 32 audio tokens per second
     assert plot.video_tokens == 2 * (300 * 258 + 300 * 32)
-    assert plot.output_tokens == round(DEFAULT_OUTPUT_PER_MIN[Stage.PLOT] * 10)
+    answer = round(DEFAULT_OUTPUT_PER_MIN[Stage.PLOT] * 10)
+    # thinking at the catalog's assumed ratio for the model, billed as output
+    ratio = settings.price(plot.model).assumed_thinking_ratio
+    assert (
+        plot.thinking_tokens == round(answer * ratio) and plot.output_tokens == answer + plot.thinking_tokens
+    )
+    assert plot.thinking_basis.startswith("catalog assumption") and plot.price_source == "catalog 2026-12-07"
     distill = next(s for s in plan.stages if s.stage == Stage.DISTILL)
     assert distill.video_tokens == 0 and distill.cached_cost_usd is None  # DeepSeek: no explicit cache
     assert plan.usd_per_video_hour() == pytest.approx(plan.total.cost_usd["standard"] / (600 / 3600))
@@ -169,3 +192,44 @@ def test_wall_time_is_bound_by_the_longest_chain_or_the_quota():
 def test_plan_json_round_trips():
     plan = estimate("job-x", "src", _segments(2, 1), [], ModelSettings(_env_file=None), PlanOptions())
     assert Plan.model_validate(json.loads(plan.model_dump_json())) == plan
+
+
+def test_the_plan_table_prices_thinking_and_says_where_each_price_comes_from(monkeypatch):
+    """Measured thinking where earlier runs recorded it, the catalog's assumption elsewhere; the prices' sources
+    (catalog version, V2S_PRICES) in the JSON and on the terminal."""
+    from annotator.pricing import Price
+    from jobs.cli_common import console
+    from jobs.cli_plan import print_plan
+    from profiles_db.stages import MeasuredStage
+
+    settings = ModelSettings(
+        _env_file=None, prices={"deepseek-flash": Price(input_per_m=0.2, output_per_m=1.0)}
+    )
+    # one earlier plot of 300 s: 3000 output tokens of which 1000 thinking (0.5 per answer token)
+    history = [MeasuredStage(Stage.PLOT, "gemini-3.8-flash", 300.0, True, 90000, 3000, 1000)]
+    plan = estimate("job-x", "src", _segments(1, 2), history, settings, PlanOptions())
+    by_stage = {s.stage: s for s in plan.stages}
+    plot, distill = by_stage[Stage.PLOT], by_stage[Stage.DISTILL]
+    assert plot.thinking_basis.startswith("measured (0.50 per answer token")
+    assert plot.output_tokens == 2 * 3000 and plot.thinking_tokens == 2 * 1000  # 600 s at the measured rates
+    assert plot.cost_usd["standard"] == pytest.approx(
+        settings.price(plot.model).cost(plot.input_tokens, plot.output_tokens)
+    )
+    assert distill.thinking_basis == "catalog assumption (0.5 per answer token)"
+    assert (
+        distill.price_source == "V2S_PRICES over catalog 2026-12-07"
+        and plot.price_source == "catalog 2026-12-07"
+    )
+    assert plan.overridden == ["deepseek-flash"] and plan.price_table == "2026-12-07"
+    # an earlier run from before thinking was recorded: its billed output stands, nothing is added
+    old = [MeasuredStage(Stage.PLOT, "gemini-3.8-flash", 300.0, True, 90000, 3000, None)]
+    unrecorded = estimate("job-x", "src", _segments(1, 2), old, settings, PlanOptions()).stages[0]
+    assert unrecorded.output_tokens == 6000 and unrecorded.thinking_tokens == 0
+    assert unrecorded.thinking_basis.startswith("in the measured output")
+
+    monkeypatch.setattr(console, "width", 400)
+    with console.capture() as shown:
+        print_plan(plan)
+    text = " ".join(shown.get().split())
+    assert "of which thinking" in text and "measured (0.50 per answer token" in text
+    assert "prices: the catalog 2026-12-07 (bundled); V2S_PRICES prices deepseek-flash" in text

@@ -69,7 +69,7 @@ def test_check_calls_are_never_numbered_nor_disturbed_nor_counted_as_model_calls
         }
         # the first model call is still the scenario's first
         from annotator.gateway.base import Media
-        from workers.splitter import file_sha256
+        from workers.storage import file_sha256
 
         gateway = Gateway(settings_for(server, max_attempts=1))
         result = gateway.structured(

@@ -41,6 +41,13 @@ def register(app: typer.Typer) -> None:
                 "--corrected", help="reviewed segments with the reviewers' script (v2s review import first)"
             ),
         ] = False,
+        whole_videos: Annotated[
+            bool,
+            typer.Option(
+                "--whole-videos",
+                help="also each video's whole script, merged from its records (SPLIT.videos.jsonl)",
+            ),
+        ] = False,
         database_url: DatabaseUrlOpt = None,
     ) -> None:
         """Write the records of OUT in the layout of a fine-tuning tool; the same OUT gives the same bytes."""
@@ -61,6 +68,7 @@ def register(app: typer.Typer) -> None:
                 include_rejected=include_rejected,
                 splits=parse_splits(split),
                 name=name,
+                whole_videos=whole_videos,
             )
             db = db_for(out, database_url) if corrected else None
             try:

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from annotator.dataset_card import features, to_yaml
 from annotator.records import THINK_TAG, tagged, without_placeholders
 from annotator.schemas.record import SCHEMA_VERSION, Record
+from annotator.video_script import merge_videos
 from workers.storage import filesystem, is_remote, join, located, normalise
 
 
@@ -51,6 +52,8 @@ class ExportOptions(BaseModel):
     splits: dict[str, float] = Field(default_factory=lambda: {"train": 1.0})
     name: str = "v2s"
     corrected: bool = False  # reviewed segments with the reviewers' script (jobs/review/corrected.py)
+    # also each video's whole script (annotator/video_script.py): SPLIT.videos.jsonl beside SPLIT.jsonl
+    whole_videos: bool = False
 
     @field_validator("think_tag")
     @classmethod
@@ -227,6 +230,10 @@ def render(
         raise ValueError(_split_refusal(empty, options.splits, videos))
     names = [name for name, rows in by_split.items() if rows] or list(by_split)[:1]
     files = {f"{split}.jsonl": jsonl(by_split[split]) for split in names}
+    if options.whole_videos:
+        for split in names:
+            videos = [r for r in kept if split_of(r.video.video_id, options.splits) == split]
+            files[f"{split}.videos.jsonl"] = jsonl(merge_videos(videos))
     if options.format is ExportFormat.LLAMAFACTORY:
         files["dataset_info.json"] = _json(llamafactory_info(options.name, names))
     if options.format is ExportFormat.HF:

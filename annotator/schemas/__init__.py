@@ -15,6 +15,7 @@ from annotator.schemas.record import SCHEMA_VERSION, Record
 from annotator.schemas.script import Scene, Script, ScriptEvent
 from annotator.schemas.thinking import DistilledThinking
 from annotator.schemas.timecode import Seconds, format_timestamp, parse_timestamp
+from annotator.schemas.video_script import VideoScript
 
 # Name → (model, JSON-schema mode). Answer schemas are shown to models ("validation": times as MM:SS strings);
 # the record is what users read from shards ("serialization": times as seconds).
@@ -26,6 +27,7 @@ SCHEMAS: dict[str, tuple[type, str]] = {
     "record": (Record, "serialization"),
     "record-script": (Script, "serialization"),  # `record.script`: the script with absolute seconds
     "character-context": (CharacterContext, "serialization"),
+    "video-script": (VideoScript, "serialization"),  # a whole video's merged script (`export --whole-videos`)
 }
 
 

@@ -63,9 +63,16 @@ def env(tmp_path_factory):
         yield film, folder, server
 
 
-def test_offsets_mode_tells_the_same_times_with_one_upload_per_video(env):
+@pytest.fixture(scope="module")
+def segments_run(env):
+    """The job in segments mode (a proxy per segment), once for the module."""
     film, folder, server = env
-    by_segment, segment_uploads = _run(film, folder / "segments", "segments", server)
+    return _run(film, folder / "segments", "segments", server)
+
+
+def test_offsets_mode_tells_the_same_times_with_one_upload_per_video(env, segments_run):
+    film, folder, server = env
+    by_segment, segment_uploads = segments_run
     by_offsets, offset_uploads = _run(film, folder / "offsets", "offsets", server)
     assert segment_uploads == len(by_segment)  # one proxy file per segment
     assert offset_uploads == 1  # one proxy of the whole video, uploaded once
@@ -78,3 +85,21 @@ def test_offsets_mode_tells_the_same_times_with_one_upload_per_video(env):
     assert abs(measure(proxies[0]).video_s - probe(film).duration_s) < 0.3
     assert [_times(r) for r in by_offsets] == [_times(r) for r in by_segment]
     assert any(path.endswith("timestamp") for path, _ in _times(by_offsets[-1]))  # times were compared
+
+
+def test_the_whole_video_script_of_short_segments_has_the_screenplays_scenes(env, segments_run):
+    """15 s segments cut scenes of ~28 s in two or three: merged, the video's script has each scene once (#32)."""
+    from annotator.schemas import Record
+    from annotator.video_script import merge_video
+
+    film = env[0]
+    records = [Record.model_validate(r) for r in segments_run[0]]
+    assert len(records) >= 3
+    whole = merge_video(records)
+    shown = [
+        s
+        for s in Screenplay.load(DEFAULT_SCREENPLAY).script.script
+        if s.start_timestamp < probe(film).duration_s
+    ]
+    assert [s.location for s in whole.script.script] == [s.location for s in shown]
+    assert whole.joined_scenes >= 1

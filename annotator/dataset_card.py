@@ -126,3 +126,40 @@ def _scalar(value: Any) -> str:
     if value == {}:
         return "{}"
     return json.dumps(value, ensure_ascii=False)
+
+
+def arrow_schema(model: type[BaseModel] = Record):
+    """The model as an Arrow schema, from the same feature list as the card: a Parquet file written with it has
+    every column typed whatever its rows hold (null-only columns stay strings, lists, structs)."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(f["name"], _arrow(f)) for f in features(model)])
+
+
+def _arrow(node: Any):
+    import pyarrow as pa
+
+    if isinstance(node, str):  # a list's short form: `list: string`
+        return _ARROW_SCALARS[node]()
+    if isinstance(node, list):  # a list's short form: `list: [fields]`
+        return pa.struct([pa.field(f["name"], _arrow(f)) for f in node])
+    if "dtype" in node:
+        return _ARROW_SCALARS[node["dtype"]]()
+    if "struct" in node:
+        return pa.struct([pa.field(f["name"], _arrow(f)) for f in node["struct"]])
+    return pa.list_(_arrow(node["list"]))
+
+
+def _arrow_scalars() -> dict:
+    import pyarrow as pa
+
+    return {"string": pa.string, "int64": pa.int64, "float64": pa.float64, "bool": pa.bool_}
+
+
+class _LazyScalars(dict):
+    def __missing__(self, key: str):
+        self.update(_arrow_scalars())
+        return self[key]
+
+
+_ARROW_SCALARS: dict = _LazyScalars()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from annotator.dataset_card import features, to_yaml
+from annotator.dataset_card import arrow_schema, features, to_yaml
 from annotator.records import THINK_TAG, tagged, without_placeholders
 from annotator.schemas.record import SCHEMA_VERSION, Record
 from annotator.video_script import merge_videos
@@ -36,6 +36,7 @@ class ExportFormat(StrEnum):
     SWIFT = "swift"
     QWENVL = "qwenvl"
     SHAREGPT = "sharegpt"
+    PARQUET = "parquet"  # the records as Parquet, every column typed by the card's schema
 
 
 class PathStyle(StrEnum):
@@ -163,7 +164,7 @@ def retagged(record: Record, tag: str) -> list[tuple[str, str]]:
 
 def convert(record: Record, fmt: ExportFormat, video: str | None, tag: str = THINK_TAG) -> BaseModel:
     """One record as one row of `fmt`; `video` is the path the row names (None for the text-only layouts)."""
-    if fmt is ExportFormat.HF:
+    if fmt in (ExportFormat.HF, ExportFormat.PARQUET):
         return record
     messages = retagged(record, tag)
     if fmt is ExportFormat.SWIFT:
@@ -183,6 +184,21 @@ def jsonl(rows: list[BaseModel]) -> bytes:
     """One JSON line per row, aliases as the tools spell them (`from`), no key a tool would not expect."""
     lines = [row.model_dump_json(by_alias=True) for row in rows]
     return "".join(f"{line}\n" for line in lines).encode()
+
+
+def parquet(rows: list[BaseModel]) -> bytes:
+    """Records as one Parquet file typed by the record schema (annotator/dataset_card.arrow_schema): no column
+    is null-typed because one file's rows happen to leave it empty, so files concatenate and load anywhere."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = arrow_schema()
+    table = pa.Table.from_pylist([row.model_dump(mode="json") for row in rows], schema=schema)
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
 
 
 def llamafactory_info(name: str, splits: list[str]) -> dict:
@@ -229,7 +245,10 @@ def render(
         videos = len({r.video.video_id for r in kept})
         raise ValueError(_split_refusal(empty, options.splits, videos))
     names = [name for name, rows in by_split.items() if rows] or list(by_split)[:1]
-    files = {f"{split}.jsonl": jsonl(by_split[split]) for split in names}
+    if options.format is ExportFormat.PARQUET:
+        files = {f"{split}.parquet": parquet(by_split[split]) for split in names}
+    else:
+        files = {f"{split}.jsonl": jsonl(by_split[split]) for split in names}
     if options.whole_videos:
         for split in names:
             videos = [r for r in kept if split_of(r.video.video_id, options.splits) == split]

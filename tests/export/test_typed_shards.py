@@ -130,3 +130,27 @@ def test_load_dataset_reads_every_shard_from_a_bucket(bucket_out, streaming, tmp
     rows = list(loaded)
     assert sorted(r["id"] for r in rows) == sorted(ids)
     _check(rows, expected, loaded.features)
+
+
+def test_a_parquet_export_is_typed_by_the_record_schema_and_reads_back(local_out, tmp_path):
+    """`v2s export --format parquet`: each split one Parquet file whose columns carry the record schema's types,
+    whatever the rows leave empty (Ray Data, pyarrow and `datasets` read it back, #33)."""
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from annotator.dataset_card import arrow_schema
+    from jobs.cli import app
+
+    out, ids = local_out
+    one = CliRunner().invoke(app, ["export", str(out), "--to", str(tmp_path / "pq"), "--format", "parquet"])
+    assert one.exit_code == 0, one.output
+    table = pq.read_table(tmp_path / "pq" / "train.parquet")
+    assert table.schema.remove_metadata() == arrow_schema() and table.num_rows == len(ids)
+    assert not [f.name for f in table.schema if str(f.type) == "null"]
+    assert table.column("review").null_count == len(ids)  # null everywhere, typed all the same
+    # a reader that knows nothing of v2s: the same rows, typed, through `datasets`
+    loaded = load_dataset(
+        "parquet", data_files=str(tmp_path / "pq" / "train.parquet"), cache_dir=str(tmp_path / "c")
+    )
+    assert sorted(loaded["train"]["id"]) == sorted(ids)
+    assert _untyped(dict(loaded["train"].features)) == []

@@ -15,7 +15,7 @@ from annotator.gateway.base import Backend, Media, ModelCallError, ModelRequest,
 from annotator.gateway.retry import call_with_retries
 from annotator.gateway.tiers import TierFallback
 from annotator.prompting import Prompt
-from annotator.schemas.contract import AnswerContract, breaches
+from annotator.schemas.contract import AnswerContract, breaches, extra_keys
 from annotator.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -195,17 +195,23 @@ def check_answer(
         if response.truncated:  # a repaired cut-off answer may validate but is missing its end
             raise InvalidAnswer("the answer was cut off at the output token limit")
         raw = parse_json_object(response.text)
-        value = schema.model_validate(raw)
+        # unknown keys first, also when validation fails: a wrapper key or a misspelt field is the likely cause
+        lines = [f"- {line}" for line in filter(None, [extra_keys(schema, raw)])]
+        try:
+            value = schema.model_validate(raw)
+        except ValidationError as exc:
+            raise InvalidAnswer("\n".join([*lines, describe(exc)])) from None
+        lines += [f"- {line}" for line in breaches(value, contract or AnswerContract())]
         lacking = value.missing() if hasattr(value, "missing") else None  # semantic minimums (schemas say)
         if lacking:
-            raise InvalidAnswer(lacking)
-        broken = breaches(value, raw, contract or AnswerContract())
-        if broken:
-            raise InvalidAnswer("\n".join(f"- {line}" for line in broken))
+            lines.append(f"- {lacking}")
+        if lines:
+            raise InvalidAnswer("\n".join(lines))
         return CheckedAnswer(value=value)
-    except (InvalidAnswer, ValidationError) as exc:
-        problem = describe(exc) if isinstance(exc, ValidationError) else str(exc)
-        return CheckedAnswer(problem=problem, outcome="truncated" if response.truncated else "invalid_output")
+    except InvalidAnswer as exc:
+        return CheckedAnswer(
+            problem=str(exc), outcome="truncated" if response.truncated else "invalid_output"
+        )
 
 
 def _oversized(response: ModelResponse, max_output_tokens: int | None) -> str | None:

@@ -12,8 +12,10 @@ times obey one rule.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
 
 from annotator.schemas.plot import CODE_IN_TEXT, code_key
 
@@ -51,37 +53,52 @@ def codes_in(value: object, skip: frozenset[str] = frozenset()) -> set[str]:
     return found
 
 
-def unknown_keys(value: BaseModel, raw: object, where: str = "") -> list[str]:
-    """Paths of the keys in `raw` (the parsed JSON `value` was validated from) that no field of the schema takes:
-    what the schema ignored, at any depth."""
+def unknown_keys(schema: type[BaseModel], raw: object, where: str = "") -> list[str]:
+    """Paths of the keys in `raw` (an answer's parsed JSON) that no field of `schema` takes, at any depth: what
+    validation would silently ignore. Read from the schema's types, so it answers for invalid answers too."""
     if not isinstance(raw, dict):
         return []
-    fields: dict[str, str] = {}
-    for name, info in type(value).model_fields.items():
-        fields[name] = name
+    fields: dict[str, FieldInfo] = {}
+    for name, info in schema.model_fields.items():
+        fields[name] = info
         if info.alias:
-            fields[info.alias] = name
+            fields[info.alias] = info
     found: list[str] = []
     for key, item in raw.items():
         path = f"{where}.{key}" if where else str(key)
-        name = fields.get(key)
-        if name is None:
+        info = fields.get(key)
+        if info is None:
             found.append(path)
-        else:
-            found.extend(_nested_unknown(getattr(value, name), item, path))
+            continue
+        model = _model_in(info.annotation)
+        if model is not None and isinstance(item, list):
+            found += [p for i, part in enumerate(item) for p in unknown_keys(model, part, f"{path}.{i}")]
+        elif model is not None:
+            found += unknown_keys(model, item, path)
     return found
 
 
-def _nested_unknown(value: object, raw: object, path: str) -> list[str]:
-    if isinstance(value, BaseModel):
-        return unknown_keys(value, raw, path)
-    if isinstance(value, list) and isinstance(raw, list) and len(value) == len(raw):
-        return [
-            p
-            for i, (v, r) in enumerate(zip(value, raw, strict=True))
-            for p in _nested_unknown(v, r, f"{path}.{i}")
-        ]
-    return []
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The schema class inside a field's type (`X`, `X | None`, `list[X]`), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def extra_keys(schema: type[BaseModel], raw: object) -> str | None:
+    """The unknown keys of an answer as a line a repair turn can quote, or None."""
+    extra = unknown_keys(schema, raw)
+    if not extra:
+        return None
+    shown = ", ".join(extra[:8]) + (f" and {len(extra) - 8} more" if len(extra) > 8 else "")
+    return (
+        f"keys the schema does not have (their content would be lost): {shown}; use exactly the schema's keys, "
+        "with no wrapper object around the answer"
+    )
 
 
 def times_outside(times: Iterable[tuple[str, float]], clip_s: float, tolerance_s: float) -> list[str]:
@@ -96,16 +113,10 @@ def times_outside(times: Iterable[tuple[str, float]], clip_s: float, tolerance_s
     return problems
 
 
-def breaches(value: BaseModel, raw: dict, contract: AnswerContract) -> list[str]:
-    """What a schema-valid answer does against its contract, as lines a repair turn can quote; [] when none."""
+def breaches(value: BaseModel, contract: AnswerContract) -> list[str]:
+    """What a schema-valid answer does against the codes and times of its contract, as lines a repair turn can
+    quote; [] when none (its keys are checked before validation: `extra_keys`)."""
     problems = []
-    extra = unknown_keys(value, raw)
-    if extra:
-        shown = ", ".join(extra[:8]) + (f" and {len(extra) - 8} more" if len(extra) > 8 else "")
-        problems.append(
-            f"keys the schema does not have (their content would be lost): {shown}; use exactly the schema's "
-            "keys, with no wrapper object around the answer"
-        )
     if contract.known_codes is not None:
         declared = value.declared_codes() if hasattr(value, "declared_codes") else set()
         unknown = sorted(codes_in(value, _CODES_NOT_CHECKED) - contract.known_codes - declared)

@@ -2,7 +2,7 @@
 
 The sample film's first two segments are run twice under one job id: once fault-free, once with the simulator
 playing one-off misshapen answers (annotator/simulator/misshapen.py): plots naming a character code nobody gave,
-with misspelt keys, with times an hour late, 2 MB long; every segment's first script wrapped in a `response` key,
+with misspelt keys, with times an hour late, 2 MB long; every segment's script wrapped in a `response` key once,
 one script also naming a stranger, one with times outside its clip; one distillation naming a stranger. Two
 misbehaviours in a row fit the default two repair turns. Each is repaired,
 so the faulty run writes the same records (same ids, the same bytes except the tokens and dollars they record

@@ -21,7 +21,7 @@ from annotator.simulator.server import SimulatorServer
 from annotator.stages import PlotReasoner, ScriptWriter, SegmentInput, ThinkingDistiller, synopsis
 from tests.support.gateway import MODELS, settings_for
 from tests.support.recording import Recording
-from workers.splitter import file_sha256
+from workers.storage import file_sha256
 
 
 class _Glitches(Recording):

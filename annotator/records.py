@@ -17,7 +17,7 @@ from annotator.schemas import (
     Script,
     format_timestamp,
 )
-from annotator.schemas.plot import CODE_PATTERN, replace_codes
+from annotator.schemas.plot import CODE_PATTERN, code_key, replace_codes
 from annotator.schemas.record import (
     KeyValue,
     MemoryGap,
@@ -41,6 +41,18 @@ THINK_TAG = (
 )
 
 Resolver = Callable[[str], CharacterProfile | None]
+
+
+class UnresolvedCodes(ValueError):
+    """A segment whose plot, script or thinking names a character code that no profile of the memory answers to
+    (after redirects). Its record is not built: a code that means nobody would teach a model to invent them. The
+    gateway's contract keeps such codes out of fresh answers; this is the last line, e.g. for stored ones."""
+
+    def __init__(self, codes: set[str]) -> None:
+        super().__init__(
+            f"character codes no profile answers to: {', '.join(sorted(codes))}; the record is not written"
+        )
+        self.codes = frozenset(codes)
 
 
 def record_id(video_id: str, start_s: float, end_s: float, pipeline_version: str) -> str:
@@ -88,20 +100,24 @@ def build_record(
     memory_gaps: list[MemoryGap] = (),
 ) -> Record:
     used: dict[str, CharacterProfile] = {}
+    unresolved: set[str] = set()
 
     def name_of(code: str) -> str:
         profile = resolve(code_map.get(code, code))
         if profile is None:
+            unresolved.add(code)
             return code
         used[profile.id] = profile
         return profile.display_name
 
-    named_script = _with_names(script, resolve, used)
+    named_script = _with_names(script, resolve, used, unresolved)
     _resolve_text(named_script, name_of)
     absolute = named_script.shifted(video.start_s)
     thinking_text = replace_codes(thinking.as_text(), name_of)
     assistant = assistant_turn(thinking_text, named_script)
     record_plot = _record_plot(plot, thinking, video.start_s, name_of)  # before `used` is read: it adds to it
+    if unresolved:
+        raise UnresolvedCodes(unresolved)
     return Record(
         id=record_id(video.video_id, video.start_s, video.end_s, pipeline_version),
         video=video,
@@ -175,17 +191,24 @@ def _record_meta(
     )
 
 
-def _with_names(script: Script, resolve: Resolver, used: dict[str, CharacterProfile]) -> Script:
+def _with_names(
+    script: Script, resolve: Resolver, used: dict[str, CharacterProfile], unresolved: set[str]
+) -> Script:
     named = script.model_copy(deep=True)
     for event in named.events():
-        if CODE_PATTERN.match(event.character):
-            profile = resolve(event.character)
-            if profile is not None:
-                used[profile.id] = profile
-                event.character_id, event.character = profile.id, profile.display_name
+        if CODE_PATTERN.match(code_key(event.character)):  # "CHAR_1" is a code too, as the CPM reads it
+            profile = resolve(code_key(event.character))
+            if profile is None:
+                unresolved.add(event.character)
+                continue
+            used[profile.id] = profile
+            event.character_id, event.character = profile.id, profile.display_name
     meta_names = []
     for code in named.meta.characters:
-        profile = resolve(code) if CODE_PATTERN.match(code) else None
+        is_code = bool(CODE_PATTERN.match(code_key(code)))
+        profile = resolve(code_key(code)) if is_code else None
+        if profile is None and is_code:
+            unresolved.add(code)
         meta_names.append(profile.display_name if profile else code)
     named.meta.characters = list(dict.fromkeys(meta_names))
     return named

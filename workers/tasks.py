@@ -13,7 +13,7 @@ import ray
 
 from annotator.gateway.base import ModelCallError
 from annotator.media import MediaError, probe
-from annotator.records import build_record
+from annotator.records import UnresolvedCodes, build_record
 from annotator.schemas import DistilledThinking, NextSegmentPlot, Script
 from annotator.schemas.provenance import Provenance
 from annotator.schemas.record import MemoryGap, RecordVideo
@@ -217,29 +217,35 @@ def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
     out = []
     for segment, runs in st.exportable(video_id):
         plot, script, distill = (runs[stage].result for stage in MODEL_STAGES)
-        record = build_record(
-            job_id=ctx.job_id,
-            pipeline_version=version,
-            video=RecordVideo(
-                uri=video.uri,
-                video_id=video.id,
-                start_s=segment.start_s,
-                end_s=segment.end_s,
-                # relative to the output, so the output can be moved whole (rsync to a training cluster)
-                proxy_uri=segment.proxy_uri and inside(located(segment.proxy_uri, ctx.out_dir), ctx.out_dir),
-                series=None if video.scope == video.id else video.scope,
-                episode=video.episode,
-                segment_index=segment.idx,
-            ),
-            plot=NextSegmentPlot.model_validate(plot["answer"]),
-            code_map=plot.get("code_map", {}),
-            script=Script.model_validate(script["script"]),
-            thinking=DistilledThinking.model_validate(distill["thinking"]),
-            reasoning_content=distill.get("reasoning_content"),
-            stages={stage.value: runs[stage].usage for stage in MODEL_STAGES},
-            resolve=resolve,
-            memory_gaps=gaps,
-        )
+        try:
+            record = build_record(
+                job_id=ctx.job_id,
+                pipeline_version=version,
+                video=RecordVideo(
+                    uri=video.uri,
+                    video_id=video.id,
+                    start_s=segment.start_s,
+                    end_s=segment.end_s,
+                    # relative to the output, so the output can be moved whole (rsync to a training cluster)
+                    proxy_uri=segment.proxy_uri
+                    and inside(located(segment.proxy_uri, ctx.out_dir), ctx.out_dir),
+                    series=None if video.scope == video.id else video.scope,
+                    episode=video.episode,
+                    segment_index=segment.idx,
+                ),
+                plot=NextSegmentPlot.model_validate(plot["answer"]),
+                code_map=plot.get("code_map", {}),
+                script=Script.model_validate(script["script"]),
+                thinking=DistilledThinking.model_validate(distill["thinking"]),
+                reasoning_content=distill.get("reasoning_content"),
+                stages={stage.value: runs[stage].usage for stage in MODEL_STAGES},
+                resolve=resolve,
+                memory_gaps=gaps,
+            )
+        except UnresolvedCodes as exc:  # never written with a code that means nobody; the failure says why
+            log.error("segment %s of video %s: %s", segment.idx, video_id, exc)
+            st.fail(segment.id, Stage.EXPORT, str(exc), outcome="invalid_output")
+            continue
         out.append((segment.id, record.model_dump_json()))
     _release_uploads(ctx, {located(uri, ctx.out_dir) for _, uri in st.segment_spans(video_id) if uri})
     return out

@@ -245,6 +245,7 @@ class Gateway:
             prompt=ask.prompt,
             schema=ask.schema_type,
             media=ask.media,
+            contract=ask.contract,
         )
         self.remember(ask, result)
         return result

@@ -127,7 +127,9 @@ class BatchRun:
             return None
         response = found.response
         state.usage.add(response, self.settings.price(ask.model).cost_of(response))
-        checked = check_answer(response, ask.schema_type)
+        checked = check_answer(
+            response, ask.schema_type, ask.contract, max_output_tokens=state.request.max_output_tokens
+        )
         if checked.value is not None:
             return result(value=checked.value, reasoning_content=response.reasoning_content)
         if last:
@@ -136,5 +138,7 @@ class BatchRun:
                 error=gave_up(ask.stage, checked.outcome, state.usage.calls, checked.problem),
             )
         state.problem = checked.problem
-        state.request = repair_request(state.request, response, checked.problem, self.settings)
+        state.request = repair_request(
+            state.request, response, checked.problem, self.settings, echo=not checked.oversized
+        )
         return None

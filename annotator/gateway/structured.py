@@ -9,17 +9,21 @@ from functools import cache
 from typing import Generic, TypeVar
 
 import json_repair
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from annotator.gateway.base import Backend, Media, ModelCallError, ModelRequest, ModelResponse, Outcome
 from annotator.gateway.retry import call_with_retries
 from annotator.gateway.tiers import TierFallback
 from annotator.prompting import Prompt
+from annotator.schemas.contract import AnswerContract, breaches, extra_keys
 from annotator.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound=BaseModel)
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+# An answer's size bound from the output tokens asked for: JSON prose is ~4 bytes a token and CJK text ~5, so 16
+# leaves room for any honest answer while a looping one (MBs of one phrase, google-gemini/cookbook#327) is refused.
+MAX_BYTES_PER_TOKEN = 16
 
 
 @cache
@@ -90,6 +94,7 @@ class StageAsk(BaseModel):
     prompt: Prompt
     schema_type: type[BaseModel]
     media: Media | None = None
+    contract: AnswerContract = Field(default_factory=AnswerContract)  # what the prompt told the model
 
 
 class StructuredResult(BaseModel, Generic[T]):
@@ -116,6 +121,7 @@ def ask_structured(
     prompt: Prompt,
     schema: type[T],
     media: Media | None = None,
+    contract: AnswerContract | None = None,
 ) -> StructuredResult[T]:
     """One stage's model exchange: the first ask plus up to `settings.repair_turns` repair turns."""
     usage = Usage()
@@ -151,12 +157,12 @@ def ask_structured(
             tries = f" (gave up after {settings.max_attempts} attempts)" if exc.retryable else ""
             return result(outcome=exc.outcome, error=f"{exc}{tries}")
         usage.add(response, price.cost_of(response))
-        checked = check_answer(response, schema)
+        checked = check_answer(response, schema, contract, max_output_tokens=request.max_output_tokens)
         if checked.value is not None:
             return result(value=checked.value, reasoning_content=response.reasoning_content)
         problem, outcome = checked.problem, checked.outcome
         log.info("%s answer failed validation (turn %d): %s", stage, turn + 1, problem)
-        request = repair_request(request, response, problem, settings)
+        request = repair_request(request, response, problem, settings, echo=not checked.oversized)
     return result(outcome=outcome, error=gave_up(stage, outcome, usage.calls, problem))
 
 
@@ -171,21 +177,62 @@ class CheckedAnswer(BaseModel):
     value: BaseModel | None = None
     problem: str = ""
     outcome: Outcome = "done"
+    oversized: bool = False  # refused for its size: a repair turn must not send it back
 
 
-def check_answer(response: ModelResponse, schema: type[BaseModel]) -> CheckedAnswer:
-    """Parse and validate one answer (a call's or a batch item's): the same rules for both."""
+def check_answer(
+    response: ModelResponse,
+    schema: type[BaseModel],
+    contract: AnswerContract | None = None,
+    *,
+    max_output_tokens: int | None = None,
+) -> CheckedAnswer:
+    """Parse and validate one answer (a call's or a batch item's): the same rules for both. Beyond the schema:
+    its size against the output asked for, its semantic minimums (`missing()`), and its contract (unknown
+    keys, character codes it was not given, times outside the clip: annotator/schemas/contract.py)."""
+    oversized = _oversized(response, max_output_tokens)
+    if oversized:
+        return CheckedAnswer(problem=oversized, outcome="invalid_output", oversized=True)
     try:
         if response.truncated:  # a repaired cut-off answer may validate but is missing its end
             raise InvalidAnswer("the answer was cut off at the output token limit")
-        value = schema.model_validate(parse_json_object(response.text))
+        raw = parse_json_object(response.text)
+        # unknown keys first, also when validation fails: a wrapper key or a misspelt field is the likely cause
+        lines = [f"- {line}" for line in filter(None, [extra_keys(schema, raw)])]
+        try:
+            value = schema.model_validate(raw)
+        except ValidationError as exc:
+            raise InvalidAnswer("\n".join([*lines, describe(exc)])) from None
+        lines += [f"- {line}" for line in breaches(value, contract or AnswerContract())]
         lacking = value.missing() if hasattr(value, "missing") else None  # semantic minimums (schemas say)
         if lacking:
-            raise InvalidAnswer(lacking)
+            lines.append(f"- {lacking}")
+        if lines:
+            raise InvalidAnswer("\n".join(lines))
         return CheckedAnswer(value=value)
-    except (InvalidAnswer, ValidationError) as exc:
-        problem = describe(exc) if isinstance(exc, ValidationError) else str(exc)
-        return CheckedAnswer(problem=problem, outcome="truncated" if response.truncated else "invalid_output")
+    except InvalidAnswer as exc:
+        return CheckedAnswer(
+            problem=str(exc), outcome="truncated" if response.truncated else "invalid_output"
+        )
+
+
+def _oversized(response: ModelResponse, max_output_tokens: int | None) -> str | None:
+    """Why an answer is too large to be a real answer to the request, or None. Its tokens stay billed (the
+    caller counted them before checking); it is never parsed, stored or written."""
+    if max_output_tokens is None:
+        return None
+    if response.output_tokens > max_output_tokens:
+        return (
+            f"the answer reports {response.output_tokens:,} output tokens, above the {max_output_tokens:,} "
+            "asked for (a runaway answer); reply with the JSON object only, concisely, repeating nothing"
+        )
+    size = len(response.text.encode())
+    if size > max_output_tokens * MAX_BYTES_PER_TOKEN:
+        return (
+            f"the answer is {size:,} bytes, more than {max_output_tokens:,} output tokens can hold (a runaway "
+            "answer); reply with the JSON object only, concisely, repeating nothing"
+        )
+    return None
 
 
 def first_request(
@@ -215,20 +262,26 @@ def first_request(
 
 
 def repair_request(
-    request: ModelRequest, response: ModelResponse, problem: str, settings: ModelSettings
+    request: ModelRequest,
+    response: ModelResponse,
+    problem: str,
+    settings: ModelSettings,
+    *,
+    echo: bool = True,
 ) -> ModelRequest:
     """The next turn: the exchange so far as history, and a prompt that says what to fix.
 
     An answer cut off at the output limit is asked again shorter, with the model's largest output budget and
     one step less thinking (thinking counts against the same budget: on 2.5/3.x it can use all of it and leave
     no text). An answer with no text is not repeated back: Gemini refuses an empty part (400 "required oneof
-    field 'data'"), so the prompt is asked again with the hint appended."""
+    field 'data'"), so the prompt is asked again with the hint appended; nor is one refused for its size
+    (`echo=False`): megabytes of a looping answer would be paid for again as input."""
     if not response.truncated:
         hint = (
             f"Your answer does not match the required JSON structure:\n{problem}\n"
             "Reply again with the whole corrected JSON object and nothing else."
         )
-        return _next_turn(request, response, hint)
+        return _next_turn(request, response if echo else response.model_copy(update={"text": ""}), hint)
     hint = (
         "Your answer was cut off at the output token limit. Reply again with the complete JSON object, more "
         "concisely: keep every required field, write shorter texts, and think less before answering."

@@ -33,6 +33,13 @@ def replace_codes(text: str, rename: Callable[[str], str]) -> str:
     return CODE_IN_TEXT.sub(lambda m: rename(m.group(0)), text)
 
 
+def code_key(code: str) -> str:
+    """One spelling per code, as the CPM compares them ("CHAR_1" and "char_001" are one code); anything else
+    stripped as it is."""
+    match = CODE_PATTERN.match(code.strip().lower())
+    return f"{match.group(1)}_{int(match.group(2)):03d}" if match else code.strip()
+
+
 def is_unnamed(name: str | None) -> bool:
     return name is None or name.strip().lower() in {"", "unnamed", "unknown", "none", "n/a"}
 
@@ -166,6 +173,20 @@ class PlotReasoning(_Answer):
         if not self.characters and not summary.main_events and not summary.narrative.strip():
             return "the answer has no characters, no main events and no narrative: an empty plot"
         return None
+
+    def declared_codes(self) -> set[str]:
+        """The ids this answer introduces (its character entries): new ones are new characters, DESIGN §5."""
+        return {code_key(c.id) for c in self.characters}
+
+    def clip_times(self) -> list[tuple[str, float]]:
+        """Every clip-relative time of the answer, labelled for a repair turn (see schemas/contract.py)."""
+        times = [(f"main event {i + 1}", e.timestamp) for i, e in enumerate(self.plot_summary.main_events)]
+        for c in self.characters:
+            if c.first_appear is not None:
+                times.append((f"first_appear of {c.id}", c.first_appear))
+            times += [(f"an appearance of {c.id}", a.timestamp) for a in c.appearances_in_segment]
+        times += [(f"scene transition {i + 1}", t.timestamp) for i, t in enumerate(self.scene_transitions)]
+        return times
 
 
 class FirstSegmentPlot(PlotReasoning):

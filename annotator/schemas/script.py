@@ -114,6 +114,10 @@ class Script(_Part):
             return "the answer has no scene with an event (is `script` a list of scenes, each with `events`?)"
         return None
 
+    def clip_times(self) -> list[tuple[str, float]]:
+        """The events' clip-relative times, labelled as the gates and repair turns quote them."""
+        return [(f"event {i + 1}", e.timestamp) for i, e in enumerate(self.events())]
+
     def shifted(self, offset_s: float) -> Script:
         """A copy with every time moved by `offset_s` (clip-relative → absolute)."""
         data = self.model_copy(deep=True)

@@ -58,6 +58,10 @@ class Fault:
     # thoughts (what 2.5/3.x Pro and Flash do when no thinking budget leaves room for the answer)
     exhaust_output: bool = False
     details: list[dict] | None = None  # error details sent with `status` (google.rpc RetryInfo, QuotaFailure)
+    # the honest answer changed so it parses but breaks its contract (misshapen.py: a wrapper key, misspelt
+    # keys, an unknown character code, times outside the clip, a looping answer of `size_bytes`)
+    misshape: str | None = None
+    size_bytes: int = 2_000_000
 
 
 class Behaviours:

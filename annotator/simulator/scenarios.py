@@ -26,6 +26,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, PrivateAttr
 
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
+from annotator.simulator.misshapen import MISSHAPES
 
 FaultKind = Literal[
     "rate_limit",  # 429 RESOURCE_EXHAUSTED / rate_limit_exceeded with Retry-After
@@ -43,6 +44,12 @@ FaultKind = Literal[
     "blocked",  # candidate stopped for SAFETY (Gemini) / finish reason content_filter (OpenAI)
     "prompt_blocked",  # promptFeedback.blockReason SAFETY, no candidates (Gemini; OpenAI: content_filter)
     "files_processing",  # uploaded files never leave PROCESSING (not a per-call fault)
+    # answers that parse but break their contract, made from the honest one (misshapen.py)
+    "wrapped_answer",  # the whole answer under one top-level key, {"response": {...}}
+    "misspelt_keys",  # `dialog` for `dialogue`, `narration` for `narrative`: content the schema would drop
+    "unknown_code",  # a character code (char_999) neither given in the prompt nor declared new
+    "times_outside",  # every time an hour late (counted from the film's start, not the clip's)
+    "oversized",  # a looping answer of size_bytes (2 MB), its output tokens reported in proportion
 ]
 FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
 # Stage names a rule may use: the engine's stage names, or the simulator's finer ones.
@@ -67,9 +74,11 @@ class FaultRule(BaseModel):
     segment: int | None = None  # provenance segment index of the clip shown (calls with a video only)
     requests: list[int] | None = None  # 1-based model-call numbers of the whole server
     times: int | None = Field(default=None, ge=1)  # first N matching calls only; None = always
+    per_segment: bool = False  # `times` counts each segment's calls apart: a glitch once per segment
     retry_after_s: float | None = 1.0  # rate_limit: sent as Retry-After (None = no header)
     retry_delay_s: float = 1.0  # rate_limit_retry_info, daily_quota: RetryInfo.retryDelay in the body
     delay_s: float | None = None  # slow / timeout: seconds before answering
+    size_bytes: int = Field(default=2_000_000, ge=1)  # oversized: the answer's length
     message: str | None = None
 
     def matches(self, info: RequestInfo) -> bool:
@@ -122,6 +131,8 @@ class FaultRule(BaseModel):
             return Fault(blocked="candidate", finish_reason="SAFETY" if gemini else "content_filter")
         if kind == "prompt_blocked":
             return Fault(blocked="prompt", finish_reason=None if gemini else "content_filter")
+        if kind in MISSHAPES:
+            return Fault(misshape=kind, size_bytes=self.size_bytes)
         raise ValueError(f"fault kind {kind!r} is not a per-call fault")
 
     def _quota_details(self, info: RequestInfo) -> list[dict]:
@@ -143,7 +154,7 @@ class Scenario(Behaviours, BaseModel):
     """Behaviours from rules. Thread-safe: the server answers calls on many threads."""
 
     rules: list[FaultRule] = Field(default_factory=list)
-    _played: dict[int, int] = PrivateAttr(default_factory=dict)
+    _played: dict[tuple[int, int | None], int] = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
@@ -155,16 +166,19 @@ class Scenario(Behaviours, BaseModel):
             for i, rule in enumerate(self.rules):
                 if not rule.matches(request):
                     continue
-                if rule.times is not None and self._played.get(i, 0) >= rule.times:
+                key = (i, request.segment_index if rule.per_segment else None)
+                if rule.times is not None and self._played.get(key, 0) >= rule.times:
                     continue
-                self._played[i] = self._played.get(i, 0) + 1
+                self._played[key] = self._played.get(key, 0) + 1
                 return rule.fault(request)
         return None
 
     def played(self) -> list[int]:
         """How many calls each rule has disturbed so far (tests read this)."""
         with self._lock:
-            return [self._played.get(i, 0) for i in range(len(self.rules))]
+            return [
+                sum(n for (rule, _), n in self._played.items() if rule == i) for i in range(len(self.rules))
+            ]
 
     # -- loading -------------------------------------------------------------------------------------------
     @classmethod

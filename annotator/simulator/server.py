@@ -62,6 +62,7 @@ from annotator.simulator.flex import FLEX, FlexPlay
 from annotator.simulator.gemini_api import GenerateRequest, VideoPart
 from annotator.simulator.http_handler import Handler
 from annotator.simulator.media_reader import Seen, UnreadableMedia, read_frames, read_video
+from annotator.simulator.misshapen import misshape
 from annotator.simulator.openai_api import ChatRequest
 from annotator.simulator.openai_batches import OpenAIFileStore, openai_batches_from_env
 from annotator.simulator.prompt_reader import Stage
@@ -385,7 +386,8 @@ class SimulatorServer:
 
 def _answer_text(answer: Answer, fault: Fault) -> str:
     """The answer's JSON as sent, after a fault's changes: replaced, cut off, or emptied."""
-    text = fault.answer_text if fault.answer_text is not None else json.dumps(answer.body, ensure_ascii=False)
+    body = misshape(fault.misshape, answer.body, fault.size_bytes) if fault.misshape else answer.body
+    text = fault.answer_text if fault.answer_text is not None else json.dumps(body, ensure_ascii=False)
     if fault.truncate_fraction is not None:  # cut off mid-answer, as when max output tokens are hit
         text = text[: max(1, int(len(text) * fault.truncate_fraction))]
     if fault.empty or fault.blocked or fault.exhaust_output:

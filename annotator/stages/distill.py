@@ -5,6 +5,7 @@ from __future__ import annotations
 from annotator.gateway import Gateway, StageAsk, StructuredResult
 from annotator.prompting import render
 from annotator.schemas import DistilledThinking, PlotReasoning, Script
+from annotator.schemas.contract import AnswerContract, codes_in
 
 PROMPT_VERSION = 1  # prompts/distill.v1.md
 
@@ -24,16 +25,14 @@ class ThinkingDistiller:
             include={"segment_info", "characters", "plot_summary", "relationships"},
             exclude_none=True,
         )
-        prompt = render(
-            "distill",
-            self.version,
-            plot=plot_view,
-            script=script.model_dump(mode="json", exclude_none=True),
-        )
+        script_view = script.model_dump(mode="json", exclude_none=True)
+        prompt = render("distill", self.version, plot=plot_view, script=script_view)
         return StageAsk(
             stage="distill",
             backend=self.backend,
             model=self.model,
             prompt=prompt,
             schema_type=DistilledThinking,
+            # the thinking may name only the characters its plot and script blocks name
+            contract=AnswerContract(known_codes=frozenset(codes_in([plot_view, script_view]))),
         )

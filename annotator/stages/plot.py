@@ -12,6 +12,7 @@ from annotator.schemas import (
     format_timestamp,
 )
 from annotator.schemas.context import PROMPT_FIELDS
+from annotator.schemas.contract import AnswerContract, codes_in
 from annotator.schemas.plot import replace_codes
 from annotator.stages.segment import SegmentInput
 
@@ -32,6 +33,7 @@ class PlotReasoner:
     def ask(self, segment: SegmentInput, context: CharacterContext | None) -> StageAsk:
         """The first segment of a scope starts cold; every later one sees the known characters and the story."""
         cold = context is None or (not context.characters and not context.previous_summary)
+        known: set[str] = set()
         if cold:
             prompt = render(
                 "plot_first", self.version, segment_index=segment.index, duration=segment.duration_label
@@ -48,6 +50,10 @@ class PlotReasoner:
                 previous_summary=context.previous_summary or "(no summary of the previous clip)",
             )
             schema = NextSegmentPlot
+            # the codes the prompt showed (profiles, and the summary, which may name one the budget left out)
+            known = codes_in([[p.id, *p.former_codes] for p in context.characters]) | codes_in(
+                context.previous_summary or ""
+            )
         return StageAsk(
             stage="plot",
             backend=self.backend,
@@ -55,6 +61,7 @@ class PlotReasoner:
             prompt=prompt,
             schema_type=schema,
             media=segment.media,
+            contract=AnswerContract(known_codes=frozenset(known), clip_s=segment.duration_s),
         )
 
 

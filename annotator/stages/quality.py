@@ -7,12 +7,13 @@ from collections.abc import Callable
 from pydantic import BaseModel
 
 from annotator.schemas import Script
+from annotator.schemas.contract import TIME_TOLERANCE_S, times_outside
 from annotator.schemas.plot import CODE_PATTERN
 from annotator.schemas.script import ENVIRONMENT
 
 
 class QualityGates(BaseModel):
-    time_tolerance_s: float = 2.0
+    time_tolerance_s: float = TIME_TOLERANCE_S
     min_events_per_min: float = 1.0
     max_events_per_min: float = 90.0
     max_repeats: int = 4  # the same line this many times in a row is a degenerate loop
@@ -34,12 +35,10 @@ class QualityGates(BaseModel):
             duration_s = shown_s
         if not events:
             return [*problems, "the script has no events"]
+        # the one rule for answer times (plot answers are held to it at the gateway)
+        problems += times_outside(script.clip_times(), duration_s, self.time_tolerance_s)
         previous = 0.0
         for i, event in enumerate(events):
-            if event.timestamp > duration_s + self.time_tolerance_s:
-                problems.append(
-                    f"event {i + 1} at {event.timestamp:.0f}s is after the clip's end ({duration_s:.0f}s)"
-                )
             if event.timestamp + self.time_tolerance_s < previous:
                 problems.append(
                     f"event {i + 1} at {event.timestamp:.0f}s goes back in time (after {previous:.0f}s)"

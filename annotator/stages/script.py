@@ -6,6 +6,7 @@ from annotator.gateway import Gateway, StageAsk, StructuredResult
 from annotator.prompting import render
 from annotator.schemas import CharacterProfile, Script
 from annotator.schemas.context import PROMPT_FIELDS
+from annotator.schemas.contract import AnswerContract, codes_in
 from annotator.stages.segment import SegmentInput
 
 PROMPT_VERSION = 1  # prompts/script.v1.md
@@ -37,4 +38,11 @@ class ScriptWriter:
             prompt=prompt,
             schema_type=Script,
             media=segment.media,
+            # the script uses the profiles' ids only (codes the synopsis shows belong to them or to former codes)
+            contract=AnswerContract(
+                known_codes=frozenset(
+                    codes_in([[p.id, *p.former_codes] for p in profiles]) | codes_in(synopsis)
+                ),
+                clip_s=segment.duration_s,
+            ),
         )

@@ -22,7 +22,7 @@ from jobs.runner import JobSpec, run_job
 from tests.support import e2e as checks
 from tests.support.films import film_copy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]
 JOB = "job-contract"  # one id for both runs: it is written into every record
 SEGMENTS = 2
 FILM_S = 112  # two 56 s segments of the sample film: the second plot is reasoned over the first one's memory

@@ -14,6 +14,7 @@ from annotator.stages import PROMPT_FILES
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.db import Database
 from profiles_db.stages import StageSettings, StageStore
+from workers.budget import Budget
 from workers.splitter.settings import ProxySettings
 
 
@@ -34,6 +35,7 @@ class RunContext(BaseModel):
     max_in_flight: int = 8
     shard_max_records: int = 1000
     stages: StageSettings = StageSettings()  # leases and attempts: the job read them once (jobs.settings)
+    budget: Budget = Budget()  # the job's caps; the driver's scheduler applies them (workers/scheduler.py)
 
     def pipeline_version(self, settings: ModelSettings, proxy: ProxySettings) -> str:
         """Changes whenever anything that shapes an answer changes (each stage's backend, model, prompt

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from jobs.cli_budget import EXIT_PAUSED, BudgetOpt, SegmentBudgetOpt, checked_budgets, paused_line
 from jobs.cli_common import (
     DatabaseUrlOpt,
     ForwardSecretsOpt,
@@ -89,15 +90,25 @@ def run(
     max_segment_s: Annotated[float, typer.Option(help="longest segment, seconds")] = 300.0,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for the embedded Ray")] = None,
     job_id: Annotated[str | None, typer.Option(hidden=True, help="set by `v2s submit`")] = None,
+    budget_usd: BudgetOpt = None,
+    segment_budget_usd: SegmentBudgetOpt = None,
 ) -> None:
-    """Annotate every video of SOURCE on an embedded Ray; exit status 1 when some inputs failed."""
+    """Annotate every video of SOURCE on an embedded Ray; exit status 1 when some inputs failed, 3 when it
+    stopped at its budget."""
     from jobs.report import print_summary
     from jobs.runner import JobSpec, run_job
     from jobs.sources import SourceError
     from profiles_db.db import Database
 
+    checked_budgets(budget_usd=budget_usd, segment_budget_usd=segment_budget_usd)
     spec = JobSpec(
-        source=source, out=out, database_url=database_url, max_segment_s=max_segment_s, num_cpus=num_cpus
+        source=source,
+        out=out,
+        database_url=database_url,
+        max_segment_s=max_segment_s,
+        num_cpus=num_cpus,
+        budget_usd=budget_usd,
+        segment_budget_usd=segment_budget_usd,
     )
     from annotator.gateway.base import ModelCallError
 
@@ -114,8 +125,23 @@ def run(
         raise typer.Exit(2) from None
     db = Database(spec.db_url())
     print_summary(console, job_id, summary, db, str(spec.out))
+    _exit_when_paused(job_id, summary, db)
     if summary.failed_videos or summary.stage_failures:
         raise typer.Exit(1)
+
+
+def _exit_when_paused(job_id: str, summary, db) -> None:
+    """A run stopped at its budget says so in one line (the budget, the spend, the command to go on), exit 3."""
+    if not summary.paused:
+        return
+    from jobs.plan import resume_budget
+    from profiles_db.stages import StageStore
+
+    store = StageStore(db)
+    budget = {**summary.budget, "spent_usd": store.usage(job_id)["cost_usd"]}
+    budget["resume_usd"] = resume_budget(store, job_id)
+    typer.echo(terminal_safe(paused_line(job_id, budget)), err=True)
+    raise typer.Exit(EXIT_PAUSED)
 
 
 @app.command()
@@ -224,10 +250,13 @@ def resume(
     ] = None,
     ship_code: ShipCodeOpt = True,
     forward_secrets: ForwardSecretsOpt = False,
+    budget_usd: BudgetOpt = None,
+    segment_budget_usd: SegmentBudgetOpt = None,
 ) -> None:
-    """Re-run the failed and unfinished stages of JOB (done stages are not redone and call no model)."""
+    """Re-run the failed and unfinished stages of JOB (done stages are not redone and call no model); a job
+    paused at its budget goes on with a larger --budget-usd (exit 3 if it stops at it again)."""
     from jobs.cli_cluster import print_follow
-    from jobs.control import ControlError, load_spec, resume_job, submit_job
+    from jobs.control import ControlError, load_spec, resume_job, submit_job, with_budget
     from jobs.report import print_summary
     from jobs.resume_reasons import UnknownReasonError, checked_reasons
 
@@ -238,11 +267,12 @@ def resume(
             f"error: {exc}", err=True
         )  # one line, unwrapped (rich would fold it at the terminal width)
         raise typer.Exit(2) from None
+    checked_budgets(budget_usd=budget_usd, segment_budget_usd=segment_budget_usd)
     db = db_for(out, database_url)
     try:
         if address:
             submission = submit_job(
-                load_spec(db, job),
+                with_budget(load_spec(db, job), budget_usd, segment_budget_usd),
                 address,
                 job,
                 resume=True,
@@ -253,7 +283,15 @@ def resume(
             )
             print_follow(job, submission, address, db.url, forward_secrets=forward_secrets)
             return
-        job_id, summary = resume_job(db, job, console, only_reasons=reasons, give_up=give_up or [])
+        job_id, summary = resume_job(
+            db,
+            job,
+            console,
+            only_reasons=reasons,
+            give_up=give_up or [],
+            budget_usd=budget_usd,
+            segment_budget_usd=segment_budget_usd,
+        )
     except ControlError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -262,6 +300,7 @@ def resume(
         raise typer.Exit(2) from None
     spec = load_spec(db, job)
     print_summary(console, job_id, summary, db, str(spec.out))
+    _exit_when_paused(job_id, summary, db)
     if summary.failed_videos or summary.stage_failures:
         raise typer.Exit(1)
 

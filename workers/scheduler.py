@@ -15,13 +15,14 @@
   scope), and goes once the previous wave is back and no video is left to prepare (or it is full); a scope's
   segment k is never reasoned before k−1 is applied. Scripts and distillations whose input is ready gather in
   a pool that goes as one batch whenever no batch of that stage is out.
-- Budget (`Budget`, workers/budget.py): a paid task (a plot, an annotation, a batch) starts only when the job's
-  recorded spend + the bounds of the paid tasks in flight + its own bound stay within the budget. When it does
-  not fit, nothing new that is paid starts: the scheduler waits for the paid tasks in flight (their real cost
-  is usually far below their bound, so the task may fit then); once none is in flight and it still does not
-  fit, the run is *paused*: no new paid work, what is done is exported, the job ends `paused`. A segment whose
-  recorded cost has reached its ceiling gives up the stage it was about to start (a GIVE_UP task: the driver
-  marks it rejected with outcome `budget`), rather than paying for it.
+- Budget (`Budget`, workers/budget.py): paid tasks (plots, annotations, batches) start only when the job's
+  recorded spend + the bounds of the paid tasks in flight + their own bounds stay within the budget. The
+  ready paid tasks of one scope start together or not at all (`_group`: a budget must not change what memory
+  a script reads). When they do not fit, nothing new that is paid starts: the scheduler waits for the paid
+  tasks in flight (their real cost is usually far below their bound, so the group may fit then); once none
+  is in flight and it still does not fit, the run is *paused*: no new paid work, what is done is exported,
+  the job ends `paused`. A segment whose recorded cost has reached its ceiling gives up the stage it was about
+  to start (a GIVE_UP task: the driver marks it rejected with outcome `budget`), rather than paying for it.
 """
 
 from __future__ import annotations
@@ -167,16 +168,20 @@ class Scheduler:
                     if self.summary.paused:  # queued by work that came back after the pause: left for resume
                         self.queue.popleft()
                         continue
-                    given_up = self._over_ceiling(task)
-                    if given_up:
-                        out += given_up
+                    group = self._group(task)
+                    given_up = self._over_ceiling(group)
+                    if given_up:  # answered at once by the driver, which then asks again
                         self.in_flight += len(given_up)
-                        continue
-                    verdict = self._afford(task, spent)
+                        return out + given_up
+                    verdict = self._afford(group, spent)
                     if verdict == "wait":  # the paid tasks in flight may leave room once their cost is known
                         break
-                    if verdict == "pause":
-                        continue
+                    if verdict == "go":
+                        for member in group:
+                            self.queue.remove(member)
+                        out += group
+                        self.in_flight += len(group)
+                    continue
                 out.append(self.queue.popleft())
             elif self.summary.paused:
                 break
@@ -186,48 +191,65 @@ class Scheduler:
             self.in_flight += 1
         return out
 
-    def _over_ceiling(self, task: Task) -> list[Task]:
-        """GIVE_UP tasks for the segments of `task` whose recorded cost reached the per-segment ceiling (the
+    def _group(self, head: Task) -> list[Task]:
+        """The paid tasks that start together under a budget: every queued one of the head's scope (up to the
+        free slots), since tasks that became ready together must start together. A script reads its scope's
+        memory when it starts, so if the budget let the chain's next plot go and held the script back, the
+        script would read a memory the next plot had changed: its answer, and the record, would differ from a
+        run without a budget. A batch is a group of its own."""
+        if head.kind == TaskKind.BATCH:
+            return [head]
+        scope = self.scope_of[head.video_id]
+        mine = [t for t in self.queue if t.kind in (TaskKind.PLOT, TaskKind.ANNOTATE)]
+        return [t for t in mine if self.scope_of[t.video_id] == scope][: self.limit - self.in_flight]
+
+    def _over_ceiling(self, group: list[Task]) -> list[Task]:
+        """GIVE_UP tasks for the segments of `group` whose recorded cost reached the per-segment ceiling (their
         task leaves the queue, or a batch goes on without them); empty when none did."""
         ceiling = self.budget.segment_limit_usd
         if ceiling is None:
             return []
-        items = task.items if task.kind == TaskKind.BATCH else (task,)
-        over = [item for item in items if self.ledger.segment_spent(item.segment_id) >= ceiling]
-        if not over:
-            return []
-        self.queue.popleft()
-        rest = tuple(item for item in items if item not in over)
-        if task.kind == TaskKind.BATCH:
-            if rest:
-                self.queue.appendleft(replace(task, items=rest))
-            else:
-                self.batching.returned(task.stage)  # nothing of it goes: the next pool of its stage may
-        for item in over:
-            self.summary.given_up_for_budget.append(item.segment_id)
-            self.emit("budget", {"segment_id": item.segment_id, "ceiling_usd": ceiling})
-        stage = task.stage if task.kind == TaskKind.BATCH else None
-        return [Task(TaskKind.GIVE_UP, i.video_id, i.segment_id, stage=stage, items=(i,)) for i in over]
+        out = []
+        for task in group:
+            items = task.items if task.kind == TaskKind.BATCH else (task,)
+            over = [item for item in items if self.ledger.segment_spent(item.segment_id) >= ceiling]
+            if not over:
+                continue
+            at = self.queue.index(task)
+            del self.queue[at]
+            rest = tuple(item for item in items if item not in over)
+            if task.kind == TaskKind.BATCH:
+                if rest:
+                    self.queue.insert(at, replace(task, items=rest))
+                else:
+                    self.batching.returned(task.stage)  # nothing of it goes: the next pool of its stage may
+            stage = task.stage if task.kind == TaskKind.BATCH else None
+            for item in over:
+                self.summary.given_up_for_budget.append(item.segment_id)
+                self.emit("budget", {"segment_id": item.segment_id, "ceiling_usd": ceiling})
+                out.append(Task(TaskKind.GIVE_UP, item.video_id, item.segment_id, stage=stage, items=(item,)))
+        return out
 
-    def _afford(self, task: Task, spent: list[float]) -> str:
-        """ "go" (its bound is reserved), "wait" for the paid tasks in flight, or "pause" (the run stops here)."""
+    def _afford(self, group: list[Task], spent: list[float]) -> str:
+        """ "go" (the group's bounds are reserved), "wait" for the paid tasks in flight, or "pause" (the run
+        stops here: nothing paid is in flight, so nothing will make room)."""
         limit = self.budget.limit_usd
         if limit is None:
             return "go"
         if not spent:
             spent.append(self.ledger.spent())
-        cost = self.ledger.bound(task)
+        costs = {task: self.ledger.bound(task) for task in group}
         in_flight = sum(self.reserved.values())
-        if spent[0] + in_flight + cost <= limit:
-            self.reserved[task] = cost
+        if spent[0] + in_flight + sum(costs.values()) <= limit:
+            self.reserved.update(costs)
             return "go"
         if self.reserved:
             return "wait"
-        self._pause(spent[0], cost)
+        self._pause(spent[0], sum(costs.values()))
         return "pause"
 
     def _pause(self, spent: float, next_cost: float) -> None:
-        """Nothing paid is in flight and the next paid task does not fit: no new paid work from now on. The
+        """Nothing paid is in flight and the next paid tasks do not fit: no new paid work from now on. The
         records of what is finished still go (free tasks stay queued); the rest waits for a resume."""
         held = sum(1 for t in self.queue if t.kind in PAID) + sum(
             len(v) for v in self.batching.waiting.values()

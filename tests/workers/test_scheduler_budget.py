@@ -130,22 +130,37 @@ def test_spent_plus_in_flight_never_passes_the_budget_and_the_run_pauses_with_re
     assert [t.video_id for t in run.log if t.kind == TaskKind.RECORDS] == ["v1"]
 
 
-def test_a_task_that_does_not_fit_waits_for_the_paid_tasks_in_flight_and_pauses_when_none_is_left():
-    run = Run(_videos("v1"), Budget(limit_usd=3.0))
+def test_a_group_that_does_not_fit_waits_for_the_paid_tasks_in_flight_and_then_goes_whole():
+    run = Run(_videos("v1", "v2"), Budget(limit_usd=4.0))  # two films, two scopes
     run.submit()
-    run.answer(run.running[0])  # v1 prepared: plot 11 ($1 reserved) goes
+    run.answer(run.running[0])
+    run.answer(run.running[0])  # both prepared: plots 11 and 21 go ($2 reserved)
     run.submit()
-    run.answer(run.running[0])  # $0.40 spent: plot 12 goes ($1.40); annotation 11 ($2) would make $3.40
+    assert sorted(t.segment_id for t in run.running) == [11, 21]
+    run.answer(next(t for t in run.running if t.segment_id == 11))  # $0.40 spent
     run.submit()
-    assert [(t.kind, t.segment_id) for t in run.running] == [(TaskKind.PLOT, 12)]
-    assert run.s.summary.paused is None  # it waits: plot 12's real cost is not known yet
-    run.answer(run.running[0])  # $0.80 spent, nothing in flight: annotation 11 fits ($2.80)
+    # plot 12 and annotation 11 became ready together ($3): $0.40 + $1 in flight + $3 > $4, so neither goes,
+    # and the run is not paused: plot 21's real cost is not known yet
+    assert [t.segment_id for t in run.running] == [21] and run.s.summary.paused is None
+    run.answer(run.running[0])  # $0.80 spent, nothing in flight
     run.submit()
-    assert [(t.kind, t.segment_id) for t in run.running] == [(TaskKind.ANNOTATE, 11)]
-    run.answer(run.running[0])  # $1.60 spent: annotation 12 ($2) does not fit, and nothing is in flight
-    run.submit()
-    assert run.running == [] and run.s.summary.paused == "budget" and run.s.idle
-    assert run.ledger.spent() == pytest.approx(1.6)
+    # the first ready group in the queue goes whole: film 2's next plot with film 2's annotation
+    started = sorted((t.kind, t.segment_id) for t in run.running)
+    assert started == [(TaskKind.ANNOTATE, 21), (TaskKind.PLOT, 22)]
+    run.drain()
+    assert run.worst_exposure <= 4.0 and run.s.summary.paused == "budget"
+
+
+def test_a_script_never_starts_after_the_next_plot_of_its_chain():
+    # why tasks that became ready together start together: the script of segment 11 reads the memory plot 11
+    # left; had plot 12 gone alone, the script would read plot 12's memory and differ from a run without budget
+    for limit in (1.4, 2.0, 3.0, 3.4, 3.8, 4.2, 5.0, 6.0):
+        run = Run(_videos("v1"), Budget(limit_usd=limit))
+        run.drain()
+        order = [(t.kind, t.segment_id) for t in run.paid()]
+        if (TaskKind.PLOT, 12) in order:
+            assert (TaskKind.ANNOTATE, 11) in order[: order.index((TaskKind.PLOT, 12)) + 2], (limit, order)
+        assert run.worst_exposure <= limit
 
 
 def test_a_budget_below_one_call_pays_for_nothing():

@@ -169,3 +169,20 @@ def test_wall_time_is_bound_by_the_longest_chain_or_the_quota():
 def test_plan_json_round_trips():
     plan = estimate("job-x", "src", _segments(2, 1), [], ModelSettings(_env_file=None), PlanOptions())
     assert Plan.model_validate(json.loads(plan.model_dump_json())) == plan
+
+
+def test_a_budget_reaches_the_segments_whose_expected_cost_fits_with_one_tasks_worst_case_kept_back():
+    settings = ModelSettings(_env_file=None)
+    segments = _segments(2, 3)  # two films of three 300 s segments
+    whole = estimate("job-x", "src", segments, [], settings, PlanOptions())
+    per_segment = whole.total.configured_cost_usd / len(segments)
+    plan = estimate("job-x", "src", segments, [], settings, PlanOptions(budget_usd=100.0))
+    assert plan.budget.segments == 6 and plan.budget.videos == 2  # plenty
+    worst = plan.budget.task_worst_case_usd
+    assert worst > per_segment / 3  # a task's worst case is above what a stage is expected to cost
+    budget = worst + 3.5 * per_segment  # three segments and a half, after the worst case kept back
+    reach = estimate("job-x", "src", segments, [], settings, PlanOptions(budget_usd=budget)).budget
+    assert reach.segments == 3 and reach.videos == 1  # the first film whole, nothing of the second
+    assert reach.expected_usd == pytest.approx(3 * per_segment, rel=1e-6)
+    below = estimate("job-x", "src", segments, [], settings, PlanOptions(budget_usd=worst / 2)).budget
+    assert below.segments == 0 and below.videos == 0

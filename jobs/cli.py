@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from jobs.cli_budget import EXIT_PAUSED, BudgetOpt, SegmentBudgetOpt, checked_budgets, paused_line
 from jobs.cli_common import (
     DatabaseUrlOpt,
     ForwardSecretsOpt,
@@ -92,16 +93,26 @@ def run(
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for the embedded Ray")] = None,
     job_id: Annotated[str | None, typer.Option(hidden=True, help="set by `v2s submit`")] = None,
     check_calls: Annotated[bool, typer.Option(help=CHECK_CALLS_HELP)] = True,
+    budget_usd: BudgetOpt = None,
+    segment_budget_usd: SegmentBudgetOpt = None,
 ) -> None:
-    """Annotate every video of SOURCE on an embedded Ray; exit status 1 when some inputs failed. The models
-    are checked first (`v2s check`): a failure stops the run before anything is split."""
+    """Annotate every video of SOURCE on an embedded Ray; exit status 1 when some inputs failed, 3 when it
+    stopped at its budget. The models are checked first (`v2s check`): a failure stops the run before anything
+    is split."""
     from jobs.report import print_summary
     from jobs.runner import JobSpec, run_job
     from jobs.sources import SourceError
     from profiles_db.db import Database
 
+    checked_budgets(budget_usd=budget_usd, segment_budget_usd=segment_budget_usd)
     spec = JobSpec(
-        source=source, out=out, database_url=database_url, max_segment_s=max_segment_s, num_cpus=num_cpus
+        source=source,
+        out=out,
+        database_url=database_url,
+        max_segment_s=max_segment_s,
+        num_cpus=num_cpus,
+        budget_usd=budget_usd,
+        segment_budget_usd=segment_budget_usd,
     )
     from annotator.gateway.base import ModelCallError
 
@@ -118,8 +129,23 @@ def run(
         raise typer.Exit(2) from None
     db = Database(spec.db_url())
     print_summary(console, job_id, summary, db, str(spec.out))
+    _exit_when_paused(job_id, summary, db)
     if summary.failed_videos or summary.stage_failures:
         raise typer.Exit(1)
+
+
+def _exit_when_paused(job_id: str, summary, db) -> None:
+    """A run stopped at its budget says so in one line (the budget, the spend, the command to go on), exit 3."""
+    if not summary.paused:
+        return
+    from jobs.plan import resume_budget
+    from profiles_db.stages import StageStore
+
+    store = StageStore(db)
+    budget = {**summary.budget, "spent_usd": store.usage(job_id)["cost_usd"]}
+    budget["resume_usd"] = resume_budget(store, job_id)
+    typer.echo(terminal_safe(paused_line(job_id, budget)), err=True)
+    raise typer.Exit(EXIT_PAUSED)
 
 
 @app.command()
@@ -219,10 +245,13 @@ def resume(
     ] = None,
     ship_code: ShipCodeOpt = True,
     forward_secrets: ForwardSecretsOpt = False,
+    budget_usd: BudgetOpt = None,
+    segment_budget_usd: SegmentBudgetOpt = None,
 ) -> None:
-    """Re-run the failed and unfinished stages of JOB (done stages are not redone and call no model)."""
+    """Re-run the failed and unfinished stages of JOB (done stages are not redone and call no model); a job
+    paused at its budget goes on with a larger --budget-usd (exit 3 if it stops at it again)."""
     from jobs.cli_cluster import print_follow
-    from jobs.control import ControlError, load_spec, resume_job, submit_job
+    from jobs.control import ControlError, load_spec, resume_job, submit_job, with_budget
     from jobs.report import print_summary
     from jobs.resume_reasons import UnknownReasonError, checked_reasons
 
@@ -233,11 +262,12 @@ def resume(
             f"error: {exc}", err=True
         )  # one line, unwrapped (rich would fold it at the terminal width)
         raise typer.Exit(2) from None
+    checked_budgets(budget_usd=budget_usd, segment_budget_usd=segment_budget_usd)
     db = db_for(out, database_url)
     try:
         if address:
             submission = submit_job(
-                load_spec(db, job, out),
+                with_budget(load_spec(db, job, out), budget_usd, segment_budget_usd),
                 address,
                 job,
                 resume=True,
@@ -248,7 +278,16 @@ def resume(
             )
             print_follow(job, submission, address, db.url, forward_secrets=forward_secrets)
             return
-        job_id, summary = resume_job(db, job, console, only_reasons=reasons, give_up=give_up or [], out=out)
+        job_id, summary = resume_job(
+            db,
+            job,
+            console,
+            only_reasons=reasons,
+            give_up=give_up or [],
+            budget_usd=budget_usd,
+            segment_budget_usd=segment_budget_usd,
+            out=out,
+        )
     except ControlError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -257,6 +296,7 @@ def resume(
         raise typer.Exit(2) from None
     spec = load_spec(db, job)
     print_summary(console, job_id, summary, db, str(spec.out))
+    _exit_when_paused(job_id, summary, db)
     if summary.failed_videos or summary.stage_failures:
         raise typer.Exit(1)
 

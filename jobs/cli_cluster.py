@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from jobs.cli_budget import BudgetOpt, SegmentBudgetOpt, checked_budgets
 from jobs.cli_common import (
     DatabaseUrlOpt,
     ForwardSecretsOpt,
@@ -42,6 +43,8 @@ def register(app: typer.Typer) -> None:
         max_segment_s: Annotated[float, typer.Option(help="longest segment, seconds")] = 300.0,
         ship_code: ShipCodeOpt = True,
         forward_secrets: ForwardSecretsOpt = False,
+        budget_usd: BudgetOpt = None,
+        segment_budget_usd: SegmentBudgetOpt = None,
     ) -> None:
         """Submit a job to a Ray cluster (Ray Jobs API); prints the job id and how to follow it."""
         from annotator.gateway.base import ModelCallError
@@ -57,7 +60,15 @@ def register(app: typer.Typer) -> None:
         except ModelCallError as exc:
             typer.echo(f"error: {terminal_safe(exc)}", err=True)
             raise typer.Exit(2) from None
-        spec = JobSpec(source=source, out=out, database_url=database_url, max_segment_s=max_segment_s)
+        checked_budgets(budget_usd=budget_usd, segment_budget_usd=segment_budget_usd)
+        spec = JobSpec(
+            source=source,
+            out=out,
+            database_url=database_url,
+            max_segment_s=max_segment_s,
+            budget_usd=budget_usd,
+            segment_budget_usd=segment_budget_usd,
+        )
         job_id = new_job_id()
         try:
             submission = submit_job(

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from jobs.cli_budget import checked_budgets
 from jobs.cli_common import console, database_url_option, escape, refusals
 from jobs.terminal import terminal_safe
 
@@ -35,6 +36,10 @@ def register(app: typer.Typer) -> None:
         concurrency: Annotated[int, typer.Option(help="model calls in flight at once")] = 8,
         format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
         check_calls: Annotated[bool, typer.Option(help=CHECK_CALLS_HELP)] = True,
+        budget_usd: Annotated[
+            float | None,
+            typer.Option("--budget-usd", help="show how many segments and videos this budget reaches"),
+        ] = None,
     ) -> None:
         """Check the models (`v2s check`), split SOURCE and estimate tokens, dollars per tier and wall time;
         no stage's model is asked."""
@@ -46,11 +51,14 @@ def register(app: typer.Typer) -> None:
         from jobs.runner import JobSpec
         from jobs.sources import SourceError
 
+        checked_budgets(budget_usd=budget_usd)
         try:
             limits = None
             if rate_limits:
                 limits = TypeAdapter(dict[str, RateLimit]).validate_python(json.loads(rate_limits))
-            options = PlanOptions(tier=tier, rate_limits=limits, concurrency=concurrency)
+            options = PlanOptions(
+                tier=tier, rate_limits=limits, concurrency=concurrency, budget_usd=budget_usd
+            )
             spec = JobSpec(
                 source=source,
                 out=out,
@@ -111,6 +119,14 @@ def print_plan(plan) -> None:
         f"wall time ≈ {plan.wall_time_s / 60:.1f} min, bound by {escape(plan.wall_time_bound)}",
         emoji=False,
     )
+    if plan.budget is not None:
+        reach = plan.budget
+        console.print(
+            f"budget ${reach.budget_usd:g} reaches {reach.segments} of {plan.segments} segments "
+            f"({reach.videos} of {plan.videos} videos) at their expected cost (${reach.expected_usd:.4f}); "
+            f"a run stops when less than one task's worst case (${reach.task_worst_case_usd:.4f}) is left",
+            emoji=False,
+        )
     for uri, error in plan.failed_videos.items():
         console.print(f"[red]input failed[/red] {escape(uri)}: {escape(error)}", emoji=False)
     table_file = f" from {escape(plan.price_table_file)}" if plan.price_table_file else " (bundled)"

@@ -101,14 +101,18 @@ def resume_job(
     *,
     only_reasons: set[str] | None = None,
     give_up: list[str] = (),
+    budget_usd: float | None = None,
+    segment_budget_usd: float | None = None,
     out: str | Path | None = None,
 ) -> tuple[str, RunSummary]:
     """Run the job's saved spec again under the same id: failed and unfinished stages only.
 
     `only_reasons`: retry only the failed stages with these outcomes (default: all but deterministic blocks).
     `give_up`: segments (ids, or VIDEO_ID:IDX) whose plot is given up so their scope's chain goes on.
-    Both take effect once the new run has started (the output is ours and Ray is up)."""
-    spec = load_spec(db, job_id, out)
+    Both take effect once the new run has started (the output is ours and Ray is up).
+    `budget_usd`, `segment_budget_usd`: new caps for the job (totals over all its runs; kept with the job),
+    else the ones it had. `out`: where the caller says the output is (load_spec)."""
+    spec = with_budget(load_spec(db, job_id, out), budget_usd, segment_budget_usd)
     store = StageStore(db)
     try:  # a wrong reference fails before the run
         segments = [store.find_segment(ref, job_id) for ref in give_up]
@@ -121,6 +125,13 @@ def resume_job(
         store.reset_attempts(job_id, only_reasons)
 
     return run_job(spec, console, job_id=job_id, before_work=before_work)
+
+
+def with_budget(spec: JobSpec, budget_usd: float | None, segment_budget_usd: float | None) -> JobSpec:
+    """The spec with the caps given (validated like the spec's own); those not given stay as they were."""
+    given = {"budget_usd": budget_usd, "segment_budget_usd": segment_budget_usd}
+    given = {k: v for k, v in given.items() if v is not None}
+    return JobSpec.model_validate({**spec.model_dump(), **given}) if given else spec
 
 
 # -- Ray cluster -------------------------------------------------------------------------------------------
@@ -197,6 +208,10 @@ def entrypoint(
     else:
         args = ["python", "-m", "jobs.cli", "run", spec.source, "--out", str(spec.out), "--job-id", job_id]
         args += ["--max-segment-s", str(spec.max_segment_s)]
+    if spec.budget_usd is not None:
+        args += ["--budget-usd", repr(spec.budget_usd)]
+    if spec.segment_budget_usd is not None:
+        args += ["--segment-budget-usd", repr(spec.segment_budget_usd)]
     if spec.database_url:
         args += ["--database-url", without_password(spec.database_url)]
     elif resume:

@@ -14,11 +14,15 @@ the segments and proxies) and prices every model stage of every segment:
   cache for its plot and script calls (made once at the input price, read at the cached price, stored for
   the cache's TTL), as a run with V2S_CONTEXT_CACHE=1 pays it;
 - wall time: the longest of the slowest scope's plot chain (its plots run one after another), the calls over
-  the concurrency, and the calls and tokens over each model's quota.
+  the concurrency, and the calls and tokens over each model's quota;
+- with a budget (`--budget-usd`): how many segments and videos it reaches, in the plan's order, at each
+  segment's expected cost, keeping back the worst case of one task (a run stops when that no longer fits,
+  workers/budget.py).
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Literal
 
@@ -27,6 +31,7 @@ from pydantic import BaseModel, Field
 from annotator.pricing import TIERS, Price, PriceTable
 from annotator.settings import ModelSettings, RateLimit
 from profiles_db.stages import MODEL_STAGES, MeasuredStage, PlannedSegment, Stage
+from workers.budget import call_bound
 
 PLAN_FORMAT_VERSION = 1
 VIDEO_STAGES = (Stage.PLOT, Stage.SCRIPT)  # the stages that watch the segment
@@ -47,6 +52,19 @@ class PlanOptions(BaseModel):
     cache_ttl_s: float | None = Field(None, gt=0)
     rate_limits: dict[str, RateLimit] | None = None  # None: the configured ones (V2S_RATE_LIMITS)
     tier: Literal["standard", "flex", "batch"] | None = None  # every stage at this tier, not its setting
+    budget_usd: float | None = Field(None, gt=0)  # show how far this budget reaches (`Plan.budget`)
+    context_tokens: int = Field(4000, ge=0)  # the job's context_token_budget (a call's worst case quotes it)
+
+
+class BudgetReach(BaseModel):
+    """How far a budget reaches: the segments (in the plan's order) whose expected cost fits in it with the
+    worst case of one task kept back, and the videos all of whose segments do."""
+
+    budget_usd: float
+    segments: int
+    videos: int
+    expected_usd: float  # the expected cost of the segments reached
+    task_worst_case_usd: float  # the largest bound of one task: a run stops when less than this is left
 
 
 class StageEstimate(BaseModel):
@@ -92,6 +110,7 @@ class Plan(BaseModel):
     total: PlanTotal
     wall_time_s: float
     wall_time_bound: str  # what limits it: the plot chain, concurrency, or a model's quota
+    budget: BudgetReach | None = None  # with --budget-usd
 
     def usd_per_video_hour(self, tier: str = "standard") -> float:
         return self.total.cost_usd[tier] / (self.footage_s / 3600) if self.footage_s else 0.0
@@ -177,6 +196,9 @@ def estimate(
         configured_cost_usd=round(sum(s.cost_usd[s.tier] for s in stages), 6),
     )
     wall, bound = _wall_time(segments, stages, settings, options)
+    reach = None
+    if options.budget_usd is not None:
+        reach = budget_reach(options.budget_usd, segments, history, settings, options)
     return Plan(
         job=job_id,
         source=source,
@@ -191,7 +213,100 @@ def estimate(
         total=total,
         wall_time_s=round(wall, 1),
         wall_time_bound=bound,
+        budget=reach,
     )
+
+
+def segment_costs(
+    segments: list[PlannedSegment],
+    history: list[MeasuredStage],
+    settings: ModelSettings,
+    options: PlanOptions,
+) -> list[float]:
+    """The expected dollars of each segment's three model stages at their tiers (the same rates as `_stage`)."""
+    table = settings.price_table()
+    costs = [0.0] * len(segments)
+    for stage in MODEL_STAGES:
+        model = getattr(settings, f"{stage}_model")
+        resolution = getattr(settings, f"{stage}_media_resolution", None)
+        rates = _measured_rates(stage, history, table, resolution)
+        price, tier = settings.price(model), options.tier or settings.tier(stage)
+        for i, s in enumerate(segments):
+            seconds = s.end_s - s.start_s
+            video = _video_tokens(stage, table, seconds, s.has_audio, resolution)
+            costs[i] += price.cost(
+                round(video + rates.text_tokens), round(rates.output_per_s * seconds), tier
+            )
+    return costs
+
+
+def task_worst_case(segments: list[PlannedSegment], settings: ModelSettings, options: PlanOptions) -> float:
+    """The largest bound of one task over `segments`: a plot, or a script with its distillation."""
+    worst = 0.0
+    for s in segments:
+        bound = {
+            stage: call_bound(
+                settings,
+                stage,
+                s.end_s - s.start_s,
+                s.has_audio,
+                options.tier or settings.call_tier(stage),
+                options.context_tokens,
+            )
+            for stage in MODEL_STAGES
+        }
+        worst = max(worst, bound[Stage.PLOT], bound[Stage.SCRIPT] + bound[Stage.DISTILL])
+    return worst
+
+
+def budget_reach(
+    budget_usd: float,
+    segments: list[PlannedSegment],
+    history: list[MeasuredStage],
+    settings: ModelSettings,
+    options: PlanOptions,
+) -> BudgetReach:
+    """How many of `segments`, in order, `budget_usd` pays for (see BudgetReach)."""
+    worst = task_worst_case(segments, settings, options)
+    costs = segment_costs(segments, history, settings, options)
+    reached, spent = 0, 0.0
+    for cost in costs:
+        if spent + cost + worst > budget_usd:
+            break
+        spent += cost
+        reached += 1
+    whole: dict[str, bool] = {}
+    for i, s in enumerate(segments):
+        whole[s.video_id] = whole.get(s.video_id, True) and i < reached
+    return BudgetReach(
+        budget_usd=budget_usd,
+        segments=reached,
+        videos=sum(whole.values()),
+        expected_usd=round(spent, 6),
+        task_worst_case_usd=round(worst, 6),
+    )
+
+
+def resume_budget(store, job_id: str, settings: ModelSettings | None = None) -> float:
+    """A budget that should take the job to the end: what it spent, plus the expected cost of its stages not
+    finished (rates measured in this database, a quarter more for safety), plus one task's worst case (the
+    last task must still fit). Rounded up to the cent; what `v2s status` and a paused run suggest."""
+    settings = settings or ModelSettings()
+    options = PlanOptions()
+    spent = float(store.usage(job_id)["cost_usd"])
+    segments = store.planned_segments(job_id)
+    if not segments:
+        return math.ceil(spent * 100) / 100 or 0.01
+    history = store.measured_stages()
+    plan = estimate(job_id, "", segments, history, settings, options)
+    progress, total = store.progress(job_id), store.segment_count(job_id)
+    left = 0.0
+    for s in plan.stages:
+        counts = progress.get(s.stage, {})
+        remaining = max(0, total - counts.get("done", 0) - counts.get("rejected", 0))
+        left += remaining * (s.cost_usd[s.tier] / s.calls if s.calls else 0.0)
+    worst = task_worst_case(segments, settings, options)
+    return math.ceil((spent + 1.25 * left + worst) * 100) / 100
 
 
 def _stage(stage, segments, history, settings: ModelSettings, table: PriceTable, options) -> StageEstimate:
@@ -299,6 +414,7 @@ def plan_job(spec, options: PlanOptions, console=None, *, check_calls: bool = Tr
         console.print(
             "[dim]no model key here: the catalog was checked; access is checked when the job runs[/dim]"
         )
+    options = options.model_copy(update={"context_tokens": spec.context_token_budget})
     job_id, summary = run_job(spec, console, prepare_only=True, models=models)
     db = open_database(spec.db_url())
     try:

@@ -103,8 +103,28 @@ def status_view(db: Database, job_id: str | None):
     parts.extend(_superseded_lines(report))
     parts.extend(_failure_lines(report))
     parts.extend(_chain_lines(report))
+    parts.extend(_budget_lines(report))
     parts.extend(_warning_lines(report))
     return Group(*parts)
+
+
+def _budget_lines(report: StatusReport) -> list[Text]:
+    """Each budgeted job: its budget and spend; a paused one, the command that goes on."""
+    lines = []
+    for b in report.budgets:
+        parts = []
+        if b.limit_usd is not None:
+            parts.append(f"budget ${b.limit_usd:g} spent ${b.spent_usd:.4f}")
+        else:
+            parts.append(f"spent ${b.spent_usd:.4f}")
+        if b.segment_limit_usd is not None:
+            parts.append(f"segment ceiling ${b.segment_limit_usd:g}")
+        line = f"{b.job}: " + ", ".join(parts)
+        if b.paused:
+            line = f"paused at its budget: {line}; resume with --budget-usd {b.resume_usd:g}"
+            line += f" (v2s resume {b.job} --budget-usd {b.resume_usd:g})"
+        lines.append(Text(terminal_safe(line)))
+    return lines
 
 
 def _jobs_table(report: StatusReport) -> Table:

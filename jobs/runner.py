@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import uuid
@@ -26,6 +27,7 @@ from profiles_db.db import (
 )
 from profiles_db.outputs import OutputLease, output_key
 from profiles_db.stages import JobStatus, StageStore
+from workers.budget import Budget
 from workers.context import RunContext
 from workers.driver import RunSummary, run_pipeline
 from workers.splitter.settings import SplitSettings
@@ -41,6 +43,18 @@ class JobSpec(BaseModel):
     num_cpus: int | None = None
     context_token_budget: int = 4000
     shard_max_records: int = 1000
+    # The job's caps in US dollars over all its runs (docs/reliability.md#budgets): the whole job, and one
+    # segment. A resume may raise them (`v2s resume JOB --budget-usd MORE`); None: no cap.
+    budget_usd: float | None = None
+    segment_budget_usd: float | None = None
+
+    @field_validator("budget_usd", "segment_budget_usd")
+    @classmethod
+    def _positive(cls, value: float | None, info) -> float | None:
+        return positive_usd(value, "--" + info.field_name.replace("_", "-"))
+
+    def budget(self) -> Budget:
+        return Budget(limit_usd=self.budget_usd, segment_limit_usd=self.segment_budget_usd)
 
     @field_validator("out", mode="before")
     @classmethod
@@ -55,6 +69,13 @@ class JobSpec(BaseModel):
             checked_url(self.database_url)
             return with_known_password(self.database_url, known)  # a submitted job's URL has none
         return checked_url(known) if known else sqlite_url(folder / "v2s.sqlite")
+
+
+def positive_usd(value: float | None, option: str) -> float | None:
+    """A budget as given, or ValueError in one line: zero, a negative, NaN or infinity is no budget to keep."""
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise ValueError(f"{option} must be a positive number of US dollars, not {value:g}")
+    return value
 
 
 def checked_url(url: str) -> str:
@@ -93,6 +114,7 @@ def run_context(
         stages=config.stages,
         models=models.without_keys(),
         split=SplitSettings(),
+        budget=spec.budget(),
     )
 
 
@@ -173,6 +195,8 @@ def _run_started(
         store.finish_job(job_id, JobStatus.FAILED, only_if=JobStatus.RUNNING)
         raise
     outcome = JobStatus.PLANNED if prepare_only else store.job_outcome(job_id)
+    if summary.paused:  # stopped at its budget with work left: neither done nor failed, resumable
+        outcome = JobStatus.PAUSED
     store.finish_job(job_id, JobStatus.CANCELLED if summary.cancelled else outcome)
     return summary
 

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from profiles_db.db import Database
-from profiles_db.stages import RunStatus, Stage, StageStore, VideoStatus
+from profiles_db.stages import JobStatus, RunStatus, Stage, StageStore, VideoStatus
 from profiles_db.versions import SupersededSource, superseded_sources
 from workers.storage import filesystem, join
 
@@ -132,6 +132,19 @@ class WaitingBatch(BaseModel):
     age_s: float
 
 
+class JobBudget(BaseModel):
+    """A job with a budget (--budget-usd, --segment-budget-usd): what it may spend and has spent. A job paused
+    at its budget also says what to resume it with (`resume_usd`: spent + the expected cost of what is left,
+    with a margin, + one task's worst case)."""
+
+    job: str
+    limit_usd: float | None = None
+    segment_limit_usd: float | None = None
+    spent_usd: float
+    paused: bool
+    resume_usd: float | None = None
+
+
 class StatusReport(BaseModel):
     format_version: Literal[1] = STATUS_FORMAT_VERSION
     job: str | None = Field(description="the job asked for; null: every job of the database")
@@ -153,6 +166,7 @@ class StatusReport(BaseModel):
     superseded: list[SupersededSource] = Field(
         default=[], description="older versions of the job's sources, closed because the source changed"
     )
+    budgets: list[JobBudget] = Field(default=[], description="the jobs with a budget, and what they spent")
 
 
 def status_report(db: Database, job_id: str | None) -> StatusReport:
@@ -199,6 +213,26 @@ def status_report(db: Database, job_id: str | None) -> StatusReport:
             for uri, idx, found in store.plot_warnings(job_id)
         ],
         superseded=_superseded(db, job_id),
+        budgets=[b for b in (_budget(store, j) for j in jobs) if b is not None],
+    )
+
+
+def _budget(store: StageStore, job) -> JobBudget | None:
+    config = job.config or {}
+    limit, ceiling = config.get("budget_usd"), config.get("segment_budget_usd")
+    paused = job.status == JobStatus.PAUSED
+    if limit is None and ceiling is None and not paused:
+        return None
+    from jobs.plan import resume_budget  # the estimator, only for a job that has a budget
+
+    spent = float(store.usage(job.id)["cost_usd"])
+    return JobBudget(
+        job=job.id,
+        limit_usd=limit,
+        segment_limit_usd=ceiling,
+        spent_usd=round(spent, 6),
+        paused=paused,
+        resume_usd=resume_budget(store, job.id) if paused else None,
     )
 
 

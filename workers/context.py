@@ -15,6 +15,7 @@ from annotator.stages import PROMPT_FILES
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.db import Database
 from profiles_db.stages import StageSettings, StageStore
+from workers.budget import Budget
 from workers.splitter.settings import SplitSettings
 
 
@@ -40,6 +41,7 @@ class RunContext(BaseModel):
     # model keys are not in here: each process reads them itself (ModelKeys).
     models: ModelSettings
     split: SplitSettings
+    budget: Budget = Budget()  # the job's caps; the driver's scheduler applies them (workers/scheduler.py)
 
     def pipeline_version(self) -> str:
         """Changes whenever anything that shapes an answer changes (each stage's backend, model, prompt

@@ -15,9 +15,12 @@ from collections.abc import Callable
 import ray
 
 from annotator.gateway import ModelCallError
-from profiles_db.stages import MODEL_STAGES, Stage
+from annotator.settings import ModelSettings
+from profiles_db.stages import FINAL, MODEL_STAGES, RunStatus, Stage, StageStore
 from workers.batch_tasks import run_stage_batch
+from workers.budget import call_bound
 from workers.context import RunContext, VideoSource, database, gateway, store
+from workers.results import SegmentOutcome
 from workers.scheduler import RunSummary, Scheduler, Task, TaskKind
 from workers.shard_actor import ShardWriterActor
 from workers.shards import ShardWriter
@@ -41,6 +44,61 @@ def _submit(ctx: RunContext, task: Task, videos: dict[str, VideoSource]) -> ray.
         items = [(item.segment_id, item.chain_index) for item in task.items]
         return run_stage_batch.remote(ctx, task.stage, items, task.wave)
     return build_records.remote(ctx, task.video_id)
+
+
+class StoreLedger:
+    """The budget's facts from the job database: what the job and a segment have recorded, and the bound of a
+    task's calls (workers.budget.call_bound for each stage it will run: stages already final cost nothing)."""
+
+    def __init__(self, ctx: RunContext, st: StageStore, settings: ModelSettings) -> None:
+        self.ctx, self.st, self.settings = ctx, st, settings
+        self._spans: dict[int, tuple[float, bool]] = {}
+
+    def spent(self) -> float:
+        return float(self.st.usage(self.ctx.job_id)["cost_usd"])
+
+    def segment_spent(self, segment_id: int) -> float:
+        return self.st.segment_cost(segment_id)
+
+    def bound(self, task: Task) -> float:
+        if task.kind == TaskKind.BATCH:
+            tier = self.settings.tier(task.stage)
+            return sum(self._bound(item.segment_id, [task.stage], tier) for item in task.items)
+        return self._bound(task.segment_id, task_stages(task), None)
+
+    def _bound(self, segment_id: int, stages: list[Stage], tier) -> float:
+        if segment_id not in self._spans:
+            segment, video = self.st.segment(segment_id)
+            self._spans[segment_id] = (segment.end_s - segment.start_s, bool(video.has_audio))
+        seconds, audio = self._spans[segment_id]
+        statuses = self.st.statuses(segment_id)
+        return sum(
+            call_bound(self.settings, stage, seconds, audio, tier, self.ctx.context_token_budget)
+            for stage in stages
+            if statuses.get(stage) not in FINAL
+        )
+
+
+def task_stages(task: Task) -> list[Stage]:
+    """The model stages a plot or annotate task (or a batch item) may run."""
+    if task.kind == TaskKind.PLOT:
+        return [Stage.PLOT]
+    return [Stage.SCRIPT] if task.stage == Stage.SCRIPT else [Stage.SCRIPT, Stage.DISTILL]
+
+
+def give_up_for_budget(ctx: RunContext, st: StageStore, task: Task) -> SegmentOutcome:
+    """A GIVE_UP task: the first stage of it not final yet ends rejected with outcome `budget`."""
+    (item,) = task.items
+    statuses = st.statuses(item.segment_id)
+    stages = [task.stage] if task.stage else task_stages(item)
+    stage = next((s for s in stages if statuses.get(s) not in FINAL), stages[-1])
+    spent = st.segment_cost(item.segment_id)
+    reason = (
+        f"budget: the segment has cost ${spent:.4f}, its ceiling is ${ctx.budget.segment_limit_usd:g} "
+        "(--segment-budget-usd)"
+    )
+    st.give_up_for_budget(item.segment_id, stage, reason)
+    return SegmentOutcome(segment_id=item.segment_id, status=RunStatus.REJECTED, stage=stage, error=reason)
 
 
 def batch_stages(ctx: RunContext) -> list[Stage]:
@@ -104,7 +162,9 @@ def run_pipeline(
         emit=emit,
         prepare_only=prepare_only,
         batch_stages=() if prepare_only else batch_stages(ctx),
-        batch_max_items=gateway(ctx).settings.batch_max_items,
+        batch_max_items=ctx.models.batch_max_items,
+        budget=None if prepare_only else ctx.budget,
+        ledger=StoreLedger(ctx, st, ctx.models),
     )
     if prepare_only:  # no record is written, so neither the output's shards nor a writer are needed
         _drain(ctx, scheduler, videos, stop, None)
@@ -119,7 +179,9 @@ def run_pipeline(
     summary = scheduler.summary
     summary.records_written = ray.get(writer.finish.remote())
     st.settle_videos(scheduler.touched)
-    emit("done", {"records": summary.records_written, "cancelled": summary.cancelled})
+    emit(
+        "done", {"records": summary.records_written, "cancelled": summary.cancelled, "paused": summary.paused}
+    )
     return summary
 
 
@@ -129,9 +191,18 @@ def _drain(ctx: RunContext, scheduler: Scheduler, videos, stop, writer) -> list[
     pending: dict[ray.ObjectRef, Task] = {}
     acks: list[ray.ObjectRef] = []  # the writer's acknowledgements
 
+    st = store(ctx)
+
     def submit() -> None:
-        for task in scheduler.next_tasks():
-            pending[_submit(ctx, task, by_id)] = task
+        given_up = True
+        while given_up:  # a give-up is done here, at once, and may let the next task of its chain go
+            given_up = False
+            for task in scheduler.next_tasks():
+                if task.kind == TaskKind.GIVE_UP:
+                    scheduler.finished(task, give_up_for_budget(ctx, st, task))
+                    given_up = True
+                else:
+                    pending[_submit(ctx, task, by_id)] = task
 
     submit()
     while pending:

@@ -15,16 +15,26 @@
   scope), and goes once the previous wave is back and no video is left to prepare (or it is full); a scope's
   segment k is never reasoned before k−1 is applied. Scripts and distillations whose input is ready gather in
   a pool that goes as one batch whenever no batch of that stage is out.
+- Budget (`Budget`, workers/budget.py): paid tasks (plots, annotations, batches) start only when the job's
+  recorded spend + the bounds of the paid tasks in flight + their own bounds stay within the budget. The
+  ready paid tasks of one scope start together or not at all (`_group`: a budget must not change what memory
+  a script reads). When they do not fit, nothing new that is paid starts: the scheduler waits for the paid
+  tasks in flight (their real cost is usually far below their bound, so the group may fit then); once none
+  is in flight and it still does not fit, the run is *paused*: no new paid work, what is done is exported,
+  the job ends `paused`. A segment whose recorded cost has reached its ceiling gives up the stage it was about
+  to start (a GIVE_UP task: the driver marks it rejected with outcome `budget`), rather than paying for it.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Protocol
 
 from profiles_db.stages import RunStatus, Stage
+from workers.budget import Budget
 from workers.context import VideoSource
 from workers.results import PreparedVideo, SegmentOutcome
 
@@ -35,6 +45,12 @@ class TaskKind(StrEnum):
     ANNOTATE = "annotate"
     RECORDS = "records"
     BATCH = "batch"  # one provider batch of a stage's requests (its items are plot or annotate tasks)
+    # a stage not started because its segment reached its cost ceiling (items: the task it replaces); the
+    # driver marks it rejected with outcome `budget`, at once, and reports a rejected SegmentOutcome back
+    GIVE_UP = "give_up"
+
+
+PAID = frozenset({TaskKind.PLOT, TaskKind.ANNOTATE, TaskKind.BATCH})  # the tasks that call a model
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,11 @@ class RunSummary:
     repairs: list[str] = field(default_factory=list)  # what the output verification found and mended
     # older versions of changed sources closed by this run (profiles_db.versions.SupersededVersion, as dicts)
     superseded: list[dict] = field(default_factory=list)
+    # "budget" when the run stopped at its budget (the next paid task did not fit); then `budget` says how:
+    # {limit_usd, spent_usd, next_task_usd (that task's bound), held (paid tasks not started)}
+    paused: str | None = None
+    budget: dict = field(default_factory=dict)
+    given_up_for_budget: list[int] = field(default_factory=list)  # segments that reached their ceiling
 
 
 @dataclass
@@ -77,6 +98,19 @@ Order = Callable[[str, list[str]], list[int]]  # (scope, its prepared video ids)
 Emit = Callable[[str, dict], None]
 
 
+class Ledger(Protocol):
+    """The facts a budget decision needs, read by the driver (from the database); the decision is ours."""
+
+    def spent(self) -> float:
+        """Dollars the job's stages have recorded so far, over all its runs."""
+
+    def segment_spent(self, segment_id: int) -> float:
+        """Dollars recorded for one segment's stages."""
+
+    def bound(self, task: Task) -> float:
+        """The most the model calls of a paid task can cost (workers.budget.call_bound per call)."""
+
+
 class Scheduler:
     def __init__(
         self,
@@ -88,9 +122,12 @@ class Scheduler:
         prepare_only: bool = False,
         batch_stages: Iterable[Stage] = (),
         batch_max_items: int = 1000,
+        budget: Budget | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         """`prepare_only`: split the videos and stop there (`v2s plan`); no chain is planned, nothing else runs.
-        `batch_stages`: the stages sent as provider batches of at most `batch_max_items` requests."""
+        `batch_stages`: the stages sent as provider batches of at most `batch_max_items` requests.
+        `budget` caps what the job spends, `ledger` says what it has spent and what a task may cost."""
         self.videos = {v.video_id: v for v in videos}
         self.limit = max(1, max_in_flight)
         self.order, self.emit = order, emit or (lambda kind, data: None)
@@ -110,22 +147,124 @@ class Scheduler:
         self.in_flight = 0
         self.preparing = 0
         self.batching = Batching(frozenset(batch_stages), batch_max_items)
+        self.budget = budget if budget is not None and budget.active else None
+        if self.budget is not None and ledger is None:
+            raise ValueError("a budget needs a ledger to read what was spent")
+        self.ledger = ledger
+        self.reserved: dict[Task, float] = {}  # paid tasks in flight → the bound reserved for each
 
     # -- what runs next ------------------------------------------------------------------------------
     def next_tasks(self) -> list[Task]:
         """The tasks to submit now (each counts against max_in_flight until `finished` is told of it)."""
         out: list[Task] = []
-        if not self.summary.cancelled:
+        if not self.summary.cancelled and not self.summary.paused:
             all_prepared = not self.to_prepare and self.preparing == 0
             self.queue.extendleft(reversed(self.batching.due(all_prepared)))
+        spent: list[float] = []  # read once per call, and only when a paid task asks
         while self.in_flight < self.limit and not self.summary.cancelled and (self.queue or self.to_prepare):
             if self.queue:
+                task = self.queue[0]
+                if task.kind in PAID and self.budget is not None:
+                    if self.summary.paused:  # queued by work that came back after the pause: left for resume
+                        self.queue.popleft()
+                        continue
+                    group = self._group(task)
+                    given_up = self._over_ceiling(group)
+                    if given_up:  # answered at once by the driver, which then asks again
+                        self.in_flight += len(given_up)
+                        return out + given_up
+                    verdict = self._afford(group, spent)
+                    if verdict == "wait":  # the paid tasks in flight may leave room once their cost is known
+                        break
+                    if verdict == "go":
+                        for member in group:
+                            self.queue.remove(member)
+                        out += group
+                        self.in_flight += len(group)
+                    continue
                 out.append(self.queue.popleft())
+            elif self.summary.paused:
+                break
             else:
                 out.append(Task(TaskKind.PREPARE, self.to_prepare.popleft()))
                 self.preparing += 1
             self.in_flight += 1
         return out
+
+    def _group(self, head: Task) -> list[Task]:
+        """The paid tasks that start together under a budget: every queued one of the head's scope (up to the
+        free slots), since tasks that became ready together must start together. A script reads its scope's
+        memory when it starts, so if the budget let the chain's next plot go and held the script back, the
+        script would read a memory the next plot had changed: its answer, and the record, would differ from a
+        run without a budget. A batch is a group of its own."""
+        if head.kind == TaskKind.BATCH:
+            return [head]
+        scope = self.scope_of[head.video_id]
+        mine = [t for t in self.queue if t.kind in (TaskKind.PLOT, TaskKind.ANNOTATE)]
+        return [t for t in mine if self.scope_of[t.video_id] == scope][: self.limit - self.in_flight]
+
+    def _over_ceiling(self, group: list[Task]) -> list[Task]:
+        """GIVE_UP tasks for the segments of `group` whose recorded cost reached the per-segment ceiling (their
+        task leaves the queue, or a batch goes on without them); empty when none did."""
+        ceiling = self.budget.segment_limit_usd
+        if ceiling is None:
+            return []
+        out = []
+        for task in group:
+            items = task.items if task.kind == TaskKind.BATCH else (task,)
+            over = [item for item in items if self.ledger.segment_spent(item.segment_id) >= ceiling]
+            if not over:
+                continue
+            at = self.queue.index(task)
+            del self.queue[at]
+            rest = tuple(item for item in items if item not in over)
+            if task.kind == TaskKind.BATCH:
+                if rest:
+                    self.queue.insert(at, replace(task, items=rest))
+                else:
+                    self.batching.returned(task.stage)  # nothing of it goes: the next pool of its stage may
+            stage = task.stage if task.kind == TaskKind.BATCH else None
+            for item in over:
+                self.summary.given_up_for_budget.append(item.segment_id)
+                self.emit("budget", {"segment_id": item.segment_id, "ceiling_usd": ceiling})
+                out.append(Task(TaskKind.GIVE_UP, item.video_id, item.segment_id, stage=stage, items=(item,)))
+        return out
+
+    def _afford(self, group: list[Task], spent: list[float]) -> str:
+        """ "go" (the group's bounds are reserved), "wait" for the paid tasks in flight, or "pause" (the run
+        stops here: nothing paid is in flight, so nothing will make room)."""
+        limit = self.budget.limit_usd
+        if limit is None:
+            return "go"
+        if not spent:
+            spent.append(self.ledger.spent())
+        costs = {task: self.ledger.bound(task) for task in group}
+        in_flight = sum(self.reserved.values())
+        if spent[0] + in_flight + sum(costs.values()) <= limit:
+            self.reserved.update(costs)
+            return "go"
+        if self.reserved:
+            return "wait"
+        self._pause(spent[0], sum(costs.values()))
+        return "pause"
+
+    def _pause(self, spent: float, next_cost: float) -> None:
+        """Nothing paid is in flight and the next paid tasks do not fit: no new paid work from now on. The
+        records of what is finished still go (free tasks stay queued); the rest waits for a resume."""
+        held = sum(1 for t in self.queue if t.kind in PAID) + sum(
+            len(v) for v in self.batching.waiting.values()
+        )
+        self.summary.paused = "budget"
+        self.summary.budget = {
+            "limit_usd": self.budget.limit_usd,
+            "spent_usd": round(spent, 6),
+            "next_task_usd": round(next_cost, 6),
+            "held": held,
+        }
+        self.queue = deque(t for t in self.queue if t.kind not in PAID)
+        self.to_prepare.clear()
+        self.batching.clear()
+        self.emit("paused", dict(self.summary.budget))
 
     def cancel(self) -> None:
         """No new work from now on; what is running finishes and is kept."""
@@ -142,6 +281,12 @@ class Scheduler:
     # -- what came back ------------------------------------------------------------------------------
     def finished(self, task: Task, result: PreparedVideo | SegmentOutcome | None = None) -> None:
         self.in_flight -= 1
+        self.reserved.pop(task, None)  # its real cost is in the database now (the ledger reads it)
+        if task.kind == TaskKind.GIVE_UP:  # as if the task it replaced had come back rejected
+            (item,) = task.items
+            stage = task.stage or (Stage.PLOT if item.kind == TaskKind.PLOT else None)
+            self._item_finished(item, result, stage)
+            return
         if task.kind == TaskKind.RECORDS:
             self.emit(task.kind, {"video_id": task.video_id})
             return

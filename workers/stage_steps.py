@@ -14,8 +14,7 @@ from annotator.gateway import StageAsk, StructuredResult
 from annotator.gateway.base import Media
 from annotator.gateway.context_cache import VideoCache
 from annotator.media import MediaError, read_provenance
-from annotator.schemas import NextSegmentPlot, Script
-from annotator.schemas.context import CharacterProfile
+from annotator.schemas import CharacterProfile, NextSegmentPlot, Script
 from annotator.stages import (
     PlotReasoner,
     QualityGates,
@@ -124,20 +123,20 @@ def finish_plot(
         )
     for warning in report.warnings:
         log.warning("segment %s: %s", segment_id, warning)
-    # The profiles the script will be shown, as the memory stands right after this plot: later plots of the
-    # chain may run before this segment's script (name someone, merge two), and a script prompt that saw them
-    # would depend on scheduling. The scope's next plot waits for this task, so nothing has moved yet.
-    resolve = cpm(ctx).resolver(video.scope)
-    placed = [resolve(code) for code in dict.fromkeys(report.code_map.values())]
+    # SCRIPT_PROFILES: the profiles the script will be shown, as the memory stands right after this plot: later
+    # plots of the chain may run before this segment's script (name someone, merge two), and a script prompt that
+    # saw them would depend on scheduling. The scope's next plot waits for this task, so nothing has moved yet.
     st.complete(
         segment_id,
         Stage.PLOT,
         {
             "answer": result.value.model_dump(mode="json"),
             "code_map": report.code_map,
-            "profiles": [p.model_dump(mode="json") for p in placed if p is not None],
             "warnings": report.warnings,
             video_cache.RESULT_KEY: cache.model_dump() if cache is not None else None,
+            SCRIPT_PROFILES: [
+                p.model_dump(mode="json") for p in _placed_profiles(ctx, video.scope, report.code_map)
+            ],
         },
         usage_of(result),
     )
@@ -146,6 +145,19 @@ def finish_plot(
 
 
 # -- script -------------------------------------------------------------------------------------------------
+# The profiles a script is shown, kept in its plot's result when the plot is applied. A script reads its
+# segment's memory as its plot left it, so that its prompt does not depend on when its task happens to start
+# (after how many later plots of the chain): a paused and resumed job, a slow worker or a budget that holds the
+# script back give the same script, and the same record, as a run where it started at once.
+SCRIPT_PROFILES = "script_profiles"
+
+
+def _placed_profiles(ctx: RunContext, scope: str, code_map: dict[str, str]) -> list[CharacterProfile]:
+    """The current profiles of the characters a plot placed, in the order it named them."""
+    resolve = cpm(ctx).resolver(scope)
+    return [p for p in (resolve(c) for c in dict.fromkeys(code_map.values())) if p]
+
+
 def script_ask(ctx: RunContext, segment_id: int, plot_result: dict) -> StageAsk:
     """The script's request: the video (or the plot's cache of it), the plot as a synopsis, and the profiles
     of the characters the plot placed."""
@@ -153,11 +165,10 @@ def script_ask(ctx: RunContext, segment_id: int, plot_result: dict) -> StageAsk:
     segment, video = st.segment(segment_id)
     plot = NextSegmentPlot.model_validate(plot_result["answer"])
     code_map: dict[str, str] = plot_result.get("code_map", {})
-    if "profiles" in plot_result:  # the memory as of this segment's place in the chain (finish_plot)
-        profiles = [CharacterProfile.model_validate(p) for p in plot_result["profiles"]]
-    else:  # a plot stored before snapshots were kept: the memory as it is now
-        resolve = cpm(ctx).resolver(video.scope)
-        profiles = [p for p in (resolve(c) for c in dict.fromkeys(code_map.values())) if p]
+    if SCRIPT_PROFILES in plot_result:  # the memory as the plot left it (not as later plots changed it)
+        profiles = [CharacterProfile.model_validate(p) for p in plot_result[SCRIPT_PROFILES]]
+    else:  # a plot stored before the snapshot was kept
+        profiles = _placed_profiles(ctx, video.scope, code_map)
     writer = ScriptWriter(gw, backend=gw.settings.script_backend, model=gw.settings.script_model)
     shown = segment_input(segment, segment.idx, ctx.out_dir)
     shown = shown.model_copy(update={"media": video_cache.for_script(gw, plot_result, shown.media)})

@@ -5,6 +5,7 @@ from profiles_db.stages.batches import OpenBatch
 from profiles_db.stages.history import MeasuredStage, PlannedSegment
 from profiles_db.stages.leases import ClaimState
 from profiles_db.stages.states import (
+    BUDGET,
     DETERMINISTIC_OUTCOMES,
     FINAL,
     GIVEN_UP,
@@ -21,6 +22,7 @@ from profiles_db.stages.store import StageStore
 from profiles_db.stages.views import Failure, RunView
 
 __all__ = [
+    "BUDGET",
     "DETERMINISTIC_OUTCOMES",
     "FINAL",
     "GIVEN_UP",

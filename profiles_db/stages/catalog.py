@@ -21,8 +21,9 @@ class CatalogMixin:
         config: dict[str, Any],
         skipped: list[dict[str, str]] | None = None,
     ) -> None:
-        """Create the job, or mark a resumed one running again; `skipped`: the source's entries this listing
-        left out, with why (a resume lists the source again, so it replaces what the last listing found)."""
+        """Create the job, or mark a resumed one running again with its spec as this run has it (a resume
+        may raise its budget); `skipped`: the source's entries this listing left out, with why (a resume lists
+        the source again, so it replaces what the last listing found)."""
         with self.db.transaction() as s:
             job = s.get(Job, job_id)
             if job is None:
@@ -30,6 +31,7 @@ class CatalogMixin:
                 s.add(job)
             else:
                 job.status = JobStatus.RUNNING
+                job.config = {**(job.config or {}), **config}
             if skipped is not None:
                 job.skipped_inputs = skipped
 

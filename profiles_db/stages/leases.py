@@ -15,6 +15,7 @@ from annotator.schemas.usage import StageUsage
 from profiles_db.models import Segment, StageRun, Video
 from profiles_db.response_cache import forget_answer
 from profiles_db.stages.states import (
+    BUDGET,
     DETERMINISTIC_OUTCOMES,
     FINAL,
     GATE_REJECTED,
@@ -224,3 +225,15 @@ class LeaseMixin:
                 run.lease_owner, run.lease_expires = None, None
                 done.append(segment_id)
         return done
+
+    def give_up_for_budget(self, segment_id: int, stage: Stage, reason: str) -> bool:
+        """The segment's recorded cost reached its ceiling: `stage` is not started and ends `rejected` with
+        outcome BUDGET (a plot so rejected is stepped over by its chain, like one given up by hand). False when
+        the stage was final already (nothing to give up)."""
+        with self.db.transaction() as s:
+            run = self.locked_run(s, segment_id, stage)
+            if run.status in FINAL:
+                return False
+            run.status, run.outcome, run.error = RunStatus.REJECTED, BUDGET, reason
+            run.lease_owner, run.lease_expires = None, None
+            return True

@@ -51,6 +51,9 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     PLANNED = "planned"  # `v2s plan`: its videos split and priced, no model asked
+    # Stopped at its budget (--budget-usd): the next paid call would have passed it. What was in flight finished
+    # and its records were written; `v2s resume JOB --budget-usd MORE` goes on from there, paying nothing twice.
+    PAUSED = "paused"
 
 
 FINAL = frozenset({RunStatus.DONE, RunStatus.REJECTED})
@@ -64,6 +67,9 @@ OUT_OF_ORDER = "out_of_order"  # outcome of a plot the CPM refused to apply out 
 # Outcome of a script the quality gates rejected (status `rejected`): final, so a plain resume leaves it, but
 # `v2s resume --only-reason rejected` asks again on purpose, past the response cache's copy of that answer.
 GATE_REJECTED = "rejected"
+# Outcome of a stage (status `rejected`) not started because its segment's recorded cost had reached the
+# per-segment ceiling (--segment-budget-usd): the segment gives up rather than paying for more tries.
+BUDGET = "budget"
 SUPERSEDED = "superseded"  # outcome of a stage closed because its source changed (profiles_db/versions.py)
 
 Clock = Callable[[], datetime]

@@ -183,6 +183,16 @@ class ViewMixin:
         with self.db.sessions() as s:
             return _usage_dict(*s.execute(self._of_job(select(*_sum_usage()), job_id)).one())
 
+    def segment_cost(self, segment_id: int) -> float:
+        """Dollars recorded for the segment's stages so far (every run of every job: what it has cost)."""
+        with self.db.sessions() as s:
+            total = s.scalar(
+                select(func.coalesce(func.sum(StageRun.cost_usd), 0.0)).where(
+                    StageRun.segment_id == segment_id
+                )
+            )
+        return float(total or 0.0)
+
     def usage_breakdown(self, job_id: str | None) -> dict[str, dict[str, dict[str, float]]]:
         """{"stage": {plot: {...}}, "video": {uri: {...}}, "tier": {standard: {...}}, "model": {name: {...}}} of
         tokens in/out and cost, for `v2s status` (rows from before tiers were recorded were all standard)."""

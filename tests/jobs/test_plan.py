@@ -233,3 +233,20 @@ def test_the_plan_table_prices_thinking_and_says_where_each_price_comes_from(mon
     text = " ".join(shown.get().split())
     assert "of which thinking" in text and "measured (0.50 per answer token" in text
     assert "prices: the catalog 2026-12-07 (bundled); V2S_PRICES prices deepseek-flash" in text
+
+
+def test_a_budget_reaches_the_segments_whose_expected_cost_fits_with_one_tasks_worst_case_kept_back():
+    settings = ModelSettings(_env_file=None)
+    segments = _segments(2, 3)  # two films of three 300 s segments
+    whole = estimate("job-x", "src", segments, [], settings, PlanOptions())
+    per_segment = whole.total.configured_cost_usd / len(segments)
+    plan = estimate("job-x", "src", segments, [], settings, PlanOptions(budget_usd=100.0))
+    assert plan.budget.segments == 6 and plan.budget.videos == 2  # plenty
+    worst = plan.budget.task_worst_case_usd
+    assert worst > per_segment / 3  # a task's worst case is above what a stage is expected to cost
+    budget = worst + 3.5 * per_segment  # three segments and a half, after the worst case kept back
+    reach = estimate("job-x", "src", segments, [], settings, PlanOptions(budget_usd=budget)).budget
+    assert reach.segments == 3 and reach.videos == 1  # the first film whole, nothing of the second
+    assert reach.expected_usd == pytest.approx(3 * per_segment, rel=1e-6)
+    below = estimate("job-x", "src", segments, [], settings, PlanOptions(budget_usd=worst / 2)).budget
+    assert below.segments == 0 and below.videos == 0

@@ -26,7 +26,7 @@ from tests.support import e2e as checks
 from tests.support.db import _truncate
 from tests.support.films import sample_copy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared_ray]
 SEGMENTS = 4  # the sample film cut at 60 s
 JOB = "job-budget-e2e"  # records name their job: the budgeted job and the fault-free one share the id
 OUTPUT_CAP = {"V2S_MAX_OUTPUT_TOKENS": "4096"}

@@ -115,9 +115,13 @@ def run(
         segment_budget_usd=segment_budget_usd,
     )
     from annotator.gateway.base import ModelCallError
+    from jobs.runner import new_job_id
 
+    job_id = job_id or new_job_id()  # known before the run, so an interrupt can name the job to resume
     try:
         job_id, summary = run_job(spec, console, job_id=job_id, check_calls=check_calls)
+    except KeyboardInterrupt:
+        _exit_interrupted(job_id, spec.out, database_url, at_once=True)
     except SourceError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -129,9 +133,24 @@ def run(
         raise typer.Exit(2) from None
     db = Database(spec.db_url())
     print_summary(console, job_id, summary, db, str(spec.out))
+    if summary.interrupted:
+        _exit_interrupted(job_id, spec.out, database_url)
     _exit_when_paused(job_id, summary, db)
     if summary.failed_videos or summary.stage_failures:
         raise typer.Exit(1)
+
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a process Ctrl-C stopped
+
+
+def _exit_interrupted(job_id: str, out, database_url: str | None, *, at_once: bool = False) -> None:
+    """One line: what an interrupt kept, and the command that goes on from there; exit 130."""
+    from profiles_db.db import shown_url
+
+    where = f"--database-url {shown_url(database_url)}" if database_url else f"--out {out}"
+    kept = "stopped at once" if at_once else "the tasks in flight finished and their answers are kept"
+    typer.echo(terminal_safe(f"interrupted ({kept}); go on with: v2s resume {job_id} {where}"), err=True)
+    raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def _exit_when_paused(job_id: str, summary, db) -> None:
@@ -288,6 +307,8 @@ def resume(
             segment_budget_usd=segment_budget_usd,
             out=out,
         )
+    except KeyboardInterrupt:
+        _exit_interrupted(job, out, database_url, at_once=True)
     except ControlError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -296,6 +317,8 @@ def resume(
         raise typer.Exit(2) from None
     spec = load_spec(db, job)
     print_summary(console, job_id, summary, db, str(spec.out))
+    if summary.interrupted:
+        _exit_interrupted(job_id, spec.out, database_url)
     _exit_when_paused(job_id, summary, db)
     if summary.failed_videos or summary.stage_failures:
         raise typer.Exit(1)

@@ -190,6 +190,9 @@ def _run_started(
     store.ensure_job(job_id, spec.source, str(spec.out), config, skipped=skipped)
     try:
         summary = _run_with_progress(ctx, listing.videos, console, cancel_check(store, job_id), prepare_only)
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, resumable
+        store.finish_job(job_id, JobStatus.INTERRUPTED, only_if=JobStatus.RUNNING)
+        raise
     except BaseException:
         # never left "running" by a run that is gone (a cancel that stopped it stays "cancelled")
         store.finish_job(job_id, JobStatus.FAILED, only_if=JobStatus.RUNNING)
@@ -197,7 +200,11 @@ def _run_started(
     outcome = JobStatus.PLANNED if prepare_only else store.job_outcome(job_id)
     if summary.paused:  # stopped at its budget with work left: neither done nor failed, resumable
         outcome = JobStatus.PAUSED
-    store.finish_job(job_id, JobStatus.CANCELLED if summary.cancelled else outcome)
+    if summary.interrupted:  # the first Ctrl-C: what was in flight finished and is kept
+        outcome = JobStatus.INTERRUPTED
+    elif summary.cancelled:
+        outcome = JobStatus.CANCELLED
+    store.finish_job(job_id, outcome)
     return summary
 
 

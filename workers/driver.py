@@ -10,6 +10,8 @@ stage leases in SQL make the retry safe.
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Callable
 
 import ray
@@ -143,6 +145,32 @@ def _writer(ctx: RunContext):
     return writer
 
 
+class FirstInterrupt:
+    """Ctrl-C during a run: the first stops new work and lets the tasks in flight finish, because their model
+    calls are paid for as they answer and are stored when they finish (killed, they would be paid again on
+    resume); a second Ctrl-C stops at once. Only the main thread can take signals: elsewhere nothing changes.
+    Ray's own processes block SIGINT, so a terminal's Ctrl-C reaches only this driver."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._previous = None
+
+    def __enter__(self) -> FirstInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+        log.warning("interrupted: no new work; the tasks in flight finish (Ctrl-C again stops at once)")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def run_pipeline(
     ctx: RunContext,
     videos: list[VideoSource],
@@ -152,8 +180,15 @@ def run_pipeline(
     prepare_only: bool = False,
 ) -> RunSummary:
     """Run the job's videos through every stage; `prepare_only` splits them and stops (`v2s plan`)."""
+    with FirstInterrupt() as interrupt:
+        asked = should_stop or (lambda: False)
+        summary = _pipeline(ctx, videos, on_event, lambda: interrupt.hit or asked(), prepare_only)
+        summary.interrupted = interrupt.hit
+    return summary
+
+
+def _pipeline(ctx: RunContext, videos, on_event, stop, prepare_only: bool) -> RunSummary:
     emit = on_event or (lambda kind, data: None)
-    stop = should_stop or (lambda: False)
     st = store(ctx)
     scheduler = Scheduler(
         videos,
@@ -194,6 +229,8 @@ def _drain(ctx: RunContext, scheduler: Scheduler, videos, stop, writer) -> list[
     st = store(ctx)
 
     def submit() -> None:
+        if stop():  # checked here too: a stop that came while waiting starts nothing more, not one round more
+            scheduler.cancel()
         given_up = True
         while given_up:  # a give-up is done here, at once, and may let the next task of its chain go
             given_up = False

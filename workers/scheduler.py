@@ -72,6 +72,7 @@ class RunSummary:
     stage_failures: list[SegmentOutcome] = field(default_factory=list)
     records_written: int = 0
     cancelled: bool = False
+    interrupted: bool = False  # Ctrl-C: no new work was started after it; what ran finished and was kept
     # scope → the segment its memory chain waits at, and why (a failed plot: resume continues from there)
     blocked_chains: dict[str, dict] = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)  # what the output verification found and mended

@@ -51,6 +51,7 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     PLANNED = "planned"  # `v2s plan`: its videos split and priced, no model asked
+    INTERRUPTED = "interrupted"  # Ctrl-C: stopped, resumable (`v2s resume`)
     # Stopped at its budget (--budget-usd): the next paid call would have passed it. What was in flight finished
     # and its records were written; `v2s resume JOB --budget-usd MORE` goes on from there, paying nothing twice.
     PAUSED = "paused"

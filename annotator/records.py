@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 
 from pydantic import BaseModel
@@ -85,6 +86,41 @@ def assistant_turn(thinking: str, clip_script: Script) -> str:
     return without_placeholders(f"{tagged(thinking)}{_clip_json(clip_script)}")
 
 
+DESCRIPTOR_WORDS = 6  # "weathered man in his sixties": who they are at a glance, not the whole description
+
+
+def descriptor(profile: CharacterProfile) -> str | None:
+    """How a record calls a character its scope never named: by what they look like, as the paper's ground
+    truth does ("old man", "security guard"), not by a code a trained model would learn to say. Taken from
+    the first appearance the memory noted (it stays the same when later ones are added)."""
+    first = (profile.appearance_history[:1] or [profile.appearance])[0]
+    clause = re.split(r"[,;.(]", first or "", maxsplit=1)[0].split()
+    if not clause:
+        return None
+    words = clause[:DESCRIPTOR_WORDS]
+    return " ".join([words[0].lower(), *words[1:]])
+
+
+class Labels:
+    """What one record calls each character: the name, else a descriptor (numbered when two unnamed people
+    look alike), else the code."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, str] = {}
+        self._taken: set[str] = set()
+
+    def __call__(self, profile: CharacterProfile) -> str:
+        if profile.id not in self._by_id:
+            label = profile.name or descriptor(profile) or profile.id
+            if not profile.name:
+                n, base = 2, label
+                while label in self._taken:
+                    label, n = f"{base} {n}", n + 1
+            self._taken.add(label)
+            self._by_id[profile.id] = label
+        return self._by_id[profile.id]
+
+
 def build_record(
     *,
     job_id: str,
@@ -101,6 +137,7 @@ def build_record(
 ) -> Record:
     used: dict[str, CharacterProfile] = {}
     unresolved: set[str] = set()
+    label = Labels()
 
     def name_of(code: str) -> str:
         profile = resolve(code_map.get(code, code))
@@ -108,9 +145,9 @@ def build_record(
             unresolved.add(code)
             return code
         used[profile.id] = profile
-        return profile.display_name
+        return label(profile)
 
-    named_script = _with_names(script, resolve, used, unresolved)
+    named_script = _with_names(script, resolve, used, unresolved, label)
     _resolve_text(named_script, name_of)
     absolute = named_script.shifted(video.start_s)
     thinking_text = replace_codes(thinking.as_text(), name_of)
@@ -192,7 +229,11 @@ def _record_meta(
 
 
 def _with_names(
-    script: Script, resolve: Resolver, used: dict[str, CharacterProfile], unresolved: set[str]
+    script: Script,
+    resolve: Resolver,
+    used: dict[str, CharacterProfile],
+    unresolved: set[str],
+    label: Callable[[CharacterProfile], str],
 ) -> Script:
     named = script.model_copy(deep=True)
     for event in named.events():
@@ -202,14 +243,14 @@ def _with_names(
                 unresolved.add(event.character)
                 continue
             used[profile.id] = profile
-            event.character_id, event.character = profile.id, profile.display_name
+            event.character_id, event.character = profile.id, label(profile)
     meta_names = []
     for code in named.meta.characters:
         is_code = bool(CODE_PATTERN.match(code_key(code)))
         profile = resolve(code_key(code)) if is_code else None
         if profile is None and is_code:
             unresolved.add(code)
-        meta_names.append(profile.display_name if profile else code)
+        meta_names.append(label(profile) if profile else code)
     named.meta.characters = list(dict.fromkeys(meta_names))
     return named
 

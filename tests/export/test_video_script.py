@@ -105,3 +105,19 @@ def test_one_row_per_video():
         ]
     )
     assert [r.id for r in rows] == ["vid-a", "vid-b"]
+
+
+def test_a_character_never_named_is_called_by_what_they_look_like_not_by_a_code():
+    """#32: the first 100 s of the sample film never names Elias; records must not teach a model to say
+    `unknown_001` as a speaker. The code stays in `character_id`, so identity is kept."""
+    record = _record(
+        1,
+        0.0,
+        30.0,
+        [_scene("Pier", ("00:02", "unknown_001", "Which boat?"), ("00:05", "char_001", "The first one."))],
+    )
+    speakers = [(e.character, e.character_id) for e in record.script.script[0].events]
+    assert speakers == [("man in a grey cap", "unknown_001"), ("Mara Quinn", "char_001")]
+    assert "unknown_001" not in record.messages[1].content
+    (unnamed,) = [c for c in record.characters if c.code == "unknown_001"]
+    assert unnamed.name is None  # a descriptor is no name: the cast says so

@@ -21,6 +21,7 @@ import ray
 
 from annotator.gateway import StageAsk, StructuredResult, estimate_tokens
 from annotator.gateway.batch import BatchRun, BatchSnapshot, ItemState, display_name
+from annotator.schemas.stage_results import PlotResult, ScriptResult
 from profiles_db.stages import OpenBatch, RunStatus, Stage
 from workers import stage_steps as steps
 from workers.context import RunContext, gateway, store
@@ -87,13 +88,13 @@ class StageBatch:
             ask, cache = steps.plot_ask(self.ctx, segment_id, chain_index or 1)
             item = _Item(ask, self.rounds.item(ask), cache)
         elif self.stage == Stage.SCRIPT:
-            _, plot_result = self.st.result(segment_id, Stage.PLOT)
-            ask = steps.script_ask(self.ctx, segment_id, plot_result)
-            item = _Item(ask, self.rounds.item(ask), plot_result)
+            plot = PlotResult.model_validate(self.st.result(segment_id, Stage.PLOT)[1])
+            ask = steps.script_ask(self.ctx, segment_id, plot)
+            item = _Item(ask, self.rounds.item(ask), plot)
         else:
-            _, plot_result = self.st.result(segment_id, Stage.PLOT)
-            _, script_result = self.st.result(segment_id, Stage.SCRIPT)
-            ask = steps.distill_ask(self.ctx, plot_result, script_result)
+            plot = PlotResult.model_validate(self.st.result(segment_id, Stage.PLOT)[1])
+            script = ScriptResult.model_validate(self.st.result(segment_id, Stage.SCRIPT)[1])
+            ask = steps.distill_ask(self.ctx, plot, script)
             item = _Item(ask, self.rounds.item(ask))
         self.items[segment_id] = item
 

@@ -14,7 +14,8 @@ from annotator.gateway import StageAsk, StructuredResult
 from annotator.gateway.base import Media
 from annotator.gateway.context_cache import VideoCache
 from annotator.media import MediaError, read_provenance
-from annotator.schemas import CharacterProfile, NextSegmentPlot, Script
+from annotator.schemas import CharacterProfile
+from annotator.schemas.stage_results import DistillResult, PlotResult, ScriptResult
 from annotator.stages import (
     PlotReasoner,
     QualityGates,
@@ -111,7 +112,7 @@ def finish_plot(
     if cache is not None:
         result.usage.cost_usd += cache.cost_usd
     if not result.ok:
-        video_cache.close(gw, {video_cache.RESULT_KEY: cache and cache.model_dump()})
+        video_cache.close(gw, cache.model_dump() if cache is not None else None)
         return failed(st, segment_id, Stage.PLOT, result)
     _, video = st.segment(segment_id)
     try:
@@ -123,23 +124,17 @@ def finish_plot(
         )
     for warning in report.warnings:
         log.warning("segment %s: %s", segment_id, warning)
-    # SCRIPT_PROFILES: the profiles the script will be shown, as the memory stands right after this plot: later
+    # script_profiles: the profiles the script will be shown, as the memory stands right after this plot: later
     # plots of the chain may run before this segment's script (name someone, merge two), and a script prompt that
     # saw them would depend on scheduling. The scope's next plot waits for this task, so nothing has moved yet.
-    st.complete(
-        segment_id,
-        Stage.PLOT,
-        {
-            "answer": result.value.model_dump(mode="json"),
-            "code_map": report.code_map,
-            "warnings": report.warnings,
-            video_cache.RESULT_KEY: cache.model_dump() if cache is not None else None,
-            SCRIPT_PROFILES: [
-                p.model_dump(mode="json") for p in _placed_profiles(ctx, video.scope, report.code_map)
-            ],
-        },
-        usage_of(result),
+    stored = PlotResult(
+        answer=result.value.model_dump(mode="json"),
+        code_map=report.code_map,
+        warnings=report.warnings,
+        video_cache=cache.model_dump() if cache is not None else None,
+        script_profiles=_placed_profiles(ctx, video.scope, report.code_map),
     )
+    st.complete(segment_id, Stage.PLOT, stored.model_dump(mode="json"), usage_of(result))
     record_stage(Stage.PLOT, RunStatus.DONE, usage_of(result))
     return SegmentOutcome(segment_id=segment_id, status=RunStatus.DONE)
 
@@ -149,7 +144,6 @@ def finish_plot(
 # segment's memory as its plot left it, so that its prompt does not depend on when its task happens to start
 # (after how many later plots of the chain): a paused and resumed job, a slow worker or a budget that holds the
 # script back give the same script, and the same record, as a run where it started at once.
-SCRIPT_PROFILES = "script_profiles"
 
 
 def _placed_profiles(ctx: RunContext, scope: str, code_map: dict[str, str]) -> list[CharacterProfile]:
@@ -158,31 +152,29 @@ def _placed_profiles(ctx: RunContext, scope: str, code_map: dict[str, str]) -> l
     return [p for p in (resolve(c) for c in dict.fromkeys(code_map.values())) if p]
 
 
-def script_ask(ctx: RunContext, segment_id: int, plot_result: dict) -> StageAsk:
+def script_ask(ctx: RunContext, segment_id: int, stored: PlotResult) -> StageAsk:
     """The script's request: the video (or the plot's cache of it), the plot as a synopsis, and the profiles
     of the characters the plot placed."""
     st, gw = store(ctx), gateway(ctx)
     segment, video = st.segment(segment_id)
-    plot = NextSegmentPlot.model_validate(plot_result["answer"])
-    code_map: dict[str, str] = plot_result.get("code_map", {})
-    if SCRIPT_PROFILES in plot_result:  # the memory as the plot left it (not as later plots changed it)
-        profiles = [CharacterProfile.model_validate(p) for p in plot_result[SCRIPT_PROFILES]]
-    else:  # a plot stored before the snapshot was kept
+    plot, code_map = stored.plot(), stored.code_map
+    profiles = stored.script_profiles  # the memory as the plot left it (not as later plots changed it)
+    if profiles is None:  # a plot stored before the snapshot was kept
         profiles = _placed_profiles(ctx, video.scope, code_map)
     writer = ScriptWriter(gw, backend=gw.settings.script_backend, model=gw.settings.script_model)
     shown = segment_input(segment, segment.idx, ctx.out_dir)
-    shown = shown.model_copy(update={"media": video_cache.for_script(gw, plot_result, shown.media)})
+    shown = shown.model_copy(update={"media": video_cache.for_script(gw, stored.video_cache, shown.media)})
     return writer.ask(shown, profiles, synopsis(plot, code_map))
 
 
 def finish_script(
-    ctx: RunContext, segment_id: int, result: StructuredResult, plot_result: dict
-) -> tuple[SegmentOutcome | None, dict | None]:
+    ctx: RunContext, segment_id: int, result: StructuredResult, stored_plot: PlotResult
+) -> tuple[SegmentOutcome | None, ScriptResult | None]:
     """Quality gates, then store the script (or its rejection, or its failure); the plot's cache is closed, as
     the script is final or failed for this run. Returns (an outcome that ends the segment's work here, or None;
     the stored result)."""
     st, gw = store(ctx), gateway(ctx)
-    video_cache.close(gw, plot_result)
+    video_cache.close(gw, stored_plot.video_cache)
     if not result.ok:
         return failed(st, segment_id, Stage.SCRIPT, result), None
     segment, video = st.segment(segment_id)
@@ -193,7 +185,8 @@ def finish_script(
         lambda c: resolve(c) is not None,
         shown_s=shown_length(segment, ctx.out_dir),
     )
-    payload = {"script": result.value.model_dump(mode="json")}
+    stored = ScriptResult(script=result.value)
+    payload = stored.model_dump(mode="json")
     if problems:
         st.fail(
             segment_id,
@@ -209,10 +202,10 @@ def finish_script(
         rejected = SegmentOutcome(
             segment_id=segment_id, status=RunStatus.REJECTED, stage=Stage.SCRIPT, problems=problems
         )
-        return rejected, payload
+        return rejected, stored
     st.complete(segment_id, Stage.SCRIPT, payload, usage_of(result))
     record_stage(Stage.SCRIPT, RunStatus.DONE, usage_of(result))
-    return None, payload
+    return None, stored
 
 
 def _write_reject(ctx: RunContext, video: Video, segment: Segment, problems: list[str]) -> None:
@@ -231,11 +224,10 @@ def _write_reject(ctx: RunContext, video: Video, segment: Segment, problems: lis
 
 
 # -- distill ------------------------------------------------------------------------------------------------
-def distill_ask(ctx: RunContext, plot_result: dict, script_result: dict) -> StageAsk:
+def distill_ask(ctx: RunContext, stored_plot: PlotResult, stored_script: ScriptResult) -> StageAsk:
     gw = gateway(ctx)
     distiller = ThinkingDistiller(gw, backend=gw.settings.distill_backend, model=gw.settings.distill_model)
-    plot = NextSegmentPlot.model_validate(plot_result["answer"])
-    return distiller.ask(plot, Script.model_validate(script_result["script"]))
+    return distiller.ask(stored_plot.plot(), stored_script.script)
 
 
 def finish_distill(ctx: RunContext, segment_id: int, result: StructuredResult) -> SegmentOutcome:
@@ -245,7 +237,9 @@ def finish_distill(ctx: RunContext, segment_id: int, result: StructuredResult) -
     st.complete(
         segment_id,
         Stage.DISTILL,
-        {"thinking": result.value.model_dump(mode="json"), "reasoning_content": result.reasoning_content},
+        DistillResult(thinking=result.value, reasoning_content=result.reasoning_content).model_dump(
+            mode="json"
+        ),
         usage_of(result),
     )
     record_stage(Stage.DISTILL, RunStatus.DONE, usage_of(result))

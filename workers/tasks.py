@@ -14,9 +14,9 @@ import ray
 from annotator.gateway.base import ModelCallError
 from annotator.media import MediaError, probe
 from annotator.records import UnresolvedCodes, build_record
-from annotator.schemas import DistilledThinking, NextSegmentPlot, Script
 from annotator.schemas.provenance import Provenance
 from annotator.schemas.record import MemoryGap, RecordVideo
+from annotator.schemas.stage_results import DistillResult, PlotResult, ScriptResult
 from profiles_db.stages import MODEL_STAGES, RunStatus, Stage, VideoStatus
 from workers import stage_steps as steps
 from workers.context import RunContext, VideoSource, cpm, gateway, store
@@ -181,16 +181,18 @@ def annotate_segment(ctx: RunContext, segment_id: int, distill: bool = True) -> 
     """Script generation + quality gates + thinking distillation for a segment whose plot is done (the script
     only, when `distill` is False: its distillation goes in a batch)."""
     st = store(ctx)
-    plot_status, plot_result = st.result(segment_id, Stage.PLOT)
+    plot_status, stored_plot = st.result(segment_id, Stage.PLOT)
     if plot_status != RunStatus.DONE:
         return SegmentOutcome(segment_id=segment_id, status=SKIPPED, reason=f"plot is {plot_status}")
-    status, script_result = st.result(segment_id, Stage.SCRIPT)
+    plot = PlotResult.model_validate(stored_plot)
+    status, stored_script = st.result(segment_id, Stage.SCRIPT)
+    script = ScriptResult.model_validate(stored_script) if status == RunStatus.DONE else None
     if status not in (RunStatus.DONE, RunStatus.REJECTED) and st.claim(
         segment_id, Stage.SCRIPT, owner(), ctx.job_id
     ):
-        ask = steps.script_ask(ctx, segment_id, plot_result)
+        ask = steps.script_ask(ctx, segment_id, plot)
         result = gateway(ctx).ask(ask)
-        outcome, script_result = steps.finish_script(ctx, segment_id, result, plot_result)
+        outcome, script = steps.finish_script(ctx, segment_id, result, plot)
         if outcome is not None:
             return outcome
         status = RunStatus.DONE
@@ -198,7 +200,7 @@ def annotate_segment(ctx: RunContext, segment_id: int, distill: bool = True) -> 
         return SegmentOutcome(segment_id=segment_id, status=status)
     distill_status, _ = st.result(segment_id, Stage.DISTILL)
     if distill_status != RunStatus.DONE and st.claim(segment_id, Stage.DISTILL, owner(), ctx.job_id):
-        ask = steps.distill_ask(ctx, plot_result, script_result)
+        ask = steps.distill_ask(ctx, plot, script)
         return steps.finish_distill(ctx, segment_id, gateway(ctx).ask(ask))
     return SegmentOutcome(segment_id=segment_id, status=RunStatus.DONE)
 
@@ -216,7 +218,9 @@ def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
     resolve = manager.resolver(video.scope)  # one snapshot of the memory, with this video's names final
     out = []
     for segment, runs in st.exportable(video_id):
-        plot, script, distill = (runs[stage].result for stage in MODEL_STAGES)
+        plot = PlotResult.model_validate(runs[Stage.PLOT].result)
+        script = ScriptResult.model_validate(runs[Stage.SCRIPT].result)
+        distill = DistillResult.model_validate(runs[Stage.DISTILL].result)
         try:
             record = build_record(
                 job_id=ctx.job_id,
@@ -233,11 +237,11 @@ def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
                     episode=video.episode,
                     segment_index=segment.idx,
                 ),
-                plot=NextSegmentPlot.model_validate(plot["answer"]),
-                code_map=plot.get("code_map", {}),
-                script=Script.model_validate(script["script"]),
-                thinking=DistilledThinking.model_validate(distill["thinking"]),
-                reasoning_content=distill.get("reasoning_content"),
+                plot=plot.plot(),
+                code_map=plot.code_map,
+                script=script.script,
+                thinking=distill.thinking,
+                reasoning_content=distill.reasoning_content,
                 stages={stage.value: runs[stage].usage for stage in MODEL_STAGES},
                 resolve=resolve,
                 memory_gaps=gaps,

@@ -15,7 +15,6 @@ from annotator.gateway.base import Media, ModelCallError
 from annotator.gateway.context_cache import VideoCache, worth_caching
 
 log = logging.getLogger(__name__)
-RESULT_KEY = "video_cache"  # where the plot's stored result keeps it
 
 
 def open_for_plot(gw: Gateway, media: Media, seconds: float, has_audio: bool) -> VideoCache | None:
@@ -29,9 +28,8 @@ def open_for_plot(gw: Gateway, media: Media, seconds: float, has_audio: bool) ->
         return None
 
 
-def for_script(gw: Gateway, plot_result: dict, media: Media) -> Media:
-    """The script's media, reading the plot's cache while it lives."""
-    stored = plot_result.get(RESULT_KEY)
+def for_script(gw: Gateway, stored: dict | None, media: Media) -> Media:
+    """The script's media, reading the plot's cache (`PlotResult.video_cache`) while it lives."""
     if not stored:
         return media
     cache = VideoCache.model_validate(stored)
@@ -40,8 +38,8 @@ def for_script(gw: Gateway, plot_result: dict, media: Media) -> Media:
     return media.model_copy(update={"cache_name": cache.name})
 
 
-def close(gw: Gateway, plot_result: dict) -> None:
-    stored = plot_result.get(RESULT_KEY)
+def close(gw: Gateway, stored: dict | None) -> None:
+    """Delete the plot's cache (`PlotResult.video_cache`), once the script is final or failed."""
     if not stored:
         return
     try:

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from annotator.schemas.stage_results import ScriptResult
 from annotator.schemas.usage import StageUsage
 from profiles_db.models import Segment, StageRun, Video
 from profiles_db.response_cache import forget_answer
@@ -199,7 +200,10 @@ class LeaseMixin:
             query = query.where(StageRun.segment_id.in_(self.job_segments(job_id)))
         runs = list(s.scalars(query).all())
         for run in runs:
-            answer = (run.result or {}).get(run.stage)
+            # the script the gates rejected, as the response cache keeps it (the same JSON dump of the answer)
+            answer = (
+                ScriptResult.model_validate(run.result).script.model_dump(mode="json") if run.result else None
+            )
             if answer is not None:
                 forget_answer(
                     s, stage=run.stage, model=run.model, prompt_version=run.prompt_version, answer=answer

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from annotator.schemas.stage_results import PlotResult
 from annotator.simulator.screenplay import Screenplay
 from annotator.simulator.server import SimulatorServer
 from jobs.runner import JobSpec, run_job
@@ -90,7 +91,7 @@ def _plot_answer(db: Database, segment_id: int) -> dict:
     with db.sessions() as s:
         run = s.scalar(select(StageRun).where(StageRun.segment_id == segment_id, StageRun.stage == "plot"))
     assert run is not None and run.status == "done", run
-    return run.result["answer"]
+    return PlotResult.model_validate(run.result).answer
 
 
 def test_the_job_annotates_every_episode(series_run):

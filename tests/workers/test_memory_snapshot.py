@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import update
 
 from annotator.gateway.structured import StructuredResult, Usage
+from annotator.schemas.stage_results import PlotResult
 from annotator.settings import ModelSettings
 from profiles_db.models import Segment
 from profiles_db.stages import Stage, StageStore
@@ -25,6 +26,10 @@ def _plot(index: int, **parts) -> StructuredResult:
     return StructuredResult(
         value=plot_answer(index, [STRANGER], **parts), model="m", prompt_version="plot.v1", usage=Usage()
     )
+
+
+def _stored(st: StageStore, segment_id: int) -> PlotResult:
+    return PlotResult.model_validate(st.result(segment_id, Stage.PLOT)[1])
 
 
 def test_a_name_learned_later_does_not_reach_an_earlier_segments_script(
@@ -49,15 +54,15 @@ def test_a_name_learned_later_does_not_reach_an_earlier_segments_script(
 
     assert st.claim(first, Stage.PLOT, "test", "job-1")
     finish_plot(ctx, first, _plot(1, narrative="A tall man waits."), None)
-    asked_in_order = script_ask(ctx, first, st.result(first, Stage.PLOT)[1]).prompt.text
+    asked_in_order = script_ask(ctx, first, _stored(st, first)).prompt.text
 
     # the next plot names him before the first segment's script is asked
     assert st.claim(second, Stage.PLOT, "test", "job-1")
     naming = [{"unknown_id": "unknown_001", "name": "Elias Crane", "evidence": "introduced by name"}]
     finish_plot(ctx, second, _plot(2, name_updates=naming, narrative="Elias Crane returns."), None)
-    asked_late = script_ask(ctx, first, st.result(first, Stage.PLOT)[1]).prompt.text
+    asked_late = script_ask(ctx, first, _stored(st, first)).prompt.text
 
     assert "tall man, grey beard" in asked_in_order and "Elias Crane" not in asked_in_order
     assert asked_late == asked_in_order
     # the memory itself did learn the name: the second segment's script sees it
-    assert "Elias Crane" in script_ask(ctx, second, st.result(second, Stage.PLOT)[1]).prompt.text
+    assert "Elias Crane" in script_ask(ctx, second, _stored(st, second)).prompt.text

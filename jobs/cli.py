@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli_budget import EXIT_PAUSED, BudgetOpt, SegmentBudgetOpt, checked_budgets, paused_line
+from jobs.cli_budget import (
+    EXIT_PAUSED,
+    BudgetOpt,
+    SegmentBudgetOpt,
+    budgeted_spec,
+    checked_budgets,
+    paused_line,
+)
 from jobs.cli_common import (
     DatabaseUrlOpt,
     ForwardSecretsOpt,
@@ -100,12 +107,11 @@ def run(
     stopped at its budget. The models are checked first (`v2s check`): a failure stops the run before anything
     is split."""
     from jobs.report import print_summary
-    from jobs.runner import JobSpec, run_job
+    from jobs.runner import run_job
     from jobs.sources import SourceError
     from profiles_db.db import Database
 
-    checked_budgets(budget_usd=budget_usd, segment_budget_usd=segment_budget_usd)
-    spec = JobSpec(
+    spec = budgeted_spec(
         source=source,
         out=out,
         database_url=database_url,

@@ -43,6 +43,14 @@ def checked_budgets(**given: float | None) -> None:
             raise typer.Exit(2) from None
 
 
+def budgeted_spec(*, budget_usd: float | None, segment_budget_usd: float | None, **spec: object):
+    """A new job's spec, its budgets checked first (one line, exit 2, before anything is created)."""
+    from jobs.runner import JobSpec
+
+    checked_budgets(budget_usd=budget_usd, segment_budget_usd=segment_budget_usd)
+    return JobSpec(budget_usd=budget_usd, segment_budget_usd=segment_budget_usd, **spec)
+
+
 def paused_line(job_id: str, budget: dict) -> str:
     """What a run that stopped at its budget prints: the budget, the spend, and the command to go on."""
     return (

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.cli_budget import BudgetOpt, SegmentBudgetOpt, checked_budgets
+from jobs.cli_budget import BudgetOpt, SegmentBudgetOpt, budgeted_spec
 from jobs.cli_common import (
     DatabaseUrlOpt,
     ForwardSecretsOpt,
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         from annotator.gateway.preflight import check_catalog
         from annotator.settings import ModelSettings
         from jobs.control import submit_job
-        from jobs.runner import JobSpec, new_job_id
+        from jobs.runner import new_job_id
 
         try:
             # Here only the catalog (retired, unpriced): the keys may live on the cluster's nodes alone. The
@@ -60,8 +60,7 @@ def register(app: typer.Typer) -> None:
         except ModelCallError as exc:
             typer.echo(f"error: {terminal_safe(exc)}", err=True)
             raise typer.Exit(2) from None
-        checked_budgets(budget_usd=budget_usd, segment_budget_usd=segment_budget_usd)
-        spec = JobSpec(
+        spec = budgeted_spec(
             source=source,
             out=out,
             database_url=database_url,

@@ -229,14 +229,16 @@ def segment_costs(
     for stage in MODEL_STAGES:
         model = getattr(settings, f"{stage}_model")
         resolution = getattr(settings, f"{stage}_media_resolution", None)
-        rates = _measured_rates(stage, history, table, resolution)
         price, tier = settings.price(model), options.tier or settings.tier(stage)
+        rates = _measured_rates(stage, history, table, resolution, price)
         for i, s in enumerate(segments):
             seconds = s.end_s - s.start_s
             video = _video_tokens(stage, table, seconds, s.has_audio, resolution)
-            costs[i] += price.cost(
-                round(video + rates.text_tokens), round(rates.output_per_s * seconds), tier
-            )
+            answer = round(rates.output_per_s * seconds)
+            output = answer + round(
+                answer * rates.thinking_ratio
+            )  # thinking is billed as output, as in _stage
+            costs[i] += price.cost(round(video + rates.text_tokens), output, tier)
     return costs
 
 

@@ -45,7 +45,7 @@ def canonical_characters(db: Database) -> int:
 def video_scopes(db: Database) -> dict[str, str]:
     """Every video's scope (its series, or itself), by video id."""
     with db.sessions() as s:
-        return dict(s.execute(select(Video.id, Video.scope)).tuples())
+        return {video_id: scope for video_id, scope in s.execute(select(Video.id, Video.scope))}
 
 
 def is_merged(db: Database, scope: str, code: str) -> bool:

@@ -159,6 +159,7 @@ def run_job(
         heartbeat = _Heartbeat(lease)
         try:
             store = StageStore(db, config.stages)
+            store.expire_leases_of(job_id)  # this output is ours: what its earlier run still leased is dead
             if before_work is not None:
                 before_work(store)
             ctx = run_context(spec, job_id, db_url, out_dir, config, models)

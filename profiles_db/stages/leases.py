@@ -74,6 +74,23 @@ class LeaseMixin:
             run.job_id = job_id or run.job_id
             return "claimed", 0.0
 
+    def expire_leases_of(self, job_id: str) -> int:
+        """End the stage leases this job's earlier run still holds. Called by a run that holds the job's output
+        (one live run per output), so those leases belong to a run that is gone: without this, a resume right
+        after a crash finds its stages "leased" until they run out. An expired lease counts as a lost attempt,
+        as it would have when it ran out. Leases of other jobs are left alone. Returns how many were ended."""
+        now = self.clock()
+        with self.db.transaction() as s:
+            runs = s.scalars(
+                select(StageRun)
+                .where(StageRun.job_id == job_id, StageRun.status == RunStatus.RUNNING)
+                .where(StageRun.lease_expires.is_not(None))
+                .with_for_update()
+            ).all()
+            for run in runs:
+                run.lease_expires = now
+            return len(runs)
+
     @staticmethod
     def locked_run(s: Session, segment_id: int, stage: Stage) -> StageRun:
         """The stage's row, created if missing, locked for this transaction: concurrent claimers queue here

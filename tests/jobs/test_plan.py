@@ -227,7 +227,9 @@ def test_the_plan_table_prices_thinking_and_says_where_each_price_comes_from(mon
     assert unrecorded.output_tokens == 6000 and unrecorded.thinking_tokens == 0
     assert unrecorded.thinking_basis.startswith("in the measured output")
 
-    monkeypatch.setattr(console, "_width", 400)  # the private field: restored to None (auto) after, where setting `width` would pin the width it had
+    monkeypatch.setattr(
+        console, "_width", 400
+    )  # the private field: restored to None (auto) after, where setting `width` would pin the width it had
     with console.capture() as shown:
         print_plan(plan)
     text = " ".join(shown.get().split())

@@ -19,14 +19,14 @@ def _no_real_keys(monkeypatch):
 
 @pytest.fixture(scope="module", autouse=True)
 def _ray_for_module(request):
-    """The shared Ray up for a `shared_ray` module and down for any other (tests/support/ray_session.py), so a
-    module's jobs run on a Ray it chose whatever ran before it. Module-scoped and autouse: set up before the
-    module's own fixtures that run jobs."""
+    """The shared Ray up for a `shared_ray` module, down for an `own_ray` one (tests/support/ray_session.py);
+    a module that runs no job leaves it as it is, so the Ray is not started again after every unit module.
+    Module-scoped and autouse: set up before the module's own fixtures that run jobs."""
     from tests.support.ray_session import ensure_shared_ray, stop_shared_ray
 
     if request.node.get_closest_marker("shared_ray"):
         ensure_shared_ray()
-    else:
+    elif request.node.get_closest_marker("own_ray"):
         stop_shared_ray()
     yield
 

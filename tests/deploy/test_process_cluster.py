@@ -51,7 +51,7 @@ from tests.support import e2e as checks
 from tests.support.db import postgres_admin_url
 from tests.support.films import film_copy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_ray]
 ROOT = Path(__file__).resolve().parents[2]
 VIDEOS = 6
 CLIP_S, MAX_SEGMENT_S = 12, 20  # one short segment a video: the whole module must fit in ~2 minutes

@@ -24,7 +24,7 @@ from tests.support import e2e as checks
 from tests.support.films import film_copy, silent_copy
 from tests.support.media import color_film, cut_off, remux
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_ray]
 
 SPACED = "café noir — 雨の夜 (final cut).mp4"
 BUCKET_SPACED = "s3://films/in/Ünïcode key with spaces.mp4"

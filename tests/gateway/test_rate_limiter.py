@@ -17,6 +17,8 @@ from tests.support.gateway import MODELS, fast_scenario, settings_for
 from tests.support.play import make_proxy, segment_provenance, small_screenplay
 from workers.storage import file_sha256
 
+pytestmark = pytest.mark.own_ray  # starts a Ray of its own, or its workers need environment of their own
+
 # the window the limiter keeps: the quota's plus its safety margin
 SPAN = WindowLimits(RateLimit(), 60.0).span
 

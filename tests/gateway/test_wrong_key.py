@@ -15,6 +15,8 @@ from annotator.simulator.server import SimulatorServer
 from jobs.cli import app
 from tests.support.play import make_proxy, segment_provenance, small_screenplay
 
+pytestmark = pytest.mark.own_ray  # starts a Ray of its own, or its workers need environment of their own
+
 RIGHT = "sim-the-right-key-7731"
 WRONG = "sim-a-wrong-key-0042"
 

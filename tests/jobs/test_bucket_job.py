@@ -18,7 +18,7 @@ from profiles_db.models import Segment, Video
 from tests.support import e2e as checks
 from workers.shards import ShardWriter
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_ray]
 
 SOURCE, OUT = "s3://films/season-1", "s3://films/v2s-out/run 1"
 

@@ -13,6 +13,8 @@ from annotator.simulator.server import SimulatorServer
 from jobs.cli import app
 from tests.support.play import make_proxy, small_screenplay
 
+pytestmark = pytest.mark.own_ray  # starts a Ray of its own, or its workers need environment of their own
+
 KEY = "sim-check-key"
 
 

@@ -22,6 +22,8 @@ from profiles_db.db import sqlite_url
 from profiles_db.stages import StageStore, StageUsage
 from tests.support.db import make_video, plot_answer
 
+pytestmark = pytest.mark.own_ray  # starts a Ray of its own, or its workers need environment of their own
+
 ROOT = Path(__file__).resolve().parents[2]
 WIDE = {"COLUMNS": "200"}
 

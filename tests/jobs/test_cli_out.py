@@ -20,6 +20,8 @@ from tests.support.media import color_film, cut_off, remux
 from tests.support.play import small_screenplay
 from workers.storage import local_workdir
 
+pytestmark = pytest.mark.own_ray  # starts a Ray of its own, or its workers need environment of their own
+
 OUT = "s3://films/v2s out/run-1"
 ELSEWHERE = "s3://films/another-run"
 WIDE = {"COLUMNS": "400"}  # rich wraps long cells at the terminal width; the URIs must stay on one line

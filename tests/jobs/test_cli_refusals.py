@@ -10,6 +10,8 @@ from annotator.simulator.server import SimulatorServer
 from jobs.cli import app
 from tests.support.films import film_copy
 
+pytestmark = pytest.mark.own_ray  # starts a Ray of its own, or its workers need environment of their own
+
 
 @pytest.fixture(scope="module")
 def simulator():

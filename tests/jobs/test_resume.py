@@ -20,7 +20,7 @@ from annotator.simulator.server import MODEL_CALLS, SimulatorServer
 from tests.support import e2e as checks
 from tests.support.films import sample_copy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_ray]
 ROOT = Path(__file__).resolve().parents[2]
 SEGMENTS = 4  # the sample film cut at 60 s
 

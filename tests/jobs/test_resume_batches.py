@@ -16,7 +16,7 @@ from tests.jobs.test_resume import _cli, _db_rows
 from tests.support import e2e as checks
 from tests.support.films import sample_copy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_ray]
 SEGMENTS = 2  # the sample film cut at 120 s
 
 

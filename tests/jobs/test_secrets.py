@@ -23,7 +23,7 @@ from jobs.runner import JobSpec, check_model_access, run_job
 from profiles_db.db import Database, sqlite_url
 from tests.support.films import film_copy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_ray]
 
 GEMINI_KEY = "sim-gemini-SECRET-9f3a71c2"
 OPENAI_KEY = "sim-deepseek-SECRET-4be802d9"

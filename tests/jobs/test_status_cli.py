@@ -23,7 +23,7 @@ from annotator.simulator.server import SimulatorServer
 from tests.support.e2e import free_port
 from tests.support.films import sample_copy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_ray]
 ROOT = Path(__file__).resolve().parents[2]
 
 

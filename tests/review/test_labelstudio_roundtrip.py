@@ -25,7 +25,7 @@ from profiles_db.models import GtEvent, GtScene, GtSegment, NameEvent
 from tests.support.e2e import free_port
 from tests.support.labelstudio import label_studio, require
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own_ray]
 NEW_LINE = "One ticket to Marrow Island. The last boat, please."
 NEW_NAME = "Captain Elias Crane"  # the reviewer adds the rank the film gives him
 

@@ -32,6 +32,8 @@ from workers.context import VideoSource
 from workers.fetch import FetchError, local_copy, release_copy
 from workers.storage import StorageError, filesystem, storage_options
 
+pytestmark = pytest.mark.own_ray  # starts a Ray of its own, or its workers need environment of their own
+
 HOSTILE = "Film — été 雨 (1).mp4"
 SOURCE, OUT = "gs://films/season-1", "gs://films/v2s-out/run 1"
 BROKEN = "gs://films/season-1/broken.mp4"

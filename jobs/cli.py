@@ -122,12 +122,15 @@ def run(
     )
     from annotator.gateway.base import ModelCallError
     from jobs.runner import new_job_id
+    from profiles_db.outage import DatabaseOutage
 
     job_id = job_id or new_job_id()  # known before the run, so an interrupt can name the job to resume
     try:
         job_id, summary = run_job(spec, console, job_id=job_id, check_calls=check_calls)
     except KeyboardInterrupt:
         _exit_interrupted(job_id, spec.out, database_url, at_once=True)
+    except DatabaseOutage as exc:
+        _exit_interrupted(job_id, spec.out, database_url, outage=exc)
     except SourceError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -147,16 +150,22 @@ def run(
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a process Ctrl-C stopped
+EXIT_OUTAGE = 75  # sysexits' EX_TEMPFAIL: the database stayed away; the same command later goes on
 
 
-def _exit_interrupted(job_id: str, out, database_url: str | None, *, at_once: bool = False) -> None:
-    """One line: what an interrupt kept, and the command that goes on from there; exit 130."""
+def _exit_interrupted(
+    job_id: str, out, database_url: str | None, *, at_once: bool = False, outage: Exception | None = None
+) -> None:
+    """One line: what an interrupt (or an outage longer than V2S_OUTAGE_WAIT_S) kept, and the command that goes
+    on from there; exit 130 (75 for the outage)."""
     from profiles_db.db import shown_url
 
     where = f"--database-url {shown_url(database_url)}" if database_url else f"--out {out}"
     kept = "stopped at once" if at_once else "the tasks in flight finished and their answers are kept"
+    if outage is not None:
+        kept = f"{outage}; every answer paid is kept"
     typer.echo(terminal_safe(f"interrupted ({kept}); go on with: v2s resume {job_id} {where}"), err=True)
-    raise typer.Exit(EXIT_INTERRUPTED)
+    raise typer.Exit(EXIT_INTERRUPTED if outage is None else EXIT_OUTAGE)
 
 
 def _exit_when_paused(job_id: str, summary, db) -> None:
@@ -279,6 +288,7 @@ def resume(
     from jobs.control import ControlError, load_spec, resume_job, submit_job, with_budget
     from jobs.report import print_summary
     from jobs.resume_reasons import UnknownReasonError, checked_reasons
+    from profiles_db.outage import DatabaseOutage
 
     try:  # before anything else: a misspelt reason would otherwise match nothing and exit 0
         reasons = checked_reasons(only_reason)
@@ -315,6 +325,8 @@ def resume(
         )
     except KeyboardInterrupt:
         _exit_interrupted(job, out, database_url, at_once=True)
+    except DatabaseOutage as exc:
+        _exit_interrupted(job, out, database_url, outage=exc)
     except ControlError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None

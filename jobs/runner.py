@@ -25,13 +25,16 @@ from profiles_db.db import (
     sqlite_url,
     with_known_password,
 )
-from profiles_db.outputs import OutputLease, output_key
+from profiles_db.outage import as_outage, is_outage
+from profiles_db.outputs import OutputBusy, OutputLease, output_key
 from profiles_db.stages import JobStatus, StageStore
 from workers.budget import Budget
 from workers.context import RunContext
 from workers.driver import RunSummary, run_pipeline
 from workers.splitter.settings import SplitSettings
 from workers.storage import is_remote, local_workdir, normalise
+
+log = logging.getLogger(__name__)
 
 
 class JobSpec(BaseModel):
@@ -115,6 +118,7 @@ def run_context(
         models=models.without_keys(),
         split=SplitSettings(),
         budget=spec.budget(),
+        outage_wait_s=config.outage_wait_s,
     )
 
 
@@ -163,14 +167,26 @@ def run_job(
             if before_work is not None:
                 before_work(store)
             ctx = run_context(spec, job_id, db_url, out_dir, config, models)
-            return job_id, _run_started(store, ctx, spec, listing, console, prepare_only)
+            return job_id, _run_started(store, ctx, spec, listing, console, prepare_only, heartbeat)
         finally:
             heartbeat.stop()
             if started_here:
                 ray.shutdown()
     finally:
-        lease.release()
+        _release(lease)
         db.dispose()
+
+
+def _release(lease: OutputLease) -> None:
+    """Let the output go; a database still away cannot take that, and the lease then runs out by itself."""
+    try:
+        lease.release()
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        log.warning(
+            "output lease of %s not released (the database is away); it runs out by itself", lease.label
+        )
 
 
 def check_before_work(console: Console, models: ModelSettings, calls: bool = True) -> None:
@@ -182,22 +198,35 @@ def check_before_work(console: Console, models: ModelSettings, calls: bool = Tru
 
 
 def _run_started(
-    store: StageStore, ctx: RunContext, spec: JobSpec, listing, console, prepare_only
+    store: StageStore, ctx: RunContext, spec: JobSpec, listing, console, prepare_only, heartbeat=None
 ) -> RunSummary:
     """The job's row running, its videos through the pipeline, and its final status."""
     job_id = ctx.job_id
     config = spec.model_dump(mode="json", exclude={"database_url"})
     skipped = [entry.model_dump() for entry in listing.skipped]
     store.ensure_job(job_id, spec.source, str(spec.out), config, skipped=skipped)
+    cancelled = cancel_check(store, job_id)
+    lost = heartbeat.lost if heartbeat is not None else threading.Event()
     try:
-        summary = _run_with_progress(ctx, listing.videos, console, cancel_check(store, job_id), prepare_only)
+        summary = _run_with_progress(
+            ctx, listing.videos, console, lambda: cancelled() or lost.is_set(), prepare_only
+        )
     except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, resumable
         store.finish_job(job_id, JobStatus.INTERRUPTED, only_if=JobStatus.RUNNING)
         raise
-    except BaseException:
+    except BaseException as exc:
+        outage = as_outage(exc)
+        if outage is not None:  # waited out as long as allowed: stopped, resumable, in one line
+            _mark_interrupted(store, job_id)
+            raise outage from None
         # never left "running" by a run that is gone (a cancel that stopped it stays "cancelled")
         store.finish_job(job_id, JobStatus.FAILED, only_if=JobStatus.RUNNING)
         raise
+    if lost.is_set():  # another run took the output over while the database was away: this one stopped
+        _mark_interrupted(store, job_id)
+        raise OutputBusy(
+            f"output {spec.out}: its lease ran out while the database was away and another run took it"
+        )
     outcome = JobStatus.PLANNED if prepare_only else store.job_outcome(job_id)
     if summary.paused:  # stopped at its budget with work left: neither done nor failed, resumable
         outcome = JobStatus.PAUSED
@@ -282,6 +311,7 @@ class _Heartbeat:
 
     def __init__(self, lease: OutputLease) -> None:
         self.lease, self._stop = lease, threading.Event()
+        self.lost = threading.Event()  # another run took the output after the lease ran out: stop
         self._thread = threading.Thread(target=self._beat, name="v2s-output-lease", daemon=True)
         self._thread.start()
 
@@ -290,6 +320,7 @@ class _Heartbeat:
             try:
                 if not self.lease.renew():
                     logging.getLogger(__name__).error("output lease of %s lost", self.lease.label)
+                    self.lost.set()
                     return
             except Exception as exc:  # a database hiccup: try again at the next beat
                 logging.getLogger(__name__).warning("output lease heartbeat failed: %s", exc)
@@ -303,6 +334,16 @@ def new_job_id() -> str:
     return "job-" + uuid.uuid4().hex[:10]
 
 
+def _mark_interrupted(store: StageStore, job_id: str) -> None:
+    """The job is `interrupted` when the database answers now; else `v2s status` shows it so from its lapsed
+    output lease."""
+    try:
+        store.finish_job(job_id, JobStatus.INTERRUPTED, only_if=JobStatus.RUNNING)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+
+
 def cancel_check(store: StageStore, job_id: str, every_s: float = 2.0):
     """`v2s cancel` marks the job cancelled in the database; the driver polls that, at most every few seconds."""
     import time
@@ -311,7 +352,12 @@ def cancel_check(store: StageStore, job_id: str, every_s: float = 2.0):
 
     def cancelled() -> bool:
         if not last[1] and time.monotonic() - last[0] >= every_s:
-            last[0], last[1] = time.monotonic(), store.job_status(job_id) == JobStatus.CANCELLED
+            last[0] = time.monotonic()
+            try:
+                last[1] = store.job_status(job_id) == JobStatus.CANCELLED
+            except Exception as exc:  # the database is away: asked again at the next poll
+                if not is_outage(exc):
+                    raise
         return bool(last[1])
 
     return cancelled

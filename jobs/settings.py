@@ -32,6 +32,9 @@ class EngineSettings(BaseSettings):
     # V2S_MAX_IN_FLIGHT: tasks the driver keeps submitted at once (back-pressure); a cluster with more CPUs
     # than 8 wants more, to keep them busy
     max_in_flight: int = Field(8, ge=1)
+    # V2S_OUTAGE_WAIT_S: how long a run waits for its database to come back (a restart, a failover, a full
+    # disk being cleared) before it stops, resumable; every step is done again once it is back
+    outage_wait_s: float = Field(600.0, ge=0)
 
     @property
     def stages(self) -> StageSettings:

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from profiles_db.db import Database
+from profiles_db.outputs import jobs_with_live_runs
 from profiles_db.stages import JobStatus, RunStatus, Stage, StageStore, VideoStatus
 from profiles_db.versions import SupersededSource, superseded_sources
 from workers.storage import filesystem, join
@@ -178,12 +179,16 @@ def status_report(db: Database, job_id: str | None) -> StatusReport:
     for _, status, _ in videos:
         counts[status] = counts.get(status, 0) + 1
     usage = store.usage_breakdown(job_id)
+    live = jobs_with_live_runs(db)
     return StatusReport(
         job=job_id,
         jobs=[
             JobInfo(
                 id=j.id,
-                status=j.status,
+                # "running" with no run behind it (its lease lapsed): it stopped, resumable
+                status=JobStatus.INTERRUPTED
+                if j.status == JobStatus.RUNNING and j.id not in live
+                else j.status,
                 source=j.source,
                 out=j.out,
                 created_at=j.created_at,

@@ -212,3 +212,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, someone else's
         return True
     return True
+
+
+def jobs_with_live_runs(db: Database) -> set[str]:
+    """The jobs whose run holds its output's lease now: a `running` job outside this set has no run behind it
+    (it stopped without saying so, e.g. when its database was away as it stopped)."""
+    now = datetime.now(UTC)
+    with db.sessions() as s:
+        return {lock.job_id for lock in s.scalars(select(OutputLock)) if aware(lock.expires_at) > now}

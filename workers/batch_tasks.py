@@ -24,7 +24,7 @@ from annotator.gateway.batch import BatchRun, BatchSnapshot, ItemState, display_
 from annotator.schemas.stage_results import PlotResult, ScriptResult
 from profiles_db.stages import OpenBatch, RunStatus, Stage
 from workers import stage_steps as steps
-from workers.context import RunContext, gateway, store
+from workers.context import RunContext, gateway, patience, store
 from workers.results import SKIPPED, SegmentOutcome
 from workers.tasks import owner
 
@@ -43,7 +43,8 @@ def run_stage_batch(
     ctx: RunContext, stage: Stage, items: list[tuple[int, int | None]], wave: int | None = None
 ) -> list[SegmentOutcome]:
     """`items`: (segment id, chain index — the plot's position in its scope's chain, else None)."""
-    return StageBatch(ctx, stage, wave).run(items)
+    # a batch found again by its name after an outage is polled, not sent again (see above)
+    return patience(ctx).call(lambda: StageBatch(ctx, stage, wave).run(items), f"the {stage.value} batch")
 
 
 class StageBatch:

@@ -14,6 +14,7 @@ from annotator.settings import ModelKeys, ModelSettings
 from annotator.stages import PROMPT_FILES
 from profiles_db.cpm import CharacterProfileManager
 from profiles_db.db import Database
+from profiles_db.outage import Patience
 from profiles_db.stages import StageSettings, StageStore
 from workers.budget import Budget
 from workers.splitter.settings import SplitSettings
@@ -42,6 +43,7 @@ class RunContext(BaseModel):
     models: ModelSettings
     split: SplitSettings
     budget: Budget = Budget()  # the job's caps; the driver's scheduler applies them (workers/scheduler.py)
+    outage_wait_s: float = 600.0  # how long every part of the run waits out a database outage (outage.py)
 
     def pipeline_version(self) -> str:
         """Changes whenever anything that shapes an answer changes (each stage's backend, model, prompt
@@ -108,6 +110,11 @@ def _new_gateway(db_url: str, settings: ModelSettings) -> Gateway:
 
 def store(ctx: RunContext) -> StageStore:
     return StageStore(database(ctx.db_url), ctx.stages)
+
+
+def patience(ctx: RunContext) -> Patience:
+    """How this run waits out its database's outages (profiles_db/outage.py)."""
+    return Patience(database(ctx.db_url), ctx.outage_wait_s)
 
 
 def cpm(ctx: RunContext) -> CharacterProfileManager:

@@ -18,10 +18,11 @@ import ray
 
 from annotator.gateway import ModelCallError
 from annotator.settings import ModelSettings
+from profiles_db.outage import Patient, as_outage
 from profiles_db.stages import FINAL, MODEL_STAGES, RunStatus, Stage, StageStore
 from workers.batch_tasks import run_stage_batch
 from workers.budget import call_bound
-from workers.context import RunContext, VideoSource, database, gateway, store
+from workers.context import RunContext, VideoSource, database, gateway, patience, store
 from workers.results import SegmentOutcome
 from workers.scheduler import RunSummary, Scheduler, Task, TaskKind
 from workers.shard_actor import ShardWriterActor
@@ -139,7 +140,7 @@ def _writer(ctx: RunContext):
     # not matter: a lost writer is restarted (max_restarts) and its calls retried, and the writer is idempotent
     # (the database says which records are exported; a restarted writer recovers its half-written shard first).
     writer = ShardWriterActor.options(max_task_retries=3).remote(
-        ctx.db_url, ctx.out_dir, ctx.shard_max_records, ctx.job_id
+        ctx.db_url, ctx.out_dir, ctx.shard_max_records, ctx.job_id, ctx.outage_wait_s
     )
     ray.get(writer.__ray_ready__.remote())  # started (and its half-written shard recovered) before any work
     return writer
@@ -189,7 +190,9 @@ def run_pipeline(
 
 def _pipeline(ctx: RunContext, videos, on_event, stop, prepare_only: bool) -> RunSummary:
     emit = on_event or (lambda kind, data: None)
-    st = store(ctx)
+    # the driver's own reads and idempotent writes wait out a database outage too (the tasks do, on their own)
+    waits = patience(ctx)
+    st = Patient(store(ctx), waits)
     scheduler = Scheduler(
         videos,
         max_in_flight=ctx.max_in_flight,
@@ -206,8 +209,9 @@ def _pipeline(ctx: RunContext, videos, on_event, stop, prepare_only: bool) -> Ru
         return scheduler.summary
     # first: the records of a changed source's old version leave the catalog, and the verification just below
     # takes them out of the shard files
-    scheduler.summary.superseded = [v.model_dump() for v in close_old_versions(database(ctx.db_url), videos)]
-    scheduler.summary.repairs = _verified_output(ctx)
+    superseded = waits.call(lambda: close_old_versions(database(ctx.db_url), videos), "the driver")
+    scheduler.summary.superseded = [v.model_dump() for v in superseded]
+    scheduler.summary.repairs = waits.call(lambda: _verified_output(ctx), "the output's verification")
     writer = _writer(ctx)
     acks = _drain(ctx, scheduler, videos, stop, writer)
     ray.get(acks)
@@ -226,7 +230,7 @@ def _drain(ctx: RunContext, scheduler: Scheduler, videos, stop, writer) -> list[
     pending: dict[ray.ObjectRef, Task] = {}
     acks: list[ray.ObjectRef] = []  # the writer's acknowledgements
 
-    st = store(ctx)
+    st = Patient(store(ctx), patience(ctx))
 
     def submit() -> None:
         if stop():  # checked here too: a stop that came while waiting starts nothing more, not one round more
@@ -241,21 +245,29 @@ def _drain(ctx: RunContext, scheduler: Scheduler, videos, stop, writer) -> list[
                 else:
                     pending[_submit(ctx, task, by_id)] = task
 
-    submit()
-    while pending:
-        if stop():
-            scheduler.cancel()
-        done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-        if not done:
-            continue
-        task = pending.pop(done[0])
-        if task.kind == TaskKind.RECORDS:  # the records stay in the object store: the writer fetches them
-            acks.append(writer.write_many.remote(done[0]))
-            scheduler.finished(task)
-        else:
-            scheduler.finished(task, ray.get(done[0]))
+    try:
         submit()
-        if len(acks) > 4 * scheduler.limit:  # keep the list short: drop those already finished
-            finished, acks = ray.wait(acks, num_returns=len(acks), timeout=0)
-            ray.get(finished)
+        while pending:
+            if stop():
+                scheduler.cancel()
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            if not done:
+                continue
+            task = pending.pop(done[0])
+            if task.kind == TaskKind.RECORDS:  # the records stay in the object store: the writer fetches them
+                acks.append(writer.write_many.remote(done[0]))
+                scheduler.finished(task)
+            else:
+                scheduler.finished(task, ray.get(done[0]))
+            submit()
+            if len(acks) > 4 * scheduler.limit:  # keep the list short: drop those already finished
+                finished, acks = ray.wait(acks, num_returns=len(acks), timeout=0)
+                ray.get(finished)
+    except Exception as exc:
+        if as_outage(exc) is not None and pending:
+            # the run stops on an outage longer than its patience; the tasks in flight meet the same outage and
+            # stop within theirs. Waited for, so none of them is still paying or writing when a resume starts.
+            log.warning("the database stayed away: waiting for %d tasks in flight to stop", len(pending))
+            ray.wait(list(pending), num_returns=len(pending))
+        raise
     return acks

@@ -195,6 +195,8 @@ class ShardWriter:
         status, _ = self.store.result(segment_id, Stage.EXPORT)
         if status == RunStatus.DONE or any(seg == segment_id for seg, _ in self._pending):
             return False
+        if self._name is not None and self._handle is None:  # a close the database refused: finish it first
+            self.close_shard()
         if self._handle is None:
             self._open()
         line = record_json.strip() + "\n"
@@ -206,13 +208,16 @@ class ShardWriter:
         return True
 
     def close_shard(self) -> None:
-        if self._handle is None:
+        """Commit the open shard. Its state is let go only once the database has it: a close cut short by an
+        outage is done again, whole, by the next call (a write or finish)."""
+        if self._name is None:
             return
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
-        self._handle.close()
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._handle = None
         name, pending = self._name, self._pending
-        self._handle, self._name, self._pending, self._bytes = None, None, [], 0
         temp = self.dir / f"{name}.tmp"
         data = temp.read_bytes()
         lines = data.splitlines(keepends=True)
@@ -226,6 +231,7 @@ class ShardWriter:
                 [(sid, rid, line) for (sid, rid), line in zip(pending, lines, strict=True)],
                 self.job_id,
             )
+        self._name, self._pending, self._bytes = None, [], 0
         self.shards.publish(name)
         self.written += len(pending)
         self.write_manifest()

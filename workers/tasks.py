@@ -19,7 +19,7 @@ from annotator.schemas.record import MemoryGap, RecordVideo
 from annotator.schemas.stage_results import DistillResult, PlotResult, ScriptResult
 from profiles_db.stages import MODEL_STAGES, RunStatus, Stage, VideoStatus
 from workers import stage_steps as steps
-from workers.context import RunContext, VideoSource, cpm, gateway, store
+from workers.context import RunContext, VideoSource, cpm, gateway, patience, store
 from workers.fetch import (
     ensure_proxy,
     local_copy,
@@ -47,6 +47,10 @@ def owner() -> str:
     return f"task:{task_id}" if task_id else f"{socket.gethostname()}:{os.getpid()}"
 
 
+# Every task waits out a database outage and then does its work again (profiles_db/outage.py): each is
+# idempotent, and an answer paid while the database was away waits in the journal, so nothing is paid twice.
+
+
 @ray.remote(num_cpus=1, max_retries=2)
 def prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
     """Probe, split at shot cuts outside dialogue (one decode pass) and cut all proxies in one ffmpeg run. A bad
@@ -54,6 +58,10 @@ def prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
 
     A video split before keeps its segments (record ids stay stable, no detection runs again); only its missing
     or broken proxies are cut again. A done video is skipped, after checking its proxies are still there."""
+    return patience(ctx).call(lambda: _prepare_video(ctx, video), f"splitting {video.uri}")
+
+
+def _prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
     st = store(ctx)
     status = st.register_video(
         video.video_id, video.uri, video.scope or video.video_id, video.episode, ctx.job_id
@@ -167,6 +175,12 @@ def _cut_proxies(
 @ray.remote(num_cpus=0.25, max_retries=2)
 def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> SegmentOutcome:
     """Plot reasoning of one segment; the driver calls these strictly in order within a scope."""
+    return patience(ctx).call(
+        lambda: _reason_plot(ctx, segment_id, chain_index), f"segment {segment_id}'s plot"
+    )
+
+
+def _reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> SegmentOutcome:
     st = store(ctx)
     # wait out a dead worker's lease: the next segment's plot must not run before this one's
     if st.claim_waiting(segment_id, Stage.PLOT, owner(), ctx.job_id) != "claimed":
@@ -180,6 +194,12 @@ def reason_plot(ctx: RunContext, segment_id: int, chain_index: int) -> SegmentOu
 def annotate_segment(ctx: RunContext, segment_id: int, distill: bool = True) -> SegmentOutcome:
     """Script generation + quality gates + thinking distillation for a segment whose plot is done (the script
     only, when `distill` is False: its distillation goes in a batch)."""
+    return patience(ctx).call(
+        lambda: _annotate_segment(ctx, segment_id, distill), f"segment {segment_id}'s script"
+    )
+
+
+def _annotate_segment(ctx: RunContext, segment_id: int, distill: bool) -> SegmentOutcome:
     st = store(ctx)
     plot_status, stored_plot = st.result(segment_id, Stage.PLOT)
     if plot_status != RunStatus.DONE:
@@ -208,6 +228,10 @@ def annotate_segment(ctx: RunContext, segment_id: int, distill: bool = True) -> 
 @ray.remote(num_cpus=0.25, max_retries=2)
 def build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
     """Records of every finished, not yet exported segment of a video, with names resolved now."""
+    return patience(ctx).call(lambda: _build_records(ctx, video_id), f"the records of video {video_id}")
+
+
+def _build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
     manager, st = cpm(ctx), store(ctx)
     version = ctx.pipeline_version()
     video = st.video(video_id)

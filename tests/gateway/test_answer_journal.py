@@ -86,4 +86,4 @@ def test_an_answer_paid_during_a_database_outage_is_not_paid_again(api, postgres
         assert not AnswerJournal(journal_dir).pending()
         assert DatabaseResponseCache(second_db).count() == stored_before + 1
         second_db.dispose()
-    relay.cut()
+    relay.close()

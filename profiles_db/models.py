@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -66,6 +67,21 @@ class Video(Base):
     superseded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     change_note: Mapped[str | None] = mapped_column(Text)  # what changed, as `v2s status` says it
     segments: Mapped[list[Segment]] = relationship(back_populates="video", order_by="Segment.idx")
+
+
+class JobVideo(Base):
+    """A job lists this video (migration 0013): a video may be in several jobs' sources; each sees it."""
+
+    __tablename__ = "job_videos"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    video_id: Mapped[str] = mapped_column(
+        ForeignKey("videos.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+def video_in_job(job_id: str):
+    """A condition on Video: the job lists it (the job that listed it last, or any other job that did)."""
+    return (Video.job_id == job_id) | Video.id.in_(select(JobVideo.video_id).where(JobVideo.job_id == job_id))
 
 
 class Segment(Base):

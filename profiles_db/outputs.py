@@ -110,6 +110,16 @@ class ShardCatalog:
                 )
             )
 
+    def holds(self, segment_id: int) -> bool:
+        """Whether this output has the segment's record (in a shard the database committed)."""
+        with self.db.sessions() as s:
+            found = s.scalar(
+                select(ShardRecord.line).where(
+                    ShardRecord.out == self.out, ShardRecord.segment_id == segment_id
+                )
+            )
+        return found is not None
+
     def lines(self, name: str) -> list[bytes]:
         """The shard's lines, in order, exactly as they were written."""
         with self.db.sessions() as s:

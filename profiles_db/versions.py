@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from profiles_db.models import Segment, Shard, ShardRecord, StageRun, SupersededRecord, Video
+from profiles_db.models import Segment, Shard, ShardRecord, StageRun, SupersededRecord, Video, video_in_job
 from profiles_db.stages.states import FINAL, SUPERSEDED, RunStatus
 
 
@@ -151,8 +151,8 @@ def superseded_sources(s: Session, job_id: str | None) -> list[SupersededSource]
     when `job_id` is None."""
     query = select(Video).where(Video.superseded_by.is_not(None)).order_by(Video.uri, Video.superseded_at)
     if job_id:
-        uris = select(Video.uri).where(Video.job_id == job_id)
-        query = query.where((Video.job_id == job_id) | Video.uri.in_(uris))
+        uris = select(Video.uri).where(video_in_job(job_id))
+        query = query.where(video_in_job(job_id) | Video.uri.in_(uris))
     return [
         SupersededSource(
             uri=v.uri,

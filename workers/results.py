@@ -16,7 +16,8 @@ class PreparedVideo(BaseModel):
 
     video_id: str
     ok: bool
-    skipped: bool = False  # done before (its proxies checked): no work for this run
+    skipped: bool = False  # done before (its proxies checked): no model work for this run
+    records_missing: bool = False  # done before, but this output lacks some of its records: they are written
     segments: list[int] = []  # the ids of its segments, in time order
     error: str | None = None  # why the input failed (ok is False)
     warning: str | None = None

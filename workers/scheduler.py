@@ -139,6 +139,8 @@ class Scheduler:
         for scope in self.scope_of.values():
             self.unprepared[scope] += 1
         self.ready: dict[str, list[str]] = defaultdict(list)  # scope → prepared video ids with work
+        # scope → videos done before whose records this output lacks (written once the scope's chain is done)
+        self.records_only: dict[str, list[str]] = defaultdict(list)
         self.segments_of: dict[str, list[int]] = {}  # video id → its segment ids
         self.remaining: dict[str, int] = defaultdict(int)  # video id → segments not yet annotated
         self.chains: dict[str, _Chain] = {}
@@ -344,17 +346,23 @@ class Scheduler:
             self.remaining[video_id] += len(result.segments)
             self.summary.segments += len(result.segments)
             self.touched.append(video_id)
+        elif result.records_missing:
+            self.records_only[scope].append(video_id)
         self.unprepared[scope] -= 1
         if self.unprepared[scope] == 0 and not self.prepare_only:
             self._plan_chain(scope)
 
     def _plan_chain(self, scope: str) -> None:
         video_ids = self.ready.pop(scope, [])
+        records_only = self.records_only.pop(scope, [])
         if not video_ids:
+            for video_id in records_only:  # nothing of the scope to annotate: its names are final already
+                self.queue.append(Task(TaskKind.RECORDS, video_id))
             return
         owner = {sid: vid for vid in video_ids for sid in self.segments_of[vid]}
         ordered = self.order(scope, video_ids)
-        chain = _Chain(segments=[(owner[sid], sid) for sid in ordered], video_ids=video_ids)
+        # a done video's records wait for the scope's chain like the others': a later plot may name someone
+        chain = _Chain(segments=[(owner[sid], sid) for sid in ordered], video_ids=video_ids + records_only)
         self.chains[scope] = chain
         self.emit("chain", {"scope": scope, "segments": len(chain.segments)})
         if chain.segments:

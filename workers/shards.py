@@ -25,7 +25,7 @@ from pathlib import Path
 from annotator.dataset_card import render_card
 from profiles_db.db import Database
 from profiles_db.outputs import ShardCatalog, ShardEntry, manifest_document, output_key
-from profiles_db.stages import RunStatus, Stage, StageStore
+from profiles_db.stages import StageStore
 from workers.storage import filesystem, is_remote, join, local_workdir, normalise, sha256_of
 
 
@@ -191,9 +191,8 @@ class ShardWriter:
 
     # -- writing -----------------------------------------------------------------------------------
     def write(self, segment_id: int, record_json: str) -> bool:
-        """Append one record unless its segment was already exported; returns whether it was written."""
-        status, _ = self.store.result(segment_id, Stage.EXPORT)
-        if status == RunStatus.DONE or any(seg == segment_id for seg, _ in self._pending):
+        """Append one record unless this output has its segment's already; returns whether it was written."""
+        if any(seg == segment_id for seg, _ in self._pending) or self.catalog.holds(segment_id):
             return False
         if self._name is not None and self._handle is None:  # a close the database refused: finish it first
             self.close_shard()

@@ -17,6 +17,7 @@ from annotator.records import UnresolvedCodes, build_record
 from annotator.schemas.provenance import Provenance
 from annotator.schemas.record import MemoryGap, RecordVideo
 from annotator.schemas.stage_results import DistillResult, PlotResult, ScriptResult
+from profiles_db.outputs import output_key
 from profiles_db.stages import MODEL_STAGES, RunStatus, Stage, VideoStatus
 from workers import stage_steps as steps
 from workers.context import RunContext, VideoSource, cpm, gateway, patience, store
@@ -67,14 +68,21 @@ def _prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
         video.video_id, video.uri, video.scope or video.video_id, video.episode, ctx.job_id
     )
     stored = st.segment_spans(video.video_id)
+    # done before, by this job or another sharing the database: this output may still lack its records
+    done = PreparedVideo(
+        video_id=video.video_id,
+        ok=True,
+        skipped=True,
+        records_missing=bool(st.exportable(video.video_id, output_key(ctx.out_dir, ctx.db_url))),
+    )
     if status == VideoStatus.DONE and all(proxy_present(located(uri, ctx.out_dir)) for _, uri in stored):
-        return PreparedVideo(video_id=video.video_id, ok=True, skipped=True)
+        return done
     path = None
     try:
         path = local_copy(video)  # a bucket object is downloaded to the local cache first
         proxies = _split_and_cut(st, ctx, video, path, [span for span, _ in stored])
-        if status == VideoStatus.DONE:  # its proxies are back; nothing else to do
-            return PreparedVideo(video_id=video.video_id, ok=True, skipped=True)
+        if status == VideoStatus.DONE:  # its proxies are back (or cut for this output); no model work
+            return done
         segment_ids = st.save_segments(video.video_id, proxies)
         st.set_video(video.video_id, status=VideoStatus.SPLIT)
         record_video(VideoStatus.SPLIT)
@@ -82,7 +90,7 @@ def _prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
     except MediaError as exc:
         if status == VideoStatus.DONE:  # its records are written; a source gone since then does not undo that
             log.warning("%s: proxies missing and cannot be cut again: %s", video.uri, exc)
-            return PreparedVideo(video_id=video.video_id, ok=True, skipped=True, warning=str(exc))
+            return done.model_copy(update={"warning": str(exc)})
         st.set_video(video.video_id, status=VideoStatus.FAILED, error=str(exc))
         record_video(VideoStatus.FAILED)
         return PreparedVideo(video_id=video.video_id, ok=False, error=str(exc))
@@ -205,24 +213,33 @@ def _annotate_segment(ctx: RunContext, segment_id: int, distill: bool) -> Segmen
     if plot_status != RunStatus.DONE:
         return SegmentOutcome(segment_id=segment_id, status=SKIPPED, reason=f"plot is {plot_status}")
     plot = PlotResult.model_validate(stored_plot)
-    status, stored_script = st.result(segment_id, Stage.SCRIPT)
-    script = ScriptResult.model_validate(stored_script) if status == RunStatus.DONE else None
-    if status not in (RunStatus.DONE, RunStatus.REJECTED) and st.claim(
-        segment_id, Stage.SCRIPT, owner(), ctx.job_id
-    ):
-        ask = steps.script_ask(ctx, segment_id, plot)
-        result = gateway(ctx).ask(ask)
-        outcome, script = steps.finish_script(ctx, segment_id, result, plot)
-        if outcome is not None:
-            return outcome
-        status = RunStatus.DONE
+    # A stage another live worker holds (a dead run's task not yet reaped, another job annotating the same
+    # video) is waited for, then read: it ends done or failed, never "running" in this run's summary.
+    status, script = _stored_script(st, segment_id)
+    if status not in (RunStatus.DONE, RunStatus.REJECTED):
+        if st.claim_waiting(segment_id, Stage.SCRIPT, owner(), ctx.job_id) == "claimed":
+            ask = steps.script_ask(ctx, segment_id, plot)
+            outcome, script = steps.finish_script(ctx, segment_id, gateway(ctx).ask(ask), plot)
+            if outcome is not None:
+                return outcome
+            status = RunStatus.DONE
+        else:
+            status, script = _stored_script(st, segment_id)
     if status != RunStatus.DONE or not distill:
         return SegmentOutcome(segment_id=segment_id, status=status)
     distill_status, _ = st.result(segment_id, Stage.DISTILL)
-    if distill_status != RunStatus.DONE and st.claim(segment_id, Stage.DISTILL, owner(), ctx.job_id):
+    if distill_status == RunStatus.DONE:
+        return SegmentOutcome(segment_id=segment_id, status=RunStatus.DONE)
+    if st.claim_waiting(segment_id, Stage.DISTILL, owner(), ctx.job_id) == "claimed":
         ask = steps.distill_ask(ctx, plot, script)
         return steps.finish_distill(ctx, segment_id, gateway(ctx).ask(ask))
-    return SegmentOutcome(segment_id=segment_id, status=RunStatus.DONE)
+    distill_status, _ = st.result(segment_id, Stage.DISTILL)
+    return SegmentOutcome(segment_id=segment_id, status=distill_status, stage=Stage.DISTILL)
+
+
+def _stored_script(st, segment_id: int) -> tuple[str, ScriptResult | None]:
+    status, stored = st.result(segment_id, Stage.SCRIPT)
+    return status, ScriptResult.model_validate(stored) if status == RunStatus.DONE else None
 
 
 @ray.remote(num_cpus=0.25, max_retries=2)
@@ -241,7 +258,7 @@ def _build_records(ctx: RunContext, video_id: str) -> list[tuple[int, str]]:
     gaps = [MemoryGap(video_id=v, segment_index=i) for v, i in st.memory_gaps(video.scope)]
     resolve = manager.resolver(video.scope)  # one snapshot of the memory, with this video's names final
     out = []
-    for segment, runs in st.exportable(video_id):
+    for segment, runs in st.exportable(video_id, output_key(ctx.out_dir, ctx.db_url)):
         plot = PlotResult.model_validate(runs[Stage.PLOT].result)
         script = ScriptResult.model_validate(runs[Stage.SCRIPT].result)
         distill = DistillResult.model_validate(runs[Stage.DISTILL].result)

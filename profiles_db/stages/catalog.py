@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from profiles_db.models import Job, Segment, Video
+from profiles_db.models import Job, JobVideo, Segment, Video, video_in_job
 from profiles_db.stages.states import JobStatus, VideoStatus
 
 
@@ -67,6 +67,8 @@ class CatalogMixin:
         """Insert or re-attach a video; returns its status (a done video is not redone)."""
         with self.db.transaction() as s:
             video = s.get(Video, video_id)
+            if video is not None and s.get(JobVideo, (job_id, video_id)) is None:
+                s.add(JobVideo(job_id=job_id, video_id=video_id))  # another job's video: it is this one's too
             if video is None:
                 s.add(
                     Video(
@@ -78,6 +80,8 @@ class CatalogMixin:
                         status=VideoStatus.PENDING,
                     )
                 )
+                s.flush()  # the video before its job link (PostgreSQL checks the foreign key at once)
+                s.add(JobVideo(job_id=job_id, video_id=video_id))
                 return VideoStatus.PENDING
             video.job_id = job_id
             if video.status == VideoStatus.FAILED:  # a new job gives a broken input another chance
@@ -151,5 +155,5 @@ class CatalogMixin:
         return (
             select(Segment.id)
             .join(Video, Video.id == Segment.video_id)
-            .where(Video.job_id == job_id, Video.superseded_by.is_(None))
+            .where(video_in_job(job_id), Video.superseded_by.is_(None))
         )

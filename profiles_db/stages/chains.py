@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from profiles_db.models import Segment, StageRun, Video
+from profiles_db.models import Segment, StageRun, Video, video_in_job
 from profiles_db.scope_order import scope_positions
 from profiles_db.stages.states import FINAL, RunStatus, Stage
 
@@ -86,7 +86,7 @@ class ChainMixin:
                 .distinct()
             )
             if job_id:
-                query = query.where(Video.job_id == job_id)
+                query = query.where(video_in_job(job_id))
             scopes = sorted(s.scalars(query))
         blocked = []
         for scope in scopes:

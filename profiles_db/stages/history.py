@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from profiles_db.models import Segment, StageRun, Video
+from profiles_db.models import Segment, StageRun, Video, video_in_job
 from profiles_db.stages.states import MODEL_STAGES, RunStatus, VideoStatus
 
 
@@ -40,7 +40,7 @@ class HistoryMixin:
         query = (
             select(Video.scope, Video.id, Segment.start_s, Segment.end_s, Video.has_audio)
             .join(Segment, Segment.video_id == Video.id)
-            .where(Video.job_id == job_id, Video.status != VideoStatus.DONE)
+            .where(video_in_job(job_id), Video.status != VideoStatus.DONE)
             .order_by(Video.scope, Video.episode, Video.id, Segment.idx)
         )
         with self.db.sessions() as s:
@@ -70,7 +70,7 @@ class HistoryMixin:
             )
         )
         if exclude_job:
-            query = query.where((Video.job_id != exclude_job) | Video.job_id.is_(None))
+            query = query.where(~video_in_job(exclude_job))
         with self.db.sessions() as s:
             return [
                 MeasuredStage(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from annotator.schemas.stage_results import ScriptResult
 from annotator.schemas.usage import StageUsage
-from profiles_db.models import Segment, StageRun, Video
+from profiles_db.models import Segment, StageRun, Video, video_in_job
 from profiles_db.response_cache import forget_answer
 from profiles_db.stages.states import (
     BUDGET,
@@ -200,7 +200,7 @@ class LeaseMixin:
                     None,
                 )
             if job_id:  # a failed input gets another chance too
-                failed = select(Video).where(Video.job_id == job_id, Video.status == VideoStatus.FAILED)
+                failed = select(Video).where(video_in_job(job_id), Video.status == VideoStatus.FAILED)
                 for video in s.scalars(failed):
                     video.status, video.error = VideoStatus.PENDING, None
             return len(runs)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, true
 
 from annotator.schemas.usage import StageUsage
-from profiles_db.models import Segment, StageRun, Video
+from profiles_db.models import Segment, ShardRecord, StageRun, Video, video_in_job
 from profiles_db.stages.states import MODEL_STAGES, RunStatus, Stage, VideoStatus
 
 
@@ -44,6 +44,12 @@ def _finished(segments):
     )
 
 
+def _paid_by(job_id: str):
+    """A condition on a stage run (joined with its video): this job ran it, or the run names no job and the
+    job lists its video."""
+    return (StageRun.job_id == job_id) | (StageRun.job_id.is_(None) & video_in_job(job_id))
+
+
 def _sum_usage(*columns):
     return (
         *columns,
@@ -70,12 +76,21 @@ class ViewMixin:
             runs = s.scalars(select(StageRun).where(StageRun.segment_id == segment_id)).all()
             return {run.stage: run.status for run in runs}
 
-    def exportable(self, video_id: str) -> list[tuple[Segment, dict[Stage, RunView]]]:
-        """The video's segments whose model stages are all done and which are not exported yet, in order."""
+    def exportable(self, video_id: str, out: str) -> list[tuple[Segment, dict[Stage, RunView]]]:
+        """The video's segments whose model stages are all done and whose record is not in output `out` (its
+        key, profiles_db.outputs.output_key) yet, in order. Outputs sharing the database each get every record
+        of their sources' videos: one annotated for another job's output is written here from the database."""
         with self.db.sessions() as s:
             segments = s.scalars(
                 select(Segment).where(Segment.video_id == video_id).order_by(Segment.idx)
             ).all()
+            held = set(
+                s.scalars(
+                    select(ShardRecord.segment_id).where(
+                        ShardRecord.out == out, ShardRecord.segment_id.in_([seg.id for seg in segments])
+                    )
+                )
+            )
             runs = s.scalars(select(StageRun).where(StageRun.segment_id.in_([seg.id for seg in segments])))
             by_segment: dict[int, dict[Stage, RunView]] = {}
             for run in runs:
@@ -87,15 +102,15 @@ class ViewMixin:
                     StageUsage.model_validate(run),
                 )
                 by_segment.setdefault(run.segment_id, {})[view.stage] = view
-        out = []
+        found = []
         for segment in segments:
             stages = by_segment.get(segment.id, {})
             if any(stages.get(k) is None or stages[k].status != RunStatus.DONE for k in MODEL_STAGES):
                 continue
-            if Stage.EXPORT in stages and stages[Stage.EXPORT].status == RunStatus.DONE:
+            if segment.id in held:
                 continue
-            out.append((segment, stages))
-        return out
+            found.append((segment, stages))
+        return found
 
     def exported(self) -> list[tuple[int, str | None, str | None]]:
         """Every exported segment of the database: (segment id, shard name, record id)."""
@@ -137,7 +152,7 @@ class ViewMixin:
                 select(func.count())
                 .select_from(Video)
                 .where(
-                    Video.job_id == job_id, Video.status == VideoStatus.FAILED, Video.superseded_by.is_(None)
+                    video_in_job(job_id), Video.status == VideoStatus.FAILED, Video.superseded_by.is_(None)
                 )
             )
             finished = s.scalar(
@@ -160,9 +175,7 @@ class ViewMixin:
         """Restrict a query over stage runs to the job's segments."""
         if not job_id:
             return query
-        return (
-            query.join(Segment, Segment.id == StageRun.segment_id).join(Video).where(Video.job_id == job_id)
-        )
+        return query.join(Segment, Segment.id == StageRun.segment_id).join(Video).where(video_in_job(job_id))
 
     def progress(self, job_id: str | None = None) -> dict[str, dict[str, int]]:
         """{stage: {status: count}} over the job's segments (all segments when job_id is None)."""
@@ -180,8 +193,13 @@ class ViewMixin:
         return out
 
     def usage(self, job_id: str | None = None) -> dict[str, float]:
+        """Tokens and dollars the job paid (or all jobs): a stage another job ran on a video both list counts
+        where it was paid, once."""
+        query = select(*_sum_usage()).join(Segment, Segment.id == StageRun.segment_id).join(Video)
+        if job_id:
+            query = query.where(_paid_by(job_id))
         with self.db.sessions() as s:
-            return _usage_dict(*s.execute(self._of_job(select(*_sum_usage()), job_id)).one())
+            return _usage_dict(*s.execute(query).one())
 
     def segment_cost(self, segment_id: int) -> float:
         """Dollars recorded for the segment's stages so far (every run of every job: what it has cost)."""
@@ -212,7 +230,7 @@ class ViewMixin:
                 if key in ("tier", "model"):
                     query = query.where((StageRun.input_tokens > 0) | (StageRun.output_tokens > 0))
                 if job_id:
-                    query = query.where(Video.job_id == job_id)
+                    query = query.where(_paid_by(job_id))
                 for name, i, o, c in s.execute(query):
                     out[key][name] = _usage_dict(i, o, c)
         return out
@@ -227,7 +245,7 @@ class ViewMixin:
             .order_by(Video.uri, Segment.idx, StageRun.stage)
         )
         if job_id:
-            query = query.where(Video.job_id == job_id)
+            query = query.where(video_in_job(job_id))
         with self.db.sessions() as s:
             return [Failure(*row) for row in s.execute(query)]
 
@@ -242,7 +260,7 @@ class ViewMixin:
             .order_by(Video.uri, Segment.idx)
         )
         if job_id:
-            query = query.where(Video.job_id == job_id)
+            query = query.where(video_in_job(job_id))
         with self.db.sessions() as s:
             return [(uri, idx, w) for uri, idx, w in s.execute(query) if isinstance(w, list) and w]
 
@@ -250,7 +268,7 @@ class ViewMixin:
         """(uri, status, error) of the job's videos (all videos when job_id is None)."""
         query = select(Video.uri, Video.status, Video.error).where(Video.superseded_by.is_(None))
         if job_id:
-            query = query.where(Video.job_id == job_id)
+            query = query.where(video_in_job(job_id))
         with self.db.sessions() as s:
             return [tuple(row) for row in s.execute(query)]
 
@@ -259,7 +277,7 @@ class ViewMixin:
         with self.db.sessions() as s:
             return int(
                 s.scalar(
-                    query.where(Video.job_id == job_id if job_id else true(), Video.superseded_by.is_(None))
+                    query.where(video_in_job(job_id) if job_id else true(), Video.superseded_by.is_(None))
                 )
             )
 

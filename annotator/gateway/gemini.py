@@ -23,6 +23,7 @@ from annotator.gateway.base import (
     RetryableError,
 )
 from annotator.gateway.errors import configured_secrets, redact, retry_after_seconds
+from annotator.gateway.gemini_schema import for_gemini
 from annotator.gateway.quota import daily_quota, retry_delay_s
 from annotator.settings import ModelSettings
 
@@ -246,7 +247,7 @@ class GeminiBackend:
             temperature=request.temperature,
             max_output_tokens=request.max_output_tokens,
             response_mime_type="application/json" if request.response_schema else None,
-            response_json_schema=request.response_schema,
+            response_json_schema=for_gemini(request.response_schema),  # what Gemini accepts of it
             media_resolution=_RESOLUTION.get(request.media.resolution)
             if request.media and request.media.resolution
             else None,

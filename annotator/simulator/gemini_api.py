@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from annotator.simulator.errors import SimError, invalid
+from annotator.simulator.schema_rules import check_response_schema
 from annotator.simulator.served import GEMINI_MODELS, GEMINI_ROUTED, check_gemini_model, served_gemini_model
 from annotator.simulator.tokens import Usage
 
@@ -114,6 +115,7 @@ def parse_generate(body: object) -> GenerateRequest:
             if video is not None and request.video is None:
                 request.video = video
     config = _get(body, "generationConfig", "generation_config") or {}
+    check_response_schema(config)  # what Gemini refuses in a schema, before anything is answered
     schema = _get(config, "responseJsonSchema", "response_json_schema", "responseSchema", "response_schema")
     if isinstance(schema, dict):
         request.schema = schema

@@ -20,6 +20,7 @@ from annotator.gateway.base import (
     ModelCallError,
     ModelRequest,
     ModelResponse,
+    RecitationError,
     RetryableError,
 )
 from annotator.gateway.errors import configured_secrets, redact, retry_after_seconds
@@ -286,6 +287,10 @@ class GeminiBackend:
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason:
             raise BlockedError(f"Gemini blocked the prompt ({feedback.block_reason})").with_billing(answer)
+        if finish == "RECITATION":  # not a safety block: asked differently, the model answers (a repair turn)
+            raise RecitationError(
+                "Gemini stopped the answer for RECITATION (it would quote long verbatim text)"
+            ).with_billing(answer)
         if finish in _BLOCKING:
             raise BlockedError(f"Gemini stopped the answer ({finish})").with_billing(answer)
         text = response.text if candidate is not None else None

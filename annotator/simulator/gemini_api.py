@@ -245,9 +245,9 @@ def generate_response(
     if blocked == "prompt":
         body["promptFeedback"] = {"blockReason": "SAFETY", "safetyRatings": _SAFETY_RATINGS}
     elif blocked == "candidate":
-        body["candidates"] = [
-            {"finishReason": finish_reason or "SAFETY", "index": 0, "safetyRatings": _SAFETY_RATINGS}
-        ]
+        body["candidates"] = [{"finishReason": finish_reason or "SAFETY", "index": 0}]
+        if body["candidates"][0]["finishReason"] == "SAFETY":  # a RECITATION stop carries no ratings (#518)
+            body["candidates"][0]["safetyRatings"] = _SAFETY_RATINGS
     if empty or blocked:
         body["usageMetadata"].update(candidatesTokenCount=0, totalTokenCount=usage.prompt)
     if thoughts:  # counted against maxOutputTokens and billed as output, reported apart

@@ -120,3 +120,9 @@ class BlockedError(ModelCallError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, outcome="blocked")
+
+
+class RecitationError(BlockedError):
+    """Gemini stopped the answer for RECITATION: it would have reproduced long verbatim text (for v2s, a script's
+    dialogue quoted at length). The same request tends to stop the same way; a request that asks for the
+    dialogue paraphrased or shortened, at a higher temperature, usually passes (structured.recitation_request)."""

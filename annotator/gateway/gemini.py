@@ -20,10 +20,12 @@ from annotator.gateway.base import (
     ModelCallError,
     ModelRequest,
     ModelResponse,
+    RecitationError,
     RetryableError,
 )
 from annotator.gateway.errors import configured_secrets, redact, retry_after_seconds
-from annotator.gateway.quota import daily_quota, retry_delay_s
+from annotator.gateway.gemini_schema import for_gemini
+from annotator.gateway.quota import daily_quota, retry_delay_s, storage_quota
 from annotator.settings import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ _RESOLUTION = {
 }
 # a 20 MB request once base64 (4/3) and the prompt are in: Vertex AI's inline limit (it has no Files API)
 VERTEX_INLINE_MAX_BYTES = 14 * 2**20
+# "up to 20 GB of files per project, with a per-file maximum size of 2 GB" (ai.google.dev, Files API)
+FILES_MAX_BYTES = 2 * 2**30
 
 KEY_HINT = "set GEMINI_API_KEY (or V2S_GEMINI_API_KEY), or V2S_VERTEX_PROJECT for Vertex AI"
 
@@ -79,6 +83,13 @@ class GeminiBackend:
             )
         if (size <= self.settings.inline_media_max_bytes or self.settings.vertex_project) and not upload:
             part = types.Part.from_bytes(data=media.path.read_bytes(), mime_type=media.mime_type)
+        elif size > FILES_MAX_BYTES:
+            # refused before a byte is sent: the Files API takes no file over 2 GB, and the same proxy fails the
+            # same way every time (an offsets-mode proxy is the whole video)
+            raise ModelCallError(
+                f"{media.path.name} is {size / 2**30:.2f} GiB: Gemini's Files API takes at most "
+                f"{FILES_MAX_BYTES / 2**30:.0f} GB a file; lower V2S_SPLIT_PROXY__HEIGHT or --max-segment-s"
+            )
         else:
             uploaded = self._uploaded(media)
             part = types.Part.from_uri(file_uri=uploaded.uri, mime_type=media.mime_type)
@@ -132,12 +143,65 @@ class GeminiBackend:
             return self.client.files.upload(file=str(media.path), config=config)
 
         try:
-            return upload(name)
+            return self._with_room(lambda: upload(name), media)
         except errors.APIError as exc:
             if exc.code not in (400, 409):
                 raise self._translate(exc, "upload") from None
         # another worker uploaded it meanwhile, or an expiring file holds the name
-        return self._existing(name) or self.call(lambda: upload(None), "upload")
+        return self._existing(name) or self.call(
+            lambda: self._with_room(lambda: upload(None), media), "upload"
+        )
+
+    def _with_room(self, upload, media: Media) -> types.File:
+        """The upload; when the project's Files storage is full (429 FileStorageBytesPerProject, whose RetryInfo
+        asks for int64-max seconds), v2s's own uploads this process does not hold are deleted, oldest first, as
+        many as the new file needs, and the upload is tried once more. Uploads are deleted once a video's
+        stages are final (Gateway.release_uploads), so those left are from finished or crashed runs; one that
+        another worker still uses is uploaded again on its next call (403 "File …", below)."""
+        try:
+            return upload()
+        except errors.APIError as exc:
+            cap = storage_quota(exc.details) if exc.code == 429 else None
+            if cap is None:
+                raise
+        size = media.path.stat().st_size
+        deleted, room = self._make_room(size, cap)
+        if deleted or room:
+            try:
+                return upload()
+            except errors.APIError as exc:
+                if exc.code != 429 or storage_quota(exc.details) is None:
+                    raise
+        raise ModelCallError(
+            f"Gemini's Files API storage is full ({cap / 2**30:g} GB per project, quota FileStorageBytesPerProject):"
+            f" no room for {media.path.name} ({size / 2**20:.1f} MiB) after deleting {deleted} of v2s's own "
+            "uploads; delete the project's other files (client.files.delete) or wait for them to expire (48 h), "
+            "then resume the job"
+        )
+
+    def _make_room(self, size: int, cap: int) -> tuple[int, bool]:
+        """Delete v2s's own uploads (named files/v2s-…) not held by this process, oldest first, until a file of
+        `size` bytes fits under `cap`: (how many were deleted, whether it fits now)."""
+        held = {f.name for f in self._uploads.values()}
+        files = list(self.client.files.list())
+        need = sum(int(f.size_bytes or 0) for f in files) + size - cap
+        ours = sorted(
+            (f for f in files if (f.name or "").startswith("files/v2s-") and f.name not in held),
+            key=lambda f: f.create_time.timestamp() if f.create_time else 0.0,
+        )
+        deleted = 0
+        for found in ours:
+            if need <= 0:
+                break
+            try:
+                self.client.files.delete(name=found.name)
+            except errors.APIError as exc:
+                if exc.code not in (403, 404):  # gone meanwhile: expired, or another worker made room
+                    raise
+            need -= int(found.size_bytes or 0)
+            deleted += 1
+        log.info("Files API storage full: deleted %d of v2s's own uploads to make room", deleted)
+        return deleted, need <= 0
 
     def delete_upload(self, sha256: str) -> bool:
         """Delete the upload of this content (named after its hash, so any process finds it); False when there
@@ -246,7 +310,7 @@ class GeminiBackend:
             temperature=request.temperature,
             max_output_tokens=request.max_output_tokens,
             response_mime_type="application/json" if request.response_schema else None,
-            response_json_schema=request.response_schema,
+            response_json_schema=for_gemini(request.response_schema),  # what Gemini accepts of it
             media_resolution=_RESOLUTION.get(request.media.resolution)
             if request.media and request.media.resolution
             else None,
@@ -285,6 +349,10 @@ class GeminiBackend:
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason:
             raise BlockedError(f"Gemini blocked the prompt ({feedback.block_reason})").with_billing(answer)
+        if finish == "RECITATION":  # not a safety block: asked differently, the model answers (a repair turn)
+            raise RecitationError(
+                "Gemini stopped the answer for RECITATION (it would quote long verbatim text)"
+            ).with_billing(answer)
         if finish in _BLOCKING:
             raise BlockedError(f"Gemini stopped the answer ({finish})").with_billing(answer)
         text = response.text if candidate is not None else None
@@ -328,6 +396,12 @@ class GeminiBackend:
             return ModelCallError(
                 f"daily quota exhausted for this model ({quota}); resume the job after the quota resets",
                 outcome="quota",
+            )
+        if exc.code == 429 and (cap := storage_quota(exc.details)) is not None:
+            # the project's Files storage (not a rate): its RetryInfo asks for int64-max seconds; not retried
+            return ModelCallError(
+                f"Gemini's Files API storage is full ({cap / 2**30:g} GB per project): delete files or wait for "
+                "them to expire (48 h), then resume the job"
             )
         if exc.code == 429 or exc.code >= 500 or exc.code == 408:
             headers = getattr(getattr(exc, "response", None), "headers", None) or {}

@@ -37,3 +37,17 @@ def daily_quota(body: object) -> str | None:
             if "PerDay" in quota:
                 return quota
     return None
+
+
+def storage_quota(body: object) -> int | None:
+    """The project's Files API storage cap in bytes when this 429 is for it (QuotaFailure quotaId
+    FileStorageBytesPerProject, alphaXiv/feedback#16), else None. Its RetryInfo asks for int64-max seconds
+    (python-genai#1172): only deleting files, or their 48 h expiry, makes room."""
+    for detail in _details(body):
+        if detail.get("@type") != _QUOTA_FAILURE:
+            continue
+        for violation in detail.get("violations") or []:
+            if str((violation or {}).get("quotaId") or "") == "FileStorageBytesPerProject":
+                value = str(violation.get("quotaValue") or "")
+                return int(value) if value.isdigit() else 20 * 2**30
+    return None

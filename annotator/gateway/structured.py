@@ -11,7 +11,15 @@ from typing import Generic, TypeVar
 import json_repair
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from annotator.gateway.base import Backend, Media, ModelCallError, ModelRequest, ModelResponse, Outcome
+from annotator.gateway.base import (
+    Backend,
+    Media,
+    ModelCallError,
+    ModelRequest,
+    ModelResponse,
+    Outcome,
+    RecitationError,
+)
 from annotator.gateway.retry import call_with_retries
 from annotator.gateway.tiers import TierFallback
 from annotator.prompting import Prompt
@@ -153,6 +161,13 @@ def ask_structured(
                 max_wait_s=settings.retry_max_wait_s,
                 what=f"{stage} ({model})",
             )
+        except RecitationError as exc:  # billed (attempt() counted it); asked again, differently
+            problem, outcome = str(exc), "blocked"
+            log.info(
+                "%s answer stopped for RECITATION (turn %d); asking for paraphrased dialogue", stage, turn + 1
+            )
+            request = recitation_request(request)
+            continue
         except ModelCallError as exc:
             tries = f" (gave up after {settings.max_attempts} attempts)" if exc.retryable else ""
             return result(outcome=exc.outcome, error=f"{exc}{tries}")
@@ -167,7 +182,10 @@ def ask_structured(
 
 
 def gave_up(stage: str, outcome: Outcome, calls: int, problem: str) -> str:
-    what = "was cut off (max output tokens)" if outcome == "truncated" else "never matched the schema"
+    what = {
+        "truncated": "was cut off (max output tokens)",
+        "blocked": "was stopped for recitation every time, paraphrasing asked (RECITATION)",
+    }.get(outcome, "never matched the schema")
     return f"{stage} answer {what} after {calls} calls: {problem}"
 
 
@@ -287,6 +305,24 @@ def repair_request(
         "concisely: keep every required field, write shorter texts, and think less before answering."
     )
     return _next_turn(request, response, hint).model_copy(update=_more_room(request, settings))
+
+
+RECITATION_HINT = (
+    "Your previous answer was stopped because it reproduced long passages of text verbatim. Reply again with "
+    "the whole JSON object, but put every line of dialogue in your own words or shorten it: quote no more than "
+    "a few words of any line verbatim, and copy no other text at length."
+)
+# Gemini's highest temperature; a step up is what users report gets past RECITATION (generative-ai-docs#257)
+MAX_TEMPERATURE = 2.0
+RECITATION_TEMPERATURE_STEP = 0.2
+
+
+def recitation_request(request: ModelRequest) -> ModelRequest:
+    """The next turn after a RECITATION stop: the same exchange (a stopped answer has no text to repeat back),
+    the prompt asking for paraphrased dialogue (once), and the temperature a step higher."""
+    prompt = request.prompt if RECITATION_HINT in request.prompt else f"{request.prompt}\n\n{RECITATION_HINT}"
+    temperature = min(MAX_TEMPERATURE, request.temperature + RECITATION_TEMPERATURE_STEP)
+    return request.model_copy(update={"prompt": prompt, "temperature": temperature})
 
 
 def _next_turn(request: ModelRequest, response: ModelResponse, hint: str) -> ModelRequest:

@@ -20,13 +20,54 @@ from datetime import UTC, datetime
 
 from annotator.media import MediaError, probe
 from annotator.schemas.provenance import TAG, Provenance
+from annotator.simulator.errors import SimError
 
 DEFAULT_TTL_S = 48 * 3600.0
 CHUNK_GRANULARITY = 8 * 1024 * 1024
+# "The File API lets you store up to 20 GB of files per project, with a per-file maximum size of 2 GB"
+# (ai.google.dev Files API); the quota error names the project cap in bytes: 21474836480 (alphaXiv/feedback#16)
+STORAGE_CAP_BYTES = 20 * 2**30
+FILE_MAX_BYTES = 2 * 2**30
+_RATE_LIMITS_URL = "https://ai.google.dev/gemini-api/docs/rate-limits"
 
 
 class UploadError(ValueError):
     """A resumable-upload request that does not fit the upload it names (unknown id, wrong offset)."""
+
+
+def storage_full(cap: int) -> SimError:
+    """Gemini's answer to an upload past the project's storage: a 429 whose QuotaFailure names
+    FileStorageBytesPerProject (alphaXiv/feedback#16), with a RetryInfo of int64-max seconds
+    (python-genai#1172): waiting does not help, only deleting files or their 48 h expiry does."""
+    return SimError(
+        429,
+        "You exceeded your current quota, please check your plan and billing details. For more information on "
+        f"this error, head to: {_RATE_LIMITS_URL}.\n* Quota exceeded for metric: "
+        f"generativelanguage.googleapis.com/file_storage_bytes, limit: {cap}",
+        details=[
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": "generativelanguage.googleapis.com/file_storage_bytes",
+                        "quotaId": "FileStorageBytesPerProject",
+                        "quotaValue": str(cap),
+                    }
+                ],
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.Help",
+                "links": [{"description": "Learn more about Gemini API quotas", "url": _RATE_LIMITS_URL}],
+            },
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "9223372036854775807s"},
+        ],
+    )
+
+
+def file_too_large(size: int, limit: int) -> SimError:
+    """The documented per-file maximum (2 GB); no user report quotes Gemini's text, so this one is the
+    simulator's, with the documented status (400 INVALID_ARGUMENT)."""
+    return SimError(400, f"The file is {size} bytes; the Files API takes files of at most {limit} bytes.")
 
 
 @dataclass(frozen=True)
@@ -120,8 +161,18 @@ class StoredFile:
 class FileStore:
     """Thread-safe in-memory Files API. `processing_s` delays ACTIVE; `ttl_s` sets `expirationTime`."""
 
-    def __init__(self, *, ttl_s: float = DEFAULT_TTL_S, processing_s: float = 0.0, clock=time.time) -> None:
+    def __init__(
+        self,
+        *,
+        ttl_s: float = DEFAULT_TTL_S,
+        processing_s: float = 0.0,
+        clock=time.time,
+        storage_cap_bytes: int = STORAGE_CAP_BYTES,
+        file_max_bytes: int = FILE_MAX_BYTES,
+    ) -> None:
         self.ttl_s, self.processing_s, self.clock = ttl_s, processing_s, clock
+        # the project's storage and one file's size, as the Files API caps them (tests set small numbers)
+        self.storage_cap_bytes, self.file_max_bytes = storage_cap_bytes, file_max_bytes
         self._files: dict[str, StoredFile] = {}
         self._uploads: dict[str, StoredFile] = {}
         self._lock = threading.Lock()
@@ -138,6 +189,8 @@ class FileStore:
             self._purge(now)
             if file_id in self._files:
                 raise UploadError(f"a file named files/{file_id} already exists")
+            if size is not None:  # the announced size is refused at once, before any byte is sent
+                self._check_room(size)
             upload_id = secrets.token_urlsafe(16)
             self._uploads[upload_id] = StoredFile(
                 id=file_id,
@@ -167,6 +220,8 @@ class FileStore:
                     f"upload finalized with {len(upload.data)} bytes, but {upload.declared_size} were announced"
                 )
             del self._uploads[upload_id]
+            self._purge(self.clock())
+            self._check_room(len(upload.data))  # an upload that announced no size is measured here
         # Probe outside the lock; the file is not visible until it is stored.
         upload.facts = inspect_video(bytes(upload.data)) if upload.mime_type.startswith("video/") else None
         upload.finalized = self.clock()
@@ -225,6 +280,19 @@ class FileStore:
         with self._lock:
             self._purge(self.clock())
             return len(self._files)
+
+    def used_bytes(self) -> int:
+        with self._lock:
+            self._purge(self.clock())
+            return sum(len(f.data) for f in self._files.values())
+
+    def _check_room(self, size: int) -> None:
+        """SimError when a file of `size` bytes is over the per-file maximum or does not fit the project's
+        storage (stored files count until deleted or expired). Called with the lock held."""
+        if size > self.file_max_bytes:
+            raise file_too_large(size, self.file_max_bytes)
+        if sum(len(f.data) for f in self._files.values()) + size > self.storage_cap_bytes:
+            raise storage_full(self.storage_cap_bytes)
 
     def _purge(self, now: float) -> None:
         for file_id in [k for k, f in self._files.items() if f.expires <= now]:

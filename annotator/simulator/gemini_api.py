@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from annotator.simulator.errors import SimError, invalid
+from annotator.simulator.schema_rules import check_response_schema
 from annotator.simulator.served import GEMINI_MODELS, GEMINI_ROUTED, check_gemini_model, served_gemini_model
 from annotator.simulator.tokens import Usage
 
@@ -114,6 +115,7 @@ def parse_generate(body: object) -> GenerateRequest:
             if video is not None and request.video is None:
                 request.video = video
     config = _get(body, "generationConfig", "generation_config") or {}
+    check_response_schema(config)  # what Gemini refuses in a schema, before anything is answered
     schema = _get(config, "responseJsonSchema", "response_json_schema", "responseSchema", "response_schema")
     if isinstance(schema, dict):
         request.schema = schema
@@ -243,9 +245,9 @@ def generate_response(
     if blocked == "prompt":
         body["promptFeedback"] = {"blockReason": "SAFETY", "safetyRatings": _SAFETY_RATINGS}
     elif blocked == "candidate":
-        body["candidates"] = [
-            {"finishReason": finish_reason or "SAFETY", "index": 0, "safetyRatings": _SAFETY_RATINGS}
-        ]
+        body["candidates"] = [{"finishReason": finish_reason or "SAFETY", "index": 0}]
+        if body["candidates"][0]["finishReason"] == "SAFETY":  # a RECITATION stop carries no ratings (#518)
+            body["candidates"][0]["safetyRatings"] = _SAFETY_RATINGS
     if empty or blocked:
         body["usageMetadata"].update(candidatesTokenCount=0, totalTokenCount=usage.prompt)
     if thoughts:  # counted against maxOutputTokens and billed as output, reported apart

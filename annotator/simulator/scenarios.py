@@ -43,6 +43,9 @@ FaultKind = Literal[
     "empty",  # no candidates (Gemini) / no choices (OpenAI)
     "blocked",  # candidate stopped for SAFETY (Gemini) / finish reason content_filter (OpenAI)
     "prompt_blocked",  # promptFeedback.blockReason SAFETY, no candidates (Gemini; OpenAI: content_filter)
+    # the answer would quote long verbatim text (a script's dialogue): finishReason RECITATION and no content
+    # (google/generative-ai-docs#518); OpenAI-compatible gateways map it to content_filter (litellm)
+    "recitation",
     "files_processing",  # uploaded files never leave PROCESSING (not a per-call fault)
     # answers that parse but break their contract, made from the honest one (misshapen.py)
     "wrapped_answer",  # the whole answer under one top-level key, {"response": {...}}
@@ -129,6 +132,8 @@ class FaultRule(BaseModel):
             return Fault(empty=True)
         if kind == "blocked":
             return Fault(blocked="candidate", finish_reason="SAFETY" if gemini else "content_filter")
+        if kind == "recitation":
+            return Fault(blocked="candidate", finish_reason="RECITATION" if gemini else "content_filter")
         if kind == "prompt_blocked":
             return Fault(blocked="prompt", finish_reason=None if gemini else "content_filter")
         if kind in MISSHAPES:

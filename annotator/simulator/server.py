@@ -57,7 +57,13 @@ from annotator.simulator.batch_store import BatchPlay, BatchStore
 from annotator.simulator.behaviours import Behaviours, Fault, RequestInfo
 from annotator.simulator.caches import Cache, CacheStore
 from annotator.simulator.errors import SimError, invalid
-from annotator.simulator.files import DEFAULT_TTL_S, FileStore, inspect_video
+from annotator.simulator.files import (
+    DEFAULT_TTL_S,
+    FILE_MAX_BYTES,
+    STORAGE_CAP_BYTES,
+    FileStore,
+    inspect_video,
+)
 from annotator.simulator.flex import FLEX, FlexPlay
 from annotator.simulator.gemini_api import GenerateRequest, VideoPart
 from annotator.simulator.http_handler import Handler
@@ -106,7 +112,8 @@ class SimulatorServer:
     """The simulator as a context manager: `with SimulatorServer(play) as server: ... server.base_url`.
 
     `api_keys`: None accepts any non-empty key, a collection only those keys. `behaviours` decides faults per
-    request (behaviours.py). `file_ttl_s` / `file_processing_s` shape the Files API (48 h / 0 s by default).
+    request (behaviours.py). `file_ttl_s` / `file_processing_s` shape the Files API (48 h / 0 s by default),
+    `file_storage_cap_bytes` / `file_max_bytes` cap it (20 GB a project, 2 GB a file by default).
     `batches` times the batch APIs (default: `BatchPlay.from_env()`, V2S_SIM_BATCH_*); `openai_batches=False`
     answers OpenAI's /v1/files and /v1/batches 404 like DeepSeek (default: V2S_SIM_OPENAI_BATCHES, on)."""
 
@@ -125,6 +132,8 @@ class SimulatorServer:
         flex: FlexPlay | None = None,
         batches: BatchPlay | None = None,
         openai_batches: bool | None = None,
+        file_storage_cap_bytes: int = STORAGE_CAP_BYTES,
+        file_max_bytes: int = FILE_MAX_BYTES,
     ) -> None:
         if not allow_remote and not _is_loopback(host):
             raise ValueError(f"the simulator serves on loopback only; {host!r} is not a loopback address")
@@ -141,7 +150,10 @@ class SimulatorServer:
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.max_model_len = DEFAULT_MAX_MODEL_LEN  # vLLM-style model v2s-sim: prompt + max_tokens at most
         self.files = FileStore(
-            ttl_s=file_ttl_s, processing_s=stuck_processing_s(self.behaviours, file_processing_s)
+            ttl_s=file_ttl_s,
+            processing_s=stuck_processing_s(self.behaviours, file_processing_s),
+            storage_cap_bytes=file_storage_cap_bytes,
+            file_max_bytes=file_max_bytes,
         )
         self._log: list[RequestRecord] = []
         self._lock = threading.Lock()

@@ -25,6 +25,10 @@ _TOO_LONG = re.compile(r"maximum context length is (\d+) tokens and your request
 # what a video or frames may add to the prompt on a vLLM server, which v2s cannot count before sending
 _MEDIA_TOKEN_ALLOWANCE = 8192
 
+# the output budget's parameter: `max_tokens` (DeepSeek, vLLM, SGLang, Ollama), or `max_completion_tokens` for
+# the models the catalog marks `openai_reasoning` (OpenAI refuses `max_tokens` for them)
+BUDGET, BUDGET_REASONING = "max_tokens", "max_completion_tokens"
+
 KEY_HINT = (
     "set DEEPSEEK_API_KEY or OPENAI_API_KEY (or V2S_OPENAI_API_KEY), and V2S_OPENAI_BASE_URL for the server"
 )
@@ -73,12 +77,12 @@ class OpenAICompatBackend:
         if request.media is not None:  # DeepSeek is text-only: its stages (distill) send no media
             content = [*self._media_parts(request.media), {"type": "text", "text": request.prompt}]
         messages.append({"role": "user", "content": content})
-        body: dict = {
-            "model": request.model,
-            "messages": messages,
-            "max_tokens": self.max_tokens(request),
-            "temperature": request.temperature,
-        }
+        body: dict = {"model": request.model, "messages": messages}
+        if self.settings.price(request.model).openai_reasoning:
+            # OpenAI's reasoning models answer 400 to `max_tokens` and to any temperature but their default
+            body[BUDGET_REASONING] = self.max_tokens(request)
+        else:  # what DeepSeek, vLLM, SGLang and Ollama take (and any model the catalog does not mark)
+            body.update({BUDGET: self.max_tokens(request), "temperature": request.temperature})
         if request.response_schema:
             body["response_format"] = {"type": "json_object"}
         return body
@@ -106,11 +110,12 @@ class OpenAICompatBackend:
             try:
                 completion = self.client.chat.completions.create(**body, **kwargs)
             except openai.BadRequestError as exc:
-                fitted = _fitted(exc, body["max_tokens"])
+                key = BUDGET_REASONING if BUDGET_REASONING in body else BUDGET
+                fitted = _fitted(exc, body[key])
                 if fitted is None:
                     raise
                 # the prompt was longer than estimated: ask again with what vLLM says is left
-                completion = self.client.chat.completions.create(**{**body, "max_tokens": fitted}, **kwargs)
+                completion = self.client.chat.completions.create(**{**body, key: fitted}, **kwargs)
         except (openai.APIStatusError, openai.APIConnectionError) as exc:
             raise self.call_error(exc, request.model) from None
         return self.to_response(request, completion)

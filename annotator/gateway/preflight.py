@@ -152,7 +152,7 @@ def probe(
             update={
                 "outcome": "failed",
                 "problem": f"{stage}: {model} refused v2s's {schema.__name__} request ({exc}); "
-                f"{_fix_for(str(exc), stage, variable)}",
+                f"{_fix_for(str(exc), stage, variable, model)}",
             }
         )
     found = _billed(found, response, settings)
@@ -212,9 +212,15 @@ def _server_limit(backend: Backend, model: str) -> int | None:
         return None
 
 
-def _fix_for(message: str, stage: str, variable: str) -> str:
+def _fix_for(message: str, stage: str, variable: str, model: str) -> str:
     """What to change, from what the server refused."""
     lowered = message.lower()
+    if "use 'max_completion_tokens'" in lowered or "only the default (1) value is supported" in lowered:
+        # OpenAI's answer for a reasoning model sent max_tokens or a temperature: the catalog does not mark it
+        return (
+            f"{model} is an OpenAI reasoning model (max_completion_tokens, default temperature only): mark it "
+            f"in the price table, V2S_PRICES='{{\"{model}\": {{\"openai_reasoning\": true, …}}}}'"
+        )
     if "max_tokens" in lowered or "maxoutputtokens" in lowered or "context length" in lowered:
         return "lower V2S_MAX_OUTPUT_TOKENS or the model's max_output_tokens in the price table (V2S_PRICES)"
     if "thinking" in lowered:

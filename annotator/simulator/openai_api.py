@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 
 from annotator.simulator.errors import SimError, invalid
 from annotator.simulator.gemini_api import VideoPart
-from annotator.simulator.served import DEFAULT_MAX_MODEL_LEN, OPENAI_MODELS, VLLM_MODEL, check_openai_model
+from annotator.simulator.served import (
+    DEFAULT_MAX_MODEL_LEN,
+    OPENAI_MODELS,
+    VLLM_MODEL,
+    check_openai_model,
+    check_openai_params,
+)
 from annotator.simulator.tokens import Usage
 
 MODELS = tuple(OPENAI_MODELS)
@@ -54,6 +60,7 @@ def parse_chat(body: object) -> ChatRequest:
     if body.get("stream"):
         raise invalid("the v2s simulator does not stream; send stream=false")
     check_openai_model(model)
+    check_openai_params(model, body)
     request = ChatRequest(model=model)
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
     request.max_tokens = int(limit) if isinstance(limit, int | float) else None
@@ -179,7 +186,7 @@ def error_body(error: SimError) -> dict:
             "type": _ERROR_TYPES.get(
                 error.code, "server_error" if error.code >= 500 else "invalid_request_error"
             ),
-            "param": None,
+            "param": error.param,
             "code": code,
         }
     }

@@ -18,6 +18,7 @@ from annotator.gateway.base import (
 )
 from annotator.gateway.clip_media import sample_frames, window_video
 from annotator.gateway.errors import configured_secrets, redact, retry_after_seconds
+from annotator.gateway.media_refusals import frame_cap, media_refusal
 from annotator.settings import ModelSettings
 
 # vLLM's 400 when prompt + max_tokens exceed --max-model-len (it names both numbers)
@@ -116,6 +117,11 @@ class OpenAICompatBackend:
                     raise
                 # the prompt was longer than estimated: ask again with what vLLM says is left
                 completion = self.client.chat.completions.create(**{**body, key: fitted}, **kwargs)
+        except openai.BadRequestError as exc:  # a clip the server cannot take is a settings problem
+            said = exc.body.get("message") if isinstance(exc.body, dict) else None
+            said = redact(str(said or exc.message), self._secrets)
+            refused = media_refusal(said, body, self.settings, str(self.client.base_url))
+            raise refused or self.call_error(exc, request.model) from None
         except (openai.APIStatusError, openai.APIConnectionError) as exc:
             raise self.call_error(exc, request.model) from None
         return self.to_response(request, completion)
@@ -159,7 +165,7 @@ class OpenAICompatBackend:
         if self.settings.openai_video_mode == "video_url":
             data = base64.b64encode(window_video(media)).decode()
             return [{"type": "video_url", "video_url": {"url": f"data:{media.mime_type};base64,{data}"}}]
-        frames = sample_frames(media, self.settings.openai_frame_fps, self.settings.openai_max_frames)
+        frames = sample_frames(media, self.settings.openai_frame_fps, frame_cap(self.settings))
         return [{"type": "text", "text": frames.describe()}] + [
             {
                 "type": "image_url",

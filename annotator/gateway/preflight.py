@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from annotator.gateway.base import Backend, ModelCallError, ModelResponse
+from annotator.gateway.check_clip import CLIP_STAGES, check_media
 from annotator.gateway.structured import InvalidAnswer, first_request, parse_json_object
 from annotator.prompting import Prompt
 from annotator.settings import ModelSettings
@@ -97,11 +98,16 @@ def stage_schemas() -> dict[str, tuple[type[BaseModel], ...]]:
     return {"plot": (FirstSegmentPlot, NextSegmentPlot), "script": (Script,), "distill": (DistilledThinking,)}
 
 
-def check_prompt(stage: str, schema: type[BaseModel]) -> Prompt:
+def check_prompt(stage: str, schema: type[BaseModel], *, blank_media: bool = False) -> Prompt:
+    media = (
+        "The attached media is blank: it only checks that the service takes the stage's media as sent."
+        if blank_media
+        else "No video is attached."
+    )
     text = (
         f"{CHECK_HEADING}\n\n"
         f"This request only checks that the service accepts v2s's {stage} request ({schema.__name__}): its "
-        "response schema, JSON mode, thinking and output settings. No video is attached. Reply with the "
+        f"response schema, JSON mode, thinking and output settings. {media} Reply with the "
         "smallest JSON object the response schema allows, and nothing else."
     )
     return Prompt(stage=f"check-{stage}", version=CHECK_PROMPT_VERSION, text=text)
@@ -127,7 +133,11 @@ def probe(
     through the gateway's response cache: a check answer is no stage's answer. Standard tier: Flex answers
     in minutes, and a check must be quick. One attempt: a 429 or an outage leaves the stage unchecked (its
     own calls retry), only a refusal of the request itself fails it."""
-    request = first_request(settings, stage, model, check_prompt(stage, schema), schema, None)
+    # OpenAI-compatible servers differ in what media they take (Ollama: no video; vLLM: N images per prompt):
+    # their check shows a blank clip the way the stage's requests show theirs (check_clip.py)
+    media = check_media(settings) if backend.name == "openai" and stage in CLIP_STAGES else None
+    prompt = check_prompt(stage, schema, blank_media=media is not None)
+    request = first_request(settings, stage, model, prompt, schema, media)
     variable = f"V2S_{stage.upper()}_MODEL"
     found = StageCheck(
         stage=stage,
@@ -148,6 +158,11 @@ def probe(
             found = _billed(found, exc.billed, settings)
         if exc.retryable or exc.outcome in ("quota", "blocked"):
             return found.model_copy(update={"outcome": "unchecked", "problem": f"not checked: {exc}"})
+        if exc.outcome == "config":  # the backend already named the setting to change (media_refusals.py)
+            return found.model_copy(
+                update={"outcome": "failed", "problem": f"{stage}: {model} refused v2s's {schema.__name__} "
+                f"request: {exc}"}
+            )
         return found.model_copy(
             update={
                 "outcome": "failed",

@@ -23,6 +23,7 @@ from annotator.simulator.served import (
     VLLM_MODEL,
     check_openai_model,
     check_openai_params,
+    check_openai_part,
 )
 from annotator.simulator.tokens import Usage
 
@@ -46,6 +47,7 @@ class ChatRequest:
     service_tier: str | None = None  # "flex", "default", "auto", … as sent
     max_tokens: int | None = None  # max_tokens (or max_completion_tokens) as sent
     temperature: float | None = None
+    media_items: dict[str, int] = field(default_factory=lambda: {"image": 0, "video": 0})  # parts sent
 
 
 def parse_chat(body: object) -> ChatRequest:
@@ -78,6 +80,9 @@ def parse_chat(body: object) -> ChatRequest:
         for part in parts:
             if not isinstance(part, dict):
                 continue
+            check_openai_part(model, part.get("type"))
+            if part.get("type") in ("image_url", "video_url"):
+                request.media_items[part["type"].removesuffix("_url")] += 1
             if part.get("type") == "text" and isinstance(part.get("text"), str):
                 request.chars += len(part["text"])
                 if role in ("user", "system", "developer"):

@@ -56,9 +56,14 @@ OPENAI_MODELS: dict[str, int | None] = {
     "deepseek-v4-flash": DEEPSEEK_MAX_TOKENS,
     "v2s-sim": None,  # the vLLM-style model: bounded by max_model_len instead (prompt + max_tokens)
     "gpt-5.4-mini": None,  # OpenAI: a reasoning model (see OPENAI_REASONING)
+    "qwen2.5vl:7b": None,  # Ollama: text and images only (see check_openai_part)
 }
 VLLM_MODEL = "v2s-sim"
 DEFAULT_MAX_MODEL_LEN = 32768  # vLLM's --max-model-len of the simulated server, listed in GET /v1/models
+# vLLM's --limit-mm-per-prompt of the simulated server (`server.limit_mm_per_prompt`): items per modality in one
+# prompt. 999 is vLLM V1's default ("Defaults to 1 (V0) or 999 (V1) for each modality", MultiModalConfig,
+# docs.vllm.ai v0.11); deployments often set fewer, e.g. '{"image": 4, "video": 1}'.
+DEFAULT_LIMIT_MM_PER_PROMPT = {"image": 999, "video": 999}
 
 # Which server each OpenAI-compatible model stands for: the refusals differ by server (DeepSeek's max_tokens
 # range, vLLM's max_model_len, OpenAI's reasoning-model parameters).
@@ -69,6 +74,7 @@ OPENAI_FLAVOURS: dict[str, Flavour] = {
     "deepseek-v4-flash": "deepseek",
     VLLM_MODEL: "vllm",
     "gpt-5.4-mini": "openai",
+    "qwen2.5vl:7b": "ollama",
 }
 # OpenAI's reasoning models (o-series, gpt-5 family) take `max_completion_tokens` only (`max_tokens` "is not
 # compatible with o-series models", platform.openai.com/docs/api-reference/chat/create) and only the default
@@ -159,3 +165,26 @@ def check_openai_params(model: str, body: dict) -> None:
             status="unsupported_value",
             param="temperature",
         )
+
+
+def check_openai_part(model: str, part_type: object) -> None:
+    """Ollama's OpenAI-compatible endpoint takes `text` and `image_url` content parts only: any other part (a
+    `video_url`) is a 400 "invalid message format" (ollama/ollama openai/openai.go, FromChatRequest)."""
+    if OPENAI_FLAVOURS.get(model) == "ollama" and part_type not in ("text", "image_url"):
+        raise invalid("invalid message format")
+
+
+def check_mm_limits(model: str, counts: dict[str, int], limits: dict[str, int]) -> None:
+    """vLLM refuses more items of a modality in one prompt than --limit-mm-per-prompt allows (vllm-project/vllm
+    vllm/multimodal/processing/context.py, validate_num_items; the 400 as in vllm-project/vllm#13513)."""
+    if OPENAI_FLAVOURS.get(model) != "vllm":
+        return
+    for modality, count in counts.items():
+        limit = limits.get(modality, DEFAULT_LIMIT_MM_PER_PROMPT[modality])
+        if count > limit:
+            raise SimError(
+                400,
+                f"At most {limit} {modality}(s) may be provided in one prompt. "
+                "Set `--limit-mm-per-prompt` to increase this limit.",
+                status="BadRequestError",
+            )

@@ -160,8 +160,10 @@ def probe(
             return found.model_copy(update={"outcome": "unchecked", "problem": f"not checked: {exc}"})
         if exc.outcome == "config":  # the backend already named the setting to change (media_refusals.py)
             return found.model_copy(
-                update={"outcome": "failed", "problem": f"{stage}: {model} refused v2s's {schema.__name__} "
-                f"request: {exc}"}
+                update={
+                    "outcome": "failed",
+                    "problem": f"{stage}: {model} refused v2s's {schema.__name__} request: {exc}",
+                }
             )
         return found.model_copy(
             update={
@@ -234,7 +236,7 @@ def _fix_for(message: str, stage: str, variable: str, model: str) -> str:
         # OpenAI's answer for a reasoning model sent max_tokens or a temperature: the catalog does not mark it
         return (
             f"{model} is an OpenAI reasoning model (max_completion_tokens, default temperature only): mark it "
-            f"in the price table, V2S_PRICES='{{\"{model}\": {{\"openai_reasoning\": true, …}}}}'"
+            f'in the price table, V2S_PRICES=\'{{"{model}": {{"openai_reasoning": true, …}}}}\''
         )
     if "max_tokens" in lowered or "maxoutputtokens" in lowered or "context length" in lowered:
         return "lower V2S_MAX_OUTPUT_TOKENS or the model's max_output_tokens in the price table (V2S_PRICES)"

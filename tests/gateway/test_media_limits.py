@@ -121,3 +121,24 @@ def _plot(settings, proxy):
         schema=FirstSegmentPlot,
         media=Media(path=proxy, sha256=file_sha256(proxy)),
     )
+
+
+def test_video_stages_on_the_openai_backend_are_warned_once_that_they_get_no_sound(play):
+    """Neither a video_url (the server's video processor drops the sound) nor frames carry the clip's audio:
+    the check before a run or a plan says once that dialogue and sound cues come only from the pictures."""
+    from rich.console import Console
+
+    from jobs.runner import check_before_work
+
+    with SimulatorServer(play) as server:
+        console = Console(record=True, width=400)
+        moved = settings_for(server, plot_backend="openai", plot_model="v2s-sim")
+        check_before_work(console, moved, calls=False)
+        said = console.export_text()
+        assert (
+            said.count("warning:") == 1
+            and "plot (v2s-sim)" in said
+            and "script" not in said.split("warning:")[1]
+        )
+        assert "dialogue, names said aloud and sound cues come only from what the pictures show" in said
+        assert check_models(settings_for(server), calls=False).warnings == []  # Gemini hears the proxy

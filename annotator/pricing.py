@@ -52,6 +52,11 @@ class Price(BaseModel):
     context_window: int | None = None  # input + output tokens
     thinking: Thinking | None = None
     temperature: float | None = None  # the provider's recommended temperature (Gemini 3: 1.0, lower can loop)
+    # An OpenAI reasoning model (o-series, gpt-5 family): it takes `max_completion_tokens`, refuses `max_tokens`,
+    # and refuses any temperature but its default. False (any model the catalog does not mark, so any unknown
+    # model on an OpenAI-compatible server): `max_tokens` and `temperature`, as DeepSeek, vLLM, SGLang and
+    # Ollama take them. A user marks another one with V2S_PRICES='{"o4-mini": {"openai_reasoning": true, …}}'.
+    openai_reasoning: bool = False
     # v2s's planning assumption, not the provider's: thinking tokens per answer token at the thinking v2s sends
     # (None: the model does not think). `v2s plan` uses it until finished runs measured the real ratio.
     assumed_thinking_ratio: float | None = None

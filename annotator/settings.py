@@ -71,6 +71,9 @@ class ModelSettings(BaseSettings):
     openai_video_mode: Literal["frames", "video_url"] = "video_url"
     openai_frame_fps: float = 1.0
     openai_max_frames: int = 32
+    # The server's per-prompt image limit (vLLM's --limit-mm-per-prompt image=N; None: not limited here). Frames
+    # mode sends at most this many frames; a server that refuses more names this setting (docs/gateway.md).
+    openai_max_images: int | None = Field(None, ge=1)
     repair_turns: int = 2
     # Upper bounds: a model's catalog entry lowers max output to what its server accepts, and its recommended
     # temperature (Gemini 3: 1.0) wins unless V2S_TEMPERATURE is set.

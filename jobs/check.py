@@ -31,6 +31,7 @@ class CheckReport(BaseModel):
     stages: list[StageCheck]  # one per stage schema (none when the calls were not made)
     price_table: str  # the catalog's version the prices come from
     calls: bool  # whether the tiny structured calls were made
+    warnings: list[str] = []  # what the job will lack, though nothing failed (vision_only_warnings)
 
     @property
     def cost_usd(self) -> float:
@@ -59,7 +60,12 @@ def check_models(settings: ModelSettings, *, calls: bool = True) -> CheckReport:
     check_catalog(settings)
     gateway = Gateway(settings)  # no response cache: check answers are never stored
     check_access(settings, gateway)
-    report = CheckReport(stages=[], price_table=settings.price_table().version, calls=calls)
+    report = CheckReport(
+        stages=[],
+        price_table=settings.price_table().version,
+        calls=calls,
+        warnings=vision_only_warnings(settings),
+    )
     if not calls:
         return report
     asks = [
@@ -102,3 +108,22 @@ def check_access(settings: ModelSettings, gateway=None) -> None:
             if exc.outcome == "auth":
                 raise
             log.warning("could not check access to %s: %s", backend, exc)
+
+
+def vision_only_warnings(settings: ModelSettings) -> list[str]:
+    """The video stages on the openai backend, which send the clip's pictures only (a video_url's sound is
+    dropped by the server's video processor; frames are JPEGs): their dialogue, names said aloud and sound cues
+    can only come from what the pictures show. One line, said once per job (check, run, plan)."""
+    from annotator.gateway.check_clip import CLIP_STAGES
+
+    stages = [
+        f"{s} ({m})" for s, backend, m in stage_models(settings) if backend == "openai" and s in CLIP_STAGES
+    ]
+    if not stages:
+        return []
+    return [
+        f"{', '.join(stages)} on the OpenAI-compatible server: the clip goes as pictures only "
+        f"(V2S_OPENAI_VIDEO_MODE={settings.openai_video_mode}, no sound), so dialogue, names said aloud and "
+        "sound cues come only from what the pictures show; use the gemini backend for these stages if "
+        "dialogue matters (docs/gateway.md)"
+    ]

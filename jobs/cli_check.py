@@ -30,6 +30,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: {terminal_safe(exc)}", err=True)
             raise typer.Exit(2) from None
         print_check(report)
+        for warning in report.warnings:
+            console.print(f"[yellow]warning:[/yellow] {escape(warning)}", emoji=False, highlight=False)
 
 
 def print_check(report) -> None:

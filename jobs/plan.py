@@ -403,7 +403,8 @@ def plan_job(spec, options: PlanOptions, console=None, *, check_calls: bool = Tr
     from rich.console import Console
 
     from annotator.gateway.preflight import check_catalog, stage_models
-    from jobs.runner import check_before_work, open_database, run_job
+    from jobs.check import vision_only_warnings
+    from jobs.runner import check_before_work, open_database, print_warnings, run_job
     from profiles_db.stages import StageStore
 
     console = console or Console()
@@ -413,6 +414,7 @@ def plan_job(spec, options: PlanOptions, console=None, *, check_calls: bool = Tr
         check_before_work(console, models, check_calls)
     else:  # pricing needs no key: a plan made before the keys exist checks what it can
         check_catalog(models)
+        print_warnings(console, vision_only_warnings(models))
         console.print(
             "[dim]no model key here: the catalog was checked; access is checked when the job runs[/dim]"
         )

@@ -195,6 +195,15 @@ def check_before_work(console: Console, models: ModelSettings, calls: bool = Tru
 
     report = check_models(models, calls=calls)
     console.print(f"[dim]{report.summary()}[/dim]", emoji=False, highlight=False)
+    print_warnings(console, report.warnings)
+
+
+def print_warnings(console: Console, warnings: list[str]) -> None:
+    """The check's warnings (what the job will lack), once per job."""
+    for warning in warnings:
+        from jobs.cli_common import escape
+
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", emoji=False, highlight=False)
 
 
 def _run_started(

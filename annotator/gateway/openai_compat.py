@@ -18,12 +18,17 @@ from annotator.gateway.base import (
 )
 from annotator.gateway.clip_media import sample_frames, window_video
 from annotator.gateway.errors import configured_secrets, redact, retry_after_seconds
+from annotator.gateway.media_refusals import frame_cap, media_refusal
 from annotator.settings import ModelSettings
 
 # vLLM's 400 when prompt + max_tokens exceed --max-model-len (it names both numbers)
 _TOO_LONG = re.compile(r"maximum context length is (\d+) tokens and your request has (\d+) input tokens")
 # what a video or frames may add to the prompt on a vLLM server, which v2s cannot count before sending
 _MEDIA_TOKEN_ALLOWANCE = 8192
+
+# the output budget's parameter: `max_tokens` (DeepSeek, vLLM, SGLang, Ollama), or `max_completion_tokens` for
+# the models the catalog marks `openai_reasoning` (OpenAI refuses `max_tokens` for them)
+BUDGET, BUDGET_REASONING = "max_tokens", "max_completion_tokens"
 
 KEY_HINT = (
     "set DEEPSEEK_API_KEY or OPENAI_API_KEY (or V2S_OPENAI_API_KEY), and V2S_OPENAI_BASE_URL for the server"
@@ -73,12 +78,12 @@ class OpenAICompatBackend:
         if request.media is not None:  # DeepSeek is text-only: its stages (distill) send no media
             content = [*self._media_parts(request.media), {"type": "text", "text": request.prompt}]
         messages.append({"role": "user", "content": content})
-        body: dict = {
-            "model": request.model,
-            "messages": messages,
-            "max_tokens": self.max_tokens(request),
-            "temperature": request.temperature,
-        }
+        body: dict = {"model": request.model, "messages": messages}
+        if self.settings.price(request.model).openai_reasoning:
+            # OpenAI's reasoning models answer 400 to `max_tokens` and to any temperature but their default
+            body[BUDGET_REASONING] = self.max_tokens(request)
+        else:  # what DeepSeek, vLLM, SGLang and Ollama take (and any model the catalog does not mark)
+            body.update({BUDGET: self.max_tokens(request), "temperature": request.temperature})
         if request.response_schema:
             body["response_format"] = {"type": "json_object"}
         return body
@@ -106,11 +111,17 @@ class OpenAICompatBackend:
             try:
                 completion = self.client.chat.completions.create(**body, **kwargs)
             except openai.BadRequestError as exc:
-                fitted = _fitted(exc, body["max_tokens"])
+                key = BUDGET_REASONING if BUDGET_REASONING in body else BUDGET
+                fitted = _fitted(exc, body[key])
                 if fitted is None:
                     raise
                 # the prompt was longer than estimated: ask again with what vLLM says is left
-                completion = self.client.chat.completions.create(**{**body, "max_tokens": fitted}, **kwargs)
+                completion = self.client.chat.completions.create(**{**body, key: fitted}, **kwargs)
+        except openai.BadRequestError as exc:  # a clip the server cannot take is a settings problem
+            said = exc.body.get("message") if isinstance(exc.body, dict) else None
+            said = redact(str(said or exc.message), self._secrets)
+            refused = media_refusal(said, body, self.settings, str(self.client.base_url))
+            raise refused or self.call_error(exc, request.model) from None
         except (openai.APIStatusError, openai.APIConnectionError) as exc:
             raise self.call_error(exc, request.model) from None
         return self.to_response(request, completion)
@@ -154,7 +165,7 @@ class OpenAICompatBackend:
         if self.settings.openai_video_mode == "video_url":
             data = base64.b64encode(window_video(media)).decode()
             return [{"type": "video_url", "video_url": {"url": f"data:{media.mime_type};base64,{data}"}}]
-        frames = sample_frames(media, self.settings.openai_frame_fps, self.settings.openai_max_frames)
+        frames = sample_frames(media, self.settings.openai_frame_fps, frame_cap(self.settings))
         return [{"type": "text", "text": frames.describe()}] + [
             {
                 "type": "image_url",

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from annotator.gateway.base import Backend, ModelCallError, ModelResponse
+from annotator.gateway.check_clip import CLIP_STAGES, check_media
 from annotator.gateway.structured import InvalidAnswer, first_request, parse_json_object
 from annotator.prompting import Prompt
 from annotator.settings import ModelSettings
@@ -97,11 +98,16 @@ def stage_schemas() -> dict[str, tuple[type[BaseModel], ...]]:
     return {"plot": (FirstSegmentPlot, NextSegmentPlot), "script": (Script,), "distill": (DistilledThinking,)}
 
 
-def check_prompt(stage: str, schema: type[BaseModel]) -> Prompt:
+def check_prompt(stage: str, schema: type[BaseModel], *, blank_media: bool = False) -> Prompt:
+    media = (
+        "The attached media is blank: it only checks that the service takes the stage's media as sent."
+        if blank_media
+        else "No video is attached."
+    )
     text = (
         f"{CHECK_HEADING}\n\n"
         f"This request only checks that the service accepts v2s's {stage} request ({schema.__name__}): its "
-        "response schema, JSON mode, thinking and output settings. No video is attached. Reply with the "
+        f"response schema, JSON mode, thinking and output settings. {media} Reply with the "
         "smallest JSON object the response schema allows, and nothing else."
     )
     return Prompt(stage=f"check-{stage}", version=CHECK_PROMPT_VERSION, text=text)
@@ -127,7 +133,11 @@ def probe(
     through the gateway's response cache: a check answer is no stage's answer. Standard tier: Flex answers
     in minutes, and a check must be quick. One attempt: a 429 or an outage leaves the stage unchecked (its
     own calls retry), only a refusal of the request itself fails it."""
-    request = first_request(settings, stage, model, check_prompt(stage, schema), schema, None)
+    # OpenAI-compatible servers differ in what media they take (Ollama: no video; vLLM: N images per prompt):
+    # their check shows a blank clip the way the stage's requests show theirs (check_clip.py)
+    media = check_media(settings) if backend.name == "openai" and stage in CLIP_STAGES else None
+    prompt = check_prompt(stage, schema, blank_media=media is not None)
+    request = first_request(settings, stage, model, prompt, schema, media)
     variable = f"V2S_{stage.upper()}_MODEL"
     found = StageCheck(
         stage=stage,
@@ -148,11 +158,18 @@ def probe(
             found = _billed(found, exc.billed, settings)
         if exc.retryable or exc.outcome in ("quota", "blocked"):
             return found.model_copy(update={"outcome": "unchecked", "problem": f"not checked: {exc}"})
+        if exc.outcome == "config":  # the backend already named the setting to change (media_refusals.py)
+            return found.model_copy(
+                update={
+                    "outcome": "failed",
+                    "problem": f"{stage}: {model} refused v2s's {schema.__name__} request: {exc}",
+                }
+            )
         return found.model_copy(
             update={
                 "outcome": "failed",
                 "problem": f"{stage}: {model} refused v2s's {schema.__name__} request ({exc}); "
-                f"{_fix_for(str(exc), stage, variable)}",
+                f"{_fix_for(str(exc), stage, variable, model)}",
             }
         )
     found = _billed(found, response, settings)
@@ -212,9 +229,15 @@ def _server_limit(backend: Backend, model: str) -> int | None:
         return None
 
 
-def _fix_for(message: str, stage: str, variable: str) -> str:
+def _fix_for(message: str, stage: str, variable: str, model: str) -> str:
     """What to change, from what the server refused."""
     lowered = message.lower()
+    if "use 'max_completion_tokens'" in lowered or "only the default (1) value is supported" in lowered:
+        # OpenAI's answer for a reasoning model sent max_tokens or a temperature: the catalog does not mark it
+        return (
+            f"{model} is an OpenAI reasoning model (max_completion_tokens, default temperature only): mark it "
+            f'in the price table, V2S_PRICES=\'{{"{model}": {{"openai_reasoning": true, …}}}}\''
+        )
     if "max_tokens" in lowered or "maxoutputtokens" in lowered or "context length" in lowered:
         return "lower V2S_MAX_OUTPUT_TOKENS or the model's max_output_tokens in the price table (V2S_PRICES)"
     if "thinking" in lowered:

@@ -1,12 +1,14 @@
 """Configuration checks (`v2s check`): a tiny request with a stage's real settings, answered from its schema.
 
 The engine's check asks each stage's model once, with the stage's response schema, JSON mode, thinking and
-output settings but no video and a prompt under the heading `## Configuration check` that asks for the smallest
-JSON object the schema allows. A model bound to the schema answers with such an object; so does the simulator,
-built from the schema sent (no screenplay is read: no clip is shown).
+output settings and a prompt under the heading `## Configuration check` that asks for the smallest JSON object
+the schema allows. Over chat completions a video stage's check carries a blank clip in the stage's media shape
+(frames or a video_url). A model bound to the schema answers with such an object; so does the simulator, built
+from the schema sent (no screenplay is read, no media either: nothing of the film is shown).
 
 Check requests pass every refusal a stage's request meets (key, model name, maxOutputTokens / max_tokens,
-thinking level, vLLM's max_model_len), but they are recorded under endpoints of their own
+thinking level, vLLM's max_model_len and per-prompt media limit, Ollama's text and images only, OpenAI's
+reasoning-model parameters), but they are recorded under endpoints of their own
 (`check.generateContent`, `check.chat.completions`), are not numbered among the model calls and are not
 played by behaviours or scenarios: those count and disturb the stages' calls, and a test that counts "12
 calls for the film" keeps counting the same 12 whether or not the run checked its models first.

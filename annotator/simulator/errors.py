@@ -30,6 +30,7 @@ class SimError(Exception):
         status: str | None = None,
         headers: dict[str, str] | None = None,
         details: list[dict] | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -37,6 +38,7 @@ class SimError(Exception):
         self.status = status or GEMINI_STATUS.get(code, "UNKNOWN")
         self.headers = headers or {}
         self.details = details
+        self.param = param  # OpenAI's error.param: the request field refused
 
 
 def invalid(message: str) -> SimError:

@@ -30,6 +30,7 @@ from annotator.simulator.served import (
     check_gemini_model,
     check_gemini_thinking,
     check_max_tokens,
+    check_mm_limits,
     served_gemini_model,
 )
 from annotator.simulator.tokens import estimate, text_tokens
@@ -364,7 +365,10 @@ class Handler(CacheEndpoints, BatchEndpoints, OpenAIBatchEndpoints, BaseHTTPRequ
         check_max_tokens(
             request.model, request.max_tokens, text_tokens(request.chars), self.sim.max_model_len
         )
-        if is_check(request.texts) and request.video is None:
+        check_mm_limits(request.model, request.media_items, self.sim.limit_mm_per_prompt)
+        # a check may carry the stage's media shape (blank frames or a blank clip): refused like a stage's
+        # media, but never read
+        if is_check(request.texts):
             self._answer_check("openai", request.model, request)
             return
         stage = detect_stage(request.schema_title, request.texts, has_video=request.video is not None)

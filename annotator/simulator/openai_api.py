@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 from annotator.simulator.errors import SimError, invalid
 from annotator.simulator.gemini_api import VideoPart
-from annotator.simulator.served import DEFAULT_MAX_MODEL_LEN, OPENAI_MODELS, VLLM_MODEL, check_openai_model
+from annotator.simulator.served import (
+    DEFAULT_MAX_MODEL_LEN,
+    OPENAI_MODELS,
+    VLLM_MODEL,
+    check_openai_model,
+    check_openai_params,
+    check_openai_part,
+)
 from annotator.simulator.tokens import Usage
 
 MODELS = tuple(OPENAI_MODELS)
@@ -40,6 +47,7 @@ class ChatRequest:
     service_tier: str | None = None  # "flex", "default", "auto", … as sent
     max_tokens: int | None = None  # max_tokens (or max_completion_tokens) as sent
     temperature: float | None = None
+    media_items: dict[str, int] = field(default_factory=lambda: {"image": 0, "video": 0})  # parts sent
 
 
 def parse_chat(body: object) -> ChatRequest:
@@ -54,6 +62,7 @@ def parse_chat(body: object) -> ChatRequest:
     if body.get("stream"):
         raise invalid("the v2s simulator does not stream; send stream=false")
     check_openai_model(model)
+    check_openai_params(model, body)
     request = ChatRequest(model=model)
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
     request.max_tokens = int(limit) if isinstance(limit, int | float) else None
@@ -71,6 +80,9 @@ def parse_chat(body: object) -> ChatRequest:
         for part in parts:
             if not isinstance(part, dict):
                 continue
+            check_openai_part(model, part.get("type"))
+            if part.get("type") in ("image_url", "video_url"):
+                request.media_items[part["type"].removesuffix("_url")] += 1
             if part.get("type") == "text" and isinstance(part.get("text"), str):
                 request.chars += len(part["text"])
                 if role in ("user", "system", "developer"):
@@ -179,7 +191,7 @@ def error_body(error: SimError) -> dict:
             "type": _ERROR_TYPES.get(
                 error.code, "server_error" if error.code >= 500 else "invalid_request_error"
             ),
-            "param": None,
+            "param": error.param,
             "code": code,
         }
     }

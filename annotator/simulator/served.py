@@ -7,6 +7,8 @@ is cited in docs/simulator.md.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from annotator.simulator.errors import SimError, invalid
 
 # Gemini API (ai.google.dev/gemini-api/docs/deprecations, read 2026-12-07): name → maxOutputTokens limit.
@@ -53,9 +55,32 @@ OPENAI_MODELS: dict[str, int | None] = {
     "deepseek-v4-pro": DEEPSEEK_MAX_TOKENS,
     "deepseek-v4-flash": DEEPSEEK_MAX_TOKENS,
     "v2s-sim": None,  # the vLLM-style model: bounded by max_model_len instead (prompt + max_tokens)
+    "gpt-5.4-mini": None,  # OpenAI: a reasoning model (see OPENAI_REASONING)
+    "qwen2.5vl:7b": None,  # Ollama: text and images only (see check_openai_part)
 }
 VLLM_MODEL = "v2s-sim"
 DEFAULT_MAX_MODEL_LEN = 32768  # vLLM's --max-model-len of the simulated server, listed in GET /v1/models
+# vLLM's --limit-mm-per-prompt of the simulated server (`server.limit_mm_per_prompt`): items per modality in one
+# prompt. 999 is vLLM V1's default ("Defaults to 1 (V0) or 999 (V1) for each modality", MultiModalConfig,
+# docs.vllm.ai v0.11); deployments often set fewer, e.g. '{"image": 4, "video": 1}'.
+DEFAULT_LIMIT_MM_PER_PROMPT = {"image": 999, "video": 999}
+
+# Which server each OpenAI-compatible model stands for: the refusals differ by server (DeepSeek's max_tokens
+# range, vLLM's max_model_len, OpenAI's reasoning-model parameters).
+Flavour = Literal["deepseek", "vllm", "openai", "ollama"]
+OPENAI_FLAVOURS: dict[str, Flavour] = {
+    "deepseek-flash": "deepseek",
+    "deepseek-v4-pro": "deepseek",
+    "deepseek-v4-flash": "deepseek",
+    VLLM_MODEL: "vllm",
+    "gpt-5.4-mini": "openai",
+    "qwen2.5vl:7b": "ollama",
+}
+# OpenAI's reasoning models (o-series, gpt-5 family) take `max_completion_tokens` only (`max_tokens` "is not
+# compatible with o-series models", platform.openai.com/docs/api-reference/chat/create) and only the default
+# temperature, 1. The 400 bodies as users quote them: griptape-ai/ComfyUI-Griptape#312 (gpt-5),
+# koosoli/ESPHomeDesigner#379 (gpt-5.4, -mini); holoviz/lumen#1087 (0.2), johny-b/llmcomp#69 (gpt-5.4).
+OPENAI_REASONING = frozenset({"gpt-5.4-mini"})
 
 
 def served_gemini_model(model: str) -> str:
@@ -117,3 +142,49 @@ def check_max_tokens(model: str, max_tokens: int | None, prompt_tokens: int, max
             f"({max_tokens} > {max_model_len} - {prompt_tokens}).",
             status="BadRequestError",
         )
+
+
+def check_openai_params(model: str, body: dict) -> None:
+    """OpenAI's reasoning models refuse `max_tokens` and any temperature but the default (1)."""
+    if model not in OPENAI_REASONING:
+        return
+    if body.get("max_tokens") is not None:
+        raise SimError(
+            400,
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+            status="unsupported_parameter",
+            param="max_tokens",
+        )
+    temperature = body.get("temperature")
+    if temperature is not None and temperature != 1:
+        raise SimError(
+            400,
+            f"Unsupported value: 'temperature' does not support {temperature} with this model. "
+            "Only the default (1) value is supported.",
+            status="unsupported_value",
+            param="temperature",
+        )
+
+
+def check_openai_part(model: str, part_type: object) -> None:
+    """Ollama's OpenAI-compatible endpoint takes `text` and `image_url` content parts only: any other part (a
+    `video_url`) is a 400 "invalid message format" (ollama/ollama openai/openai.go, FromChatRequest)."""
+    if OPENAI_FLAVOURS.get(model) == "ollama" and part_type not in ("text", "image_url"):
+        raise invalid("invalid message format")
+
+
+def check_mm_limits(model: str, counts: dict[str, int], limits: dict[str, int]) -> None:
+    """vLLM refuses more items of a modality in one prompt than --limit-mm-per-prompt allows (vllm-project/vllm
+    vllm/multimodal/processing/context.py, validate_num_items; the 400 as in vllm-project/vllm#13513)."""
+    if OPENAI_FLAVOURS.get(model) != "vllm":
+        return
+    for modality, count in counts.items():
+        limit = limits.get(modality, DEFAULT_LIMIT_MM_PER_PROMPT[modality])
+        if count > limit:
+            raise SimError(
+                400,
+                f"At most {limit} {modality}(s) may be provided in one prompt. "
+                "Set `--limit-mm-per-prompt` to increase this limit.",
+                status="BadRequestError",
+            )

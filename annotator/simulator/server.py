@@ -75,7 +75,7 @@ from annotator.simulator.prompt_reader import Stage
 from annotator.simulator.responder import Answer, Clip, Responder
 from annotator.simulator.scenarios import Scenario, stuck_processing_s
 from annotator.simulator.screenplay import Screenplay
-from annotator.simulator.served import DEFAULT_MAX_MODEL_LEN
+from annotator.simulator.served import DEFAULT_LIMIT_MM_PER_PROMPT, DEFAULT_MAX_MODEL_LEN
 from annotator.simulator.tokens import Usage, estimate
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,8 @@ class SimulatorServer:
         self.openai_files = OpenAIFileStore()  # OpenAI's Files API: batch input and output files
         self.api_keys = frozenset(api_keys) if api_keys is not None else None
         self.max_model_len = DEFAULT_MAX_MODEL_LEN  # vLLM-style model v2s-sim: prompt + max_tokens at most
+        # vLLM's --limit-mm-per-prompt for v2s-sim: images and videos one prompt may carry
+        self.limit_mm_per_prompt = dict(DEFAULT_LIMIT_MM_PER_PROMPT)
         self.files = FileStore(
             ttl_s=file_ttl_s,
             processing_s=stuck_processing_s(self.behaviours, file_processing_s),

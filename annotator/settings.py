@@ -98,6 +98,9 @@ class ModelSettings(BaseSettings):
     batch_max_items: int = Field(1000, ge=1)  # requests per batch job at most
     batch_rounds: int = Field(3, ge=1)  # batches per item at most: the first, then retries of failed items
     batch_timeout_s: float = Field(26 * 3600.0, gt=0)  # Gemini and OpenAI finish or expire a batch in 24 h
+    # after cancelling a batch open past batch_timeout_s, how long to wait for it to end: OpenAI's stays
+    # `cancelling` "for up to 10 minutes" before `cancelled`, with the answers it finished in its output file
+    batch_cancel_grace_s: float = Field(900.0, ge=0)
     # requests inlined in the create call (Gemini), or sent as a JSONL file through the Files API; auto
     # inlines up to batch_inline_max_bytes (the API's limit for an inlined batch is 20 MB)
     batch_input: Literal["auto", "inline", "file"] = "auto"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from annotator.gateway import Gateway, Media, StageAsk, StructuredResult
 from annotator.gateway.batch import BatchRun, BatchSnapshot, ItemState, display_name
 from annotator.simulator.batch_store import BatchPlay
@@ -79,3 +81,35 @@ def test_an_expired_openai_batch_keeps_and_bills_its_finished_items(play, tmp_pa
     assert len(answered) == 3  # each item answered once: the finished two were not sent again
     assert [r.usage.calls for r in results.values()] == [1, 1, 1]
     assert all(r.usage.input_tokens > 0 and r.usage.output_tokens > 0 for r in results.values())
+
+
+CACHING = "gemini-2.5-flash-lite"  # a model whose cache storage the catalog prices
+
+
+def test_a_batch_item_whose_cache_is_gone_is_sent_again_with_the_video(play, tmp_path):
+    """A batch runs its items minutes to hours after they were made; a context cache gone by then is refused
+    (403 "CachedContent not found") for every item naming it. The next batch shows each item's video itself,
+    not the same request again, and every item is answered and billed once, without cached tokens."""
+    shown = segments(tmp_path)
+    with SimulatorServer(play, batches=BatchPlay(pending_s=0.0, running_s=0.05)) as server:
+        gw = Gateway(settings_for(server, batch_rounds=1))  # one round: a resend must not cost one
+        reasoner = PlotReasoner(gw, backend="gemini", model=CACHING)
+        asks = {}
+        for key, segment in shown.items():
+            cache = gw.cache_video("gemini", CACHING, segment.media)
+            server.caches.delete(cache.name)  # gone before the batch runs (as if its TTL had passed)
+            media = segment.media.model_copy(update={"cache_name": cache.name})
+            asks[key] = reasoner.ask(segment.model_copy(update={"media": media}), None)
+        results, snapshots = run_batches(gw, "gemini", asks)
+        first, second = (server.batches.get(s.name) for s in snapshots)
+    assert [s.state for s in snapshots] == ["done", "done"]
+    assert (first.succeeded, first.failed) == (0, 3)
+    assert all("CachedContent not found" in r.error for r in snapshots[0].results.values())
+    resent = [item.request for item in second.items]
+    assert all("cachedContent" not in r and "cached_content" not in r for r in resent)
+    assert all(any("fileData" in p or "file_data" in p for p in r["contents"][0]["parts"]) for r in resent)
+    price = gw.settings.price(CACHING)
+    for result in results.values():
+        assert result.ok and result.usage.calls == 1 and result.usage.cached_tokens == 0
+        expected = price.cost(result.usage.input_tokens, result.usage.output_tokens, "batch")
+        assert result.usage.cost_usd == pytest.approx(expected)

@@ -111,6 +111,10 @@ class ModelSettings(BaseSettings):
     # deleted when the script is final; the TTL only bounds a cache whose script never comes.
     context_cache: bool = False
     context_cache_ttl_s: float = Field(300.0, gt=0)
+    # How long a batch-tier stage's request may wait in its batch before it is answered: Gemini's Batch API
+    # targets 24 h ("results within 24 hours"). A cache read by a batch-tier stage must live that long, else
+    # the items meet a cache that has expired; with a shorter TTL those stages send the video instead.
+    batch_expected_wait_s: float = Field(24 * 3600.0, gt=0)
 
     def without_keys(self) -> ModelSettings:
         """These settings as a job hands them to its tasks: everything but the keys."""

@@ -140,4 +140,9 @@ def test_caching_is_used_only_where_it_pays():
     assert not pays(plot_model="gemini-3.8-flash")  # a cache serves one model
     assert not pays(plot_model="gemini-3.8-flash", script_model="gemini-3.8-flash")  # storage price unknown
     assert not pays(plot_media_resolution="low")
+    # a batch item runs up to a day later (Gemini's 24 h target): no cache for a batch-tier stage unless its
+    # TTL covers that wait; with one stage left to read it, a cache never pays
+    assert not pays(plot_tier="batch", script_tier="batch")
+    assert not pays(script_tier="batch")
+    assert not pays(plot_tier="batch", context_cache_ttl_s=3600.0)
     assert not worth_caching(ModelSettings(_env_file=None), 30.0, True)  # off unless asked for

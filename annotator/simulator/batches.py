@@ -77,7 +77,7 @@ def answer_item(sim: SimulatorServer, model: str, body: dict) -> tuple[str, dict
         request = parse_generate(body)
         request.service_tier = None  # batch items are batch-tier, never flex
         request, cache, stage = prepare_generate(sim, model, request)
-        result = sim.answer("gemini", model, stage, request)
+        result = sim.answer("gemini", model, stage, request, batch=True)
         response = generate_body(sim, model, result, cache)
     except SimError as error:
         sim.record(ITEM_ENDPOINT, stage.value if stage else None, error.code, model)

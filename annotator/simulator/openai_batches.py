@@ -158,7 +158,7 @@ def answer_item(sim: SimulatorServer, body: dict) -> tuple[int, dict]:
         request = parse_chat(body)
         request.service_tier = None  # batch items are batch-tier, never flex
         stage = detect_stage(request.schema_title, request.texts, has_video=request.video is not None)
-        result = sim.answer("openai", request.model, stage, request)
+        result = sim.answer("openai", request.model, stage, request, batch=True)
         response = chat_body(request.model, result)
     except SimError as error:
         sim.record(ITEM_ENDPOINT, stage.value if stage else None, error.code, model)

@@ -113,3 +113,28 @@ def test_a_batch_item_whose_cache_is_gone_is_sent_again_with_the_video(play, tmp
         assert result.ok and result.usage.calls == 1 and result.usage.cached_tokens == 0
         expected = price.cost(result.usage.input_tokens, result.usage.output_tokens, "batch")
         assert result.usage.cost_usd == pytest.approx(expected)
+
+
+def test_a_degenerate_batch_answer_is_repaired_not_passed_on(play, tmp_path):
+    """Users get degenerate answers from Gemini's batch endpoint with `responseJsonSchema` (crmne/ruby_llm#894):
+    the schema's template with no data, which validates as a plot since every field has a default. The engine
+    holds it to the plot's semantic minimum (`missing()`) and asks a repair turn in the next batch; only the
+    repaired plot comes back, and both answers are billed."""
+    from annotator.simulator.scenarios import FaultRule, Scenario
+
+    rules = Scenario(rules=[FaultRule(kind="degenerate_template", batch=True, times=3)])
+    shown = segments(tmp_path)
+    with SimulatorServer(play, batches=BatchPlay(pending_s=0.0, running_s=0.05), behaviours=rules) as server:
+        gw = Gateway(settings_for(server, batch_rounds=2))
+        reasoner = PlotReasoner(gw, backend="gemini", model="gemini-3.8-flash")
+        asks = {key: reasoner.ask(segment, None) for key, segment in shown.items()}
+        results, snapshots = run_batches(gw, "gemini", asks)
+        plain = PlotReasoner(gw, backend="gemini", model="gemini-3.8-flash").reason(shown["1"], None)
+    assert rules.played() == [3]  # every item of the first batch came back degenerate
+    first = snapshots[0].results["1"].response
+    assert first is not None and '"characters": []' in first.text  # it parsed: a template, not an error
+    assert len(snapshots) == 2
+    for key, result in results.items():
+        assert result.ok and result.value.characters and result.value.plot_summary.main_events
+        assert result.usage.calls == 2  # the degenerate answer was billed too
+    assert results["1"].value == plain.value  # the repair turn got the honest answer

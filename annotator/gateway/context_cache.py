@@ -68,6 +68,8 @@ def worth_caching(settings: ModelSettings, seconds: float, has_audio: bool) -> b
 def create_video_cache(backend, settings: ModelSettings, model: str, media: Media) -> VideoCache:
     """Make the cache through the backend (Gemini's caches.create) and price it."""
     ttl = settings.context_cache_ttl_s
+    if media.resolution is None and settings.plot_media_resolution:  # the two stages' (worth_caching)
+        media = media.model_copy(update={"resolution": settings.plot_media_resolution})
     name, tokens = backend.create_cache(model, media, ttl)
     price = settings.price(model)
     cost = price.cost(tokens, 0) + price.storage_cost(tokens, ttl)

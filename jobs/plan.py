@@ -327,7 +327,9 @@ def _stage(stage, segments, history, settings: ModelSettings, table: PriceTable,
     ttl = options.cache_ttl_s or settings.context_cache_ttl_s
     makes = stage == Stage.PLOT
     readable = {t: reads_cache(settings, t, ttl) for t in TIERS}  # batch: only if the TTL covers the wait
-    cached = _cached_cost(price, video, inputs, output, ttl, makes, readable) if stage in VIDEO_STAGES else None
+    cached = (
+        _cached_cost(price, video, inputs, output, ttl, makes, readable) if stage in VIDEO_STAGES else None
+    )
     return StageEstimate(
         stage=stage,
         model=model,

@@ -162,7 +162,9 @@ class StageBatch:
             batch.age_s += self.settings.batch_poll_s
             return None
         if batch.name not in self.cancelled:
-            log.warning("%s: %s is still open after %.0f s; cancelling it", self.stage, batch.name, batch.age_s)
+            log.warning(
+                "%s: %s is still open after %.0f s; cancelling it", self.stage, batch.name, batch.age_s
+            )
             api.cancel_batch(batch.name)
             self.cancelled.add(batch.name)
         if batch.age_s < timeout + self.settings.batch_cancel_grace_s:

@@ -117,7 +117,9 @@ class OpenAIBatches:
                 for line in self._lines(file_id):
                     item = self._item(line, model)
                     results[item.key] = item
-        return BatchSnapshot(name=name, state=state, results=results, error=None if state == "done" else error)
+        return BatchSnapshot(
+            name=name, state=state, results=results, error=None if state == "done" else error
+        )
 
     def _lines(self, file_id: str) -> list[dict]:
         content = self._call(lambda: self.client.files.content(file_id), "files.content")

@@ -287,7 +287,9 @@ def test_a_split_no_video_falls_into_is_refused_never_dropped(run_out, tmp_path)
     # The film's id hashes its path and mtime, so which split it lands in differs between runs: the other is empty.
     splits = {"train": 0.98, "validation": 0.02}
     landed = split_of(_records(run_out)[0]["video"]["video_id"], splits)
-    empty, need = ("validation (2%)", "about 150 videos") if landed == "train" else ("train (98%)", "about 4 videos")
+    empty, need = (
+        ("validation (2%)", "about 150 videos") if landed == "train" else ("train (98%)", "about 4 videos")
+    )
     assert f"split {empty} received no video" in done.output and need in done.output
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
 

@@ -134,7 +134,7 @@ def test_a_degenerate_batch_answer_is_repaired_not_passed_on(play, tmp_path):
     first = snapshots[0].results["1"].response
     assert first is not None and '"characters": []' in first.text  # it parsed: a template, not an error
     assert len(snapshots) == 2
-    for key, result in results.items():
+    for result in results.values():
         assert result.ok and result.value.characters and result.value.plot_summary.main_events
         assert result.usage.calls == 2  # the degenerate answer was billed too
     assert results["1"].value == plain.value  # the repair turn got the honest answer

@@ -192,7 +192,10 @@ def test_at_the_batch_tier_the_plan_prices_no_cache_unless_its_ttl_covers_the_ba
     assert plot.cached_cost_usd["batch"] - plot.cost_usd["batch"] == pytest.approx(
         plot.video_tokens * price.input_per_m / 1e6
         + price.storage_cost(plot.video_tokens, day)
-        - (price.cost(plot.video_tokens, 0, "batch") - price.cost(plot.video_tokens, 0, "batch", cached_tokens=plot.video_tokens)),
+        - (
+            price.cost(plot.video_tokens, 0, "batch")
+            - price.cost(plot.video_tokens, 0, "batch", cached_tokens=plot.video_tokens)
+        ),
         rel=1e-4,
     )
 

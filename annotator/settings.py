@@ -101,6 +101,9 @@ class ModelSettings(BaseSettings):
     batch_max_items: int = Field(1000, ge=1)  # requests per batch job at most
     batch_rounds: int = Field(3, ge=1)  # batches per item at most: the first, then retries of failed items
     batch_timeout_s: float = Field(26 * 3600.0, gt=0)  # Gemini and OpenAI finish or expire a batch in 24 h
+    # after cancelling a batch open past batch_timeout_s, how long to wait for it to end: OpenAI's stays
+    # `cancelling` "for up to 10 minutes" before `cancelled`, with the answers it finished in its output file
+    batch_cancel_grace_s: float = Field(900.0, ge=0)
     # requests inlined in the create call (Gemini), or sent as a JSONL file through the Files API; auto
     # inlines up to batch_inline_max_bytes (the API's limit for an inlined batch is 20 MB)
     batch_input: Literal["auto", "inline", "file"] = "auto"
@@ -111,6 +114,10 @@ class ModelSettings(BaseSettings):
     # deleted when the script is final; the TTL only bounds a cache whose script never comes.
     context_cache: bool = False
     context_cache_ttl_s: float = Field(300.0, gt=0)
+    # How long a batch-tier stage's request may wait in its batch before it is answered: Gemini's Batch API
+    # targets 24 h ("results within 24 hours"). A cache read by a batch-tier stage must live that long, else
+    # the items meet a cache that has expired; with a shorter TTL those stages send the video instead.
+    batch_expected_wait_s: float = Field(24 * 3600.0, gt=0)
 
     def without_keys(self) -> ModelSettings:
         """These settings as a job hands them to its tasks: everything but the keys."""

@@ -28,6 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from annotator.gateway.context_cache import reads_cache
 from annotator.pricing import TIERS, Price, PriceTable
 from annotator.settings import ModelSettings, RateLimit
 from profiles_db.stages import MODEL_STAGES, MeasuredStage, PlannedSegment, Stage
@@ -325,7 +326,10 @@ def _stage(stage, segments, history, settings: ModelSettings, table: PriceTable,
     cost = {t: round(price.cost(inputs, output, t), 6) for t in TIERS}
     ttl = options.cache_ttl_s or settings.context_cache_ttl_s
     makes = stage == Stage.PLOT
-    cached = _cached_cost(price, video, inputs, output, ttl, makes) if stage in VIDEO_STAGES else None
+    readable = {t: reads_cache(settings, t, ttl) for t in TIERS}  # batch: only if the TTL covers the wait
+    cached = (
+        _cached_cost(price, video, inputs, output, ttl, makes, readable) if stage in VIDEO_STAGES else None
+    )
     return StageEstimate(
         stage=stage,
         model=model,
@@ -353,15 +357,31 @@ def price_source(settings: ModelSettings, model: str, table: PriceTable) -> str:
     return f"V2S_PRICES over {catalog}" if table.known(model) else "V2S_PRICES"
 
 
-def _cached_cost(price: Price, video: list[int], inputs: int, output: int, ttl_s: float, makes: bool):
+def _cached_cost(
+    price: Price,
+    video: list[int],
+    inputs: int,
+    output: int,
+    ttl_s: float,
+    makes: bool,
+    readable: dict[str, bool],
+):
     """The stage with each segment's video read from its context cache (annotator/gateway/context_cache.py):
     at the cached price, where the model caches and the clip is at least its smallest cacheable size. The plot
-    stage `makes` the caches: their tokens once at the input price and their storage for `ttl_s`."""
+    stage `makes` the caches: their tokens once at the input price and their storage for `ttl_s`. At a tier
+    whose stages cannot read a cache of `ttl_s` (`readable`: batch, unless the TTL covers the batch's wait),
+    a run makes none and sends the video, so the stage costs what it costs without."""
     if price.cached_input_per_m is None or not price.min_cache_tokens:
         return None
     cached = [v for v in video if v >= price.min_cache_tokens]
     making = sum(price.cost(v, 0) + price.storage_cost(v, ttl_s) for v in cached) if makes else 0.0
-    return {t: round(price.cost(inputs, output, t, cached_tokens=sum(cached)) + making, 6) for t in TIERS}
+
+    def at(tier: str) -> float:
+        if not readable[tier]:
+            return round(price.cost(inputs, output, tier), 6)
+        return round(price.cost(inputs, output, tier, cached_tokens=sum(cached)) + making, 6)
+
+    return {t: at(t) for t in TIERS}
 
 
 def _wall_time(segments, stages: list[StageEstimate], settings: ModelSettings, options) -> tuple[float, str]:

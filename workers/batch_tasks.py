@@ -58,6 +58,7 @@ class StageBatch:
         self.owner = owner()
         self.items: dict[int, _Item] = {}
         self.outcomes: dict[int, SegmentOutcome] = {}
+        self.cancelled: set[str] = set()  # batches this task cancelled (overdue), polled until they end
 
     def run(self, items: list[tuple[int, int | None]]) -> list[SegmentOutcome]:
         for segment_id, chain_index in items:
@@ -151,15 +152,25 @@ class StageBatch:
             waiting = still
 
     def _poll(self, api, batch: OpenBatch) -> BatchSnapshot | None:
-        """The batch once it has ended (None while it runs); one open past `batch_timeout_s` is cancelled."""
+        """The batch once it has ended (None while it runs). One open past `batch_timeout_s` is cancelled and
+        polled on until it says so, since a cancelled batch may keep the answers it finished (OpenAI's partial
+        output); one that has not ended `batch_cancel_grace_s` after the cancel is given up."""
         snapshot = api.batch(batch.name, self.model)
         if snapshot.state != "open":
             return snapshot
-        if batch.age_s < self.settings.batch_timeout_s:
+        timeout = self.settings.batch_timeout_s
+        if batch.age_s < timeout:
             batch.age_s += self.settings.batch_poll_s
             return None
-        log.warning("%s: %s is still open after %.0f s; cancelling it", self.stage, batch.name, batch.age_s)
-        api.cancel_batch(batch.name)
+        if batch.name not in self.cancelled:
+            log.warning(
+                "%s: %s is still open after %.0f s; cancelling it", self.stage, batch.name, batch.age_s
+            )
+            api.cancel_batch(batch.name)
+            self.cancelled.add(batch.name)
+        if batch.age_s < timeout + self.settings.batch_cancel_grace_s:
+            batch.age_s += self.settings.batch_poll_s
+            return None
         return snapshot.model_copy(update={"state": "expired", "error": "timed out (V2S_BATCH_TIMEOUT_S)"})
 
     def _settle(self, batch: OpenBatch, snapshot: BatchSnapshot) -> list[int]:

@@ -4,8 +4,8 @@ A backend that has batches (Gemini's `batches`, an OpenAI-compatible server's `/
 `BatchBackend`. `BatchRun` is what the stages use: it turns validated-answer requests into batch items keyed
 by the caller's keys (segment ids), reads a finished batch back by key, validates each answer with the same
 rules as a synchronous call (`check_answer`), and says which items need another batch: a failed item is sent
-again as it was, an answer that did not validate is sent again as a repair turn, until `batch_rounds` batches
-have held it. Nothing here waits or knows where a batch's name is kept: the caller polls and persists.
+again as it was, an answer that did not validate is sent again as a repair turn, one refused because its
+context cache is gone is sent again with the video itself, until `batch_rounds` batches have held it. Nothing here waits or knows where a batch's name is kept: the caller polls and persists.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class BatchItemResult(BaseModel):
     error: str | None = None
     outcome: Outcome = "done"
     billed: ModelResponse | None = None  # a blocked or empty answer's tokens: billed though refused
+    cache_gone: bool = False  # refused because the context cache it named has expired or was deleted
 
 
 def read_item(key: str, model: str, to_response: Callable[[ModelRequest], ModelResponse]) -> BatchItemResult:
@@ -116,6 +117,15 @@ class BatchRun:
                 model=ask.model, prompt_version=ask.prompt.version, usage=state.usage, **kw
             )
 
+        media = state.request.media
+        if found is not None and found.cache_gone and media is not None and media.cache_name:
+            # The cache expired (or was deleted) before the batch ran the item: sending the same request again
+            # fails the same way, so the next batch shows the video itself. Not the item's fault: no round lost.
+            state.attempts -= 1
+            state.request = state.request.model_copy(
+                update={"media": media.model_copy(update={"cache_name": None})}
+            )
+            return None
         last = state.attempts >= self.settings.batch_rounds
         if found is not None and found.billed is not None:
             state.usage.add(found.billed, self.settings.price(ask.model).cost_of(found.billed))

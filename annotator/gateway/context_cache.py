@@ -5,6 +5,11 @@ one, they are paid once when the cache is made (at the input price: the conserva
 pricing), then read twice at the cached price, plus the cache's storage for its TTL — worth it when the two
 stages use the same Gemini model at the same media resolution, the clip is at least the model's smallest
 cacheable size, and at the stages' tiers the cache costs less than sending the video twice. The cache is deleted once the script stage is final; its TTL bounds it when that never comes.
+
+A batch-tier stage reads a cache only when its TTL covers the batch's expected wait (Gemini targets 24 h):
+its items run minutes to hours after they were made, by when a shorter-lived cache is gone. With one reader
+left a cache never pays (it is made at the input price), so in practice a batch-tier stage with the default
+TTL means no cache at all; the plan (jobs/plan.py) prices the same choice.
 """
 
 from __future__ import annotations
@@ -28,9 +33,19 @@ class VideoCache(BaseModel):
         return self.model == model and self.expires_at - margin_s > time.time()
 
 
+def reads_cache(settings: ModelSettings, tier: str, ttl_s: float | None = None) -> bool:
+    """Whether a stage at `tier` can read a cache of `ttl_s` (default: the configured TTL): a batch item runs
+    up to `batch_expected_wait_s` after it was made, and the cache must still be there."""
+    ttl = settings.context_cache_ttl_s if ttl_s is None else ttl_s
+    return tier != "batch" or ttl >= settings.batch_expected_wait_s
+
+
 def worth_caching(settings: ModelSettings, seconds: float, has_audio: bool) -> bool:
     if not settings.context_cache or settings.plot_backend != "gemini" or settings.script_backend != "gemini":
         return False
+    tiers = (settings.tier("plot"), settings.tier("script"))
+    if not all(reads_cache(settings, tier) for tier in tiers):
+        return False  # a batch-tier stage outlives the cache: only one stage would read it, which never pays
     if settings.plot_model != settings.script_model:
         return False
     if settings.plot_media_resolution != settings.script_media_resolution:
@@ -44,7 +59,6 @@ def worth_caching(settings: ModelSettings, seconds: float, has_audio: bool) -> b
         return False
     # what the two calls pay for the video at their tiers, without and with the cache (made at the input
     # price): at Flex or Batch's half price, making a cache at full price costs more than it saves
-    tiers = (settings.tier("plot"), settings.tier("script"))
     sent = sum(price.cost(tokens, 0, tier) for tier in tiers)
     read = sum(price.cost(tokens, 0, tier, cached_tokens=tokens) for tier in tiers)
     making = price.cost(tokens, 0) + price.storage_cost(tokens, settings.context_cache_ttl_s)
@@ -54,6 +68,8 @@ def worth_caching(settings: ModelSettings, seconds: float, has_audio: bool) -> b
 def create_video_cache(backend, settings: ModelSettings, model: str, media: Media) -> VideoCache:
     """Make the cache through the backend (Gemini's caches.create) and price it."""
     ttl = settings.context_cache_ttl_s
+    if media.resolution is None and settings.plot_media_resolution:  # the two stages' (worth_caching)
+        media = media.model_copy(update={"resolution": settings.plot_media_resolution})
     name, tokens = backend.create_cache(model, media, ttl)
     price = settings.price(model)
     cost = price.cost(tokens, 0) + price.storage_cost(tokens, ttl)

@@ -246,8 +246,13 @@ class GeminiBackend:
 
     # -- explicit context caches --------------------------------------------------------------------------
     def create_cache(self, model: str, media: Media, ttl_s: float) -> tuple[str, int]:
-        """Cache the video for `ttl_s` seconds: (the cache's name, the tokens it holds)."""
-        contents = [types.Content(role="user", parts=[self._video_part(media)])]
+        """Cache the video for `ttl_s` seconds: (the cache's name, the tokens it holds). A cache has no
+        generationConfig: its video's tokens are fixed when it is made, so the stage's media resolution goes on
+        the video part itself (Gemini 3's per-part mediaResolution), or the cache holds it at full resolution."""
+        part = self._video_part(media)
+        if media.resolution:
+            part.media_resolution = types.PartMediaResolution(level=_RESOLUTION[media.resolution].value)
+        contents = [types.Content(role="user", parts=[part])]
         config = types.CreateCachedContentConfig(
             contents=contents, ttl=f"{max(1, round(ttl_s))}s", display_name=f"v2s-{media.sha256[:16]}"
         )

@@ -124,8 +124,12 @@ class GeminiBatches:
 
     def _item(self, key: str, response, error, model: str) -> BatchItemResult:
         if response is None:
+            text = _error_text(error)
             return BatchItemResult(
-                key=key, error=f"Gemini batch item failed: {_error_text(error)}", outcome="server_error"
+                key=key,
+                error=f"Gemini batch item failed: {text}",
+                outcome="server_error",
+                cache_gone=_cache_gone(error, text),
             )
         return read_item(key, model, lambda request: self.backend.to_response(request, response))
 
@@ -142,6 +146,13 @@ def _rest_request(contents: list[types.Content], config: types.GenerateContentCo
         body["cachedContent"] = cached
     body["generationConfig"] = generation
     return body
+
+
+def _cache_gone(error, text: str) -> bool:
+    """Whether an item was refused because its context cache no longer exists: Gemini answers a request naming
+    an expired or deleted cache 403 "CachedContent not found (or permission denied)" (404 on some paths)."""
+    code = error.get("code") if isinstance(error, dict) else getattr(error, "code", None)
+    return code in (403, 404) and "cachedcontent" in text.lower()
 
 
 def _error_text(error) -> str:

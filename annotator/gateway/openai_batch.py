@@ -23,9 +23,8 @@ _STATES: dict[str, BatchState] = {
     "completed": "done",
     "failed": "failed",
     "cancelled": "cancelled",
-    "cancelling": "cancelled",
     "expired": "expired",
-}
+}  # "cancelling" (and validating, in_progress, finalizing) is still open: its partial output comes once cancelled
 
 
 class OpenAIBatches:
@@ -105,16 +104,22 @@ class OpenAIBatches:
         except (openai.APIStatusError, openai.APIConnectionError) as exc:
             raise self.backend.call_error(exc, "batches.retrieve") from None
         state = _STATES.get(batch.status, "open")
-        if state != "done":
-            errors = [e.message for e in (batch.errors.data if batch.errors and batch.errors.data else [])]
-            return BatchSnapshot(name=name, state=state, error="; ".join(m for m in errors if m) or None)
+        if state == "open":
+            return BatchSnapshot(name=name, state="open")
+        errors = [e.message for e in (batch.errors.data if batch.errors and batch.errors.data else [])]
+        error = "; ".join(m for m in errors if m) or None
+        # An expired or cancelled batch keeps the answers of the items it finished, paid for, in its output file
+        # ("partial results (if any) available in the output file"): they are read like a completed batch's,
+        # and only the items without one are sent again.
         results: dict[str, BatchItemResult] = {}
         for file_id in (batch.output_file_id, batch.error_file_id):
             if file_id:
                 for line in self._lines(file_id):
                     item = self._item(line, model)
                     results[item.key] = item
-        return BatchSnapshot(name=name, state="done", results=results)
+        return BatchSnapshot(
+            name=name, state=state, results=results, error=None if state == "done" else error
+        )
 
     def _lines(self, file_id: str) -> list[dict]:
         content = self._call(lambda: self.client.files.content(file_id), "files.content")

@@ -2,8 +2,11 @@
 
 A batch is pending for `BatchPlay.pending_s` after its creation, running for `running_s` more, and then
 settled, once and lazily (on the first read after that time, under the batch's lock): its items are answered
-and it has succeeded. A batch not done `expire_after_s` after its creation has expired, without results; a
-cancelled one has none either. The store counts creations, cancellations and deletions for tests.
+and it has succeeded. While it runs, its items finish one after another (spread over `running_s`, or
+`item_s` each). A batch not done `expire_after_s` after its creation has expired, and a cancelled one stops:
+an API that keeps partial results (OpenAI's: "partial results (if any) available in the output file") gets
+the items finished by then answered; Gemini's batch has no output then. The store counts creations,
+cancellations and deletions for tests.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ FINAL = ("succeeded", "failed", "cancelled", "expired")
 @dataclass(frozen=True)
 class BatchPlay:
     """How long a batch waits: PENDING `pending_s`, then RUNNING `running_s`, then done; a batch not done
-    `expire_after_s` after its creation (None: never) ends EXPIRED, without results."""
+    `expire_after_s` after its creation (None: never) ends EXPIRED. Its items finish one after another while
+    it runs: spread evenly over `running_s`, or, with `item_s`, `item_s` each (then a batch of n items runs
+    n × `item_s`, and a smaller batch finishes sooner, as a provider's throughput would have it)."""
 
     pending_s: float = 0.2
     running_s: float = 0.3
     expire_after_s: float | None = None
+    item_s: float | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BatchPlay:
@@ -75,6 +81,7 @@ class Batch:
     play: BatchPlay
     input_file: str | None = None  # files/ID (Gemini) or file-… (OpenAI)
     metadata: dict | None = None  # OpenAI batch metadata
+    keeps_partial: bool = False  # an expired or cancelled batch answers the items finished by then (OpenAI)
     state: str = "pending"  # pending/running until settled: succeeded, failed, cancelled or expired
     ended: float | None = None
     results: list[dict] = field(default_factory=list)  # per answered item, in request order
@@ -94,7 +101,19 @@ class Batch:
 
     @property
     def ready_at(self) -> float:
+        if self.play.item_s is not None:
+            return self.running_at + self.play.item_s * len(self.items)
         return self.running_at + self.play.running_s
+
+    def finished_by(self, when: float) -> int:
+        """How many items (in order) had finished at `when`: item i finishes at the i+1-th step of the run."""
+        count = len(self.items)
+        step = self.play.item_s if self.play.item_s is not None else self.play.running_s / max(count, 1)
+        if when < self.running_at:
+            return 0
+        if step <= 0:
+            return count
+        return min(count, int((when - self.running_at) / step + 1e-9))
 
     def phase(self, now: float) -> str:
         if self.state in FINAL:
@@ -134,35 +153,45 @@ class BatchStore:
             if self.batches.pop(batch.id, None) is not None:
                 self.deleted += 1
 
-    def settle(self, batch: Batch, run: Callable[[Batch], None], now: float | None = None) -> Batch:
+    def settle(self, batch: Batch, run: Callable[[Batch, int], None], now: float | None = None) -> Batch:
         """Bring a batch up to date: EXPIRED past its expiry, answered (`run`, once) when its time has come."""
         with batch._lock:
             self._settle(batch, run, time.time() if now is None else now)
         return batch
 
-    def cancel(self, batch: Batch, run: Callable[[Batch], None]) -> Batch:
-        """Cancel a pending or running batch (no item is answered); a finished one stays as it is."""
+    def cancel(self, batch: Batch, run: Callable[[Batch, int], None]) -> Batch:
+        """Cancel a pending or running batch (only the items already finished are answered, where the API
+        keeps partial results); a finished one stays as it is."""
         now = time.time()
         with batch._lock:
             self._settle(batch, run, now)
             if batch.state not in FINAL:
-                batch.state, batch.ended = "cancelled", now
+                self._stop(batch, run, "cancelled", now)
                 with self._lock:
                     self.cancelled += 1
         return batch
 
-    @staticmethod
-    def _settle(batch: Batch, run: Callable[[Batch], None], now: float) -> None:
+    @classmethod
+    def _settle(cls, batch: Batch, run: Callable[[Batch, int], None], now: float) -> None:
         if batch.state in FINAL:
             return
         expiry = batch.play.expire_after_s
         if expiry is not None and batch.created + expiry <= batch.ready_at:
             if now >= batch.created + expiry:
-                batch.state, batch.ended = "expired", batch.created + expiry
+                cls._stop(batch, run, "expired", batch.created + expiry)
             return
         if now >= batch.ready_at:
-            run(batch)
+            run(batch, len(batch.items))
             batch.state, batch.ended = "succeeded", time.time()
+
+    @staticmethod
+    def _stop(batch: Batch, run: Callable[[Batch, int], None], state: str, when: float) -> None:
+        """End a batch before it finished: the items done by `when` keep their answers where the API keeps
+        partial results (OpenAI); the others are never answered."""
+        done = batch.finished_by(when) if batch.keeps_partial else 0
+        if done:
+            run(batch, done)
+        batch.state, batch.ended = state, when
 
 
 def jsonl_objects(data: bytes, name: str, shape: str) -> Iterator[tuple[str, dict]]:

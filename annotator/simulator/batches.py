@@ -77,7 +77,7 @@ def answer_item(sim: SimulatorServer, model: str, body: dict) -> tuple[str, dict
         request = parse_generate(body)
         request.service_tier = None  # batch items are batch-tier, never flex
         request, cache, stage = prepare_generate(sim, model, request)
-        result = sim.answer("gemini", model, stage, request)
+        result = sim.answer("gemini", model, stage, request, batch=True)
         response = generate_body(sim, model, result, cache)
     except SimError as error:
         sim.record(ITEM_ENDPOINT, stage.value if stage else None, error.code, model)
@@ -91,10 +91,11 @@ def answer_item(sim: SimulatorServer, model: str, body: dict) -> tuple[str, dict
     return "response", response
 
 
-def run_gemini(sim: SimulatorServer, batch: Batch) -> None:
-    """Answer every item; file batches get their results as a generated JSONL file."""
+def run_gemini(sim: SimulatorServer, batch: Batch, count: int) -> None:
+    """Answer the first `count` items (all of them: a Gemini batch keeps no partial results); file batches get
+    their results as a generated JSONL file."""
     results = []
-    for item in batch.items:
+    for item in batch.items[:count]:
         kind, body = answer_item(sim, batch.model, item.request)
         if batch.input_file is None:
             results.append({kind: body, **({"metadata": item.metadata} if item.metadata is not None else {})})
@@ -232,8 +233,8 @@ class BatchEndpoints:
             "DELETE": ("batches.delete", self._batches_delete),
         }.get(method)
 
-    def _run(self, batch: Batch) -> None:
-        run_gemini(self.sim, batch)
+    def _run(self, batch: Batch, count: int) -> None:
+        run_gemini(self.sim, batch, count)
 
     def _batch(self) -> Batch:
         batch = self.sim.batches.get(self._batch_id, "gemini")

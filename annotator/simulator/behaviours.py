@@ -36,6 +36,7 @@ class RequestInfo:
     media_resolution: str | None = None  # Gemini generationConfig.mediaResolution as sent
     frames: int = 0  # > 0 when the clip came as sampled image frames (OpenAI image_url parts)
     received_s: float = 0.0  # time.monotonic() when the HTTP request arrived (a fixed latency counts from it)
+    batch: bool = False  # an item of a batch (Gemini batchGenerateContent, OpenAI /v1/batches)
     # the generation settings as sent (None when the request left them out)
     max_output_tokens: int | None = None  # Gemini maxOutputTokens / OpenAI max_tokens
     temperature: float | None = None

@@ -3,7 +3,8 @@
 create (POST /{v}/cachedContents: model, contents, ttl or expireTime, displayName), get, list and delete
 (/{v}/cachedContents/{id}); a `generateContent` that names `cachedContent` is answered as if the cache's
 contents came first in its own, and its usage counts those tokens in `promptTokenCount` and again in
-`cachedContentTokenCount`, as the real API reports them. A cache lives until its expiry (then it is gone: 403
+`cachedContentTokenCount`, as the real API reports them, its video counted at the resolution the cache was
+made with (the video part's own `mediaResolution`; the default without one). A cache lives until its expiry (then it is gone: 403
 "CachedContent not found (or permission denied)", as Gemini answers) or until it is deleted. The store counts
 creations and deletions, so tests can see what a run left behind.
 """
@@ -102,7 +103,11 @@ def merged(request: GenerateRequest, cache: Cache, model: str) -> GenerateReques
         raise invalid(f"cachedContents/{cache.id} was created for {cache.model}, not for {model}")
     if request.video is not None and cache.request.video is not None:
         raise invalid("a request with cachedContent cannot repeat the cached video")
-    request.video = request.video or cache.request.video
+    if request.video is None and cache.request.video is not None:
+        # the cached video's tokens were counted when the cache was made, at the resolution it was made with
+        # (its part's mediaResolution); the request's own generationConfig.mediaResolution cannot change them
+        request.video = cache.request.video
+        request.low_resolution = cache.request.low_resolution
     request.texts = [*cache.request.texts, *request.texts]
     request.chars += cache.request.chars
     return request

@@ -95,6 +95,7 @@ def parse_generate(body: object) -> GenerateRequest:
     if not isinstance(contents, list) or not contents:
         raise invalid("* GenerateContentRequest.contents: contents is not specified")
     request = GenerateRequest()
+    part_resolution: str | None = None
     system = _get(body, "systemInstruction", "system_instruction")
     turns = ([{**system, "role": "system"}] if isinstance(system, dict) else []) + contents
     offset = 1 if isinstance(system, dict) else 0
@@ -114,6 +115,7 @@ def parse_generate(body: object) -> GenerateRequest:
             video = _video_part(part)
             if video is not None and request.video is None:
                 request.video = video
+                part_resolution = _part_resolution(part)
     config = _get(body, "generationConfig", "generation_config") or {}
     check_response_schema(config)  # what Gemini refuses in a schema, before anything is answered
     schema = _get(config, "responseJsonSchema", "response_json_schema", "responseSchema", "response_schema")
@@ -124,6 +126,8 @@ def parse_generate(body: object) -> GenerateRequest:
     resolution = _get(config, "mediaResolution", "media_resolution") or ""
     request.low_resolution = str(resolution).upper().endswith("LOW")
     request.media_resolution = str(resolution) or None
+    if part_resolution:  # a part's own mediaResolution overrides the request's (Gemini 3+, v1beta)
+        request.low_resolution = part_resolution.upper().endswith("LOW")
     cached = _get(body, "cachedContent", "cached_content")
     request.cached_content = str(cached) if cached else None
     tier = _get(body, "serviceTier", "service_tier")
@@ -155,6 +159,15 @@ def _read_generation(request: GenerateRequest, config: dict) -> None:
     request.thinking_level = str(level).lower() if level else None
     budget = _get(thinking, "thinkingBudget", "thinking_budget")
     request.thinking_budget = int(budget) if isinstance(budget, int | float) else None
+
+
+def _part_resolution(part: dict) -> str | None:
+    """A part's own `mediaResolution` (`{"level": "MEDIA_RESOLUTION_LOW"}`), which Gemini 3 models take per
+    part, in requests and in a cache's contents alike (ai.google.dev/gemini-api/docs/media-resolution)."""
+    value = _get(part, "mediaResolution", "media_resolution")
+    if isinstance(value, dict):
+        value = value.get("level")
+    return str(value) if value else None
 
 
 def _video_part(part: dict) -> VideoPart | None:

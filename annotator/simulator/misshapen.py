@@ -1,6 +1,6 @@
 """Answers that parse but break their contract, made from the honest answer (docs/simulator.md, "Scripted fault
 scenarios"): a wrapper key around it, misspelt keys, a character code nobody gave, times outside the clip, a
-runaway answer megabytes long. Each keeps the rest of the answer as it was, so a repair turn that gets the honest
+runaway answer megabytes long, the schema's empty template. Each keeps the rest of the answer as it was, so a repair turn that gets the honest
 answer again leaves no trace in the output."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from typing import Literal
 
 from annotator.schemas.timecode import format_timestamp, parse_timestamp
 
-Misshape = Literal["wrapped_answer", "misspelt_keys", "unknown_code", "times_outside", "oversized"]
+Misshape = Literal[
+    "wrapped_answer", "misspelt_keys", "unknown_code", "times_outside", "oversized", "degenerate_template"
+]
 MISSHAPES: tuple[str, ...] = Misshape.__args__  # type: ignore[attr-defined]
 
 WRAPPER_KEY = "response"  # the key models wrap answers in (anthropics/claude-agent-sdk-python#374)
@@ -39,6 +41,8 @@ def misshape(kind: str, body: dict, size_bytes: int = OVERSIZED_BYTES) -> dict:
         return data
     if kind == "oversized":
         return _loop(data, size_bytes)
+    if kind == "degenerate_template":
+        return _emptied(data)
     raise ValueError(f"unknown misshape {kind!r}; choose one of {', '.join(MISSHAPES)}")
 
 
@@ -120,3 +124,20 @@ def _longest_text(value: object, best: tuple[dict, str] | None = None) -> tuple[
         for item in value:
             best = _longest_text(item, best)
     return best
+
+
+def _emptied(value: object) -> object:
+    """The answer's shape with no data in it: every key kept, every text blank, every list empty, every
+    number 0 — the template a schema-bound model fills in, filled with nothing (the degenerate answers users
+    get from Gemini's batch endpoint with `responseJsonSchema`, crmne/ruby_llm#894)."""
+    if isinstance(value, dict):
+        return {key: _emptied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return []
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return 0
+    if isinstance(value, str):
+        return ""
+    return value

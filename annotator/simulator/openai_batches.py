@@ -158,7 +158,7 @@ def answer_item(sim: SimulatorServer, body: dict) -> tuple[int, dict]:
         request = parse_chat(body)
         request.service_tier = None  # batch items are batch-tier, never flex
         stage = detect_stage(request.schema_title, request.texts, has_video=request.video is not None)
-        result = sim.answer("openai", request.model, stage, request)
+        result = sim.answer("openai", request.model, stage, request, batch=True)
         response = chat_body(request.model, result)
     except SimError as error:
         sim.record(ITEM_ENDPOINT, stage.value if stage else None, error.code, model)
@@ -171,10 +171,11 @@ def answer_item(sim: SimulatorServer, body: dict) -> tuple[int, dict]:
     return 200, response
 
 
-def run_openai(sim: SimulatorServer, batch: Batch) -> None:
-    """Answer every item; successes go to the output file, failures to the error file."""
+def run_openai(sim: SimulatorServer, batch: Batch, count: int) -> None:
+    """Answer the first `count` items (fewer than all: an expired or cancelled batch's finished ones);
+    successes go to the output file, failures to the error file."""
     results = []
-    for item in batch.items:
+    for item in batch.items[:count]:
         status, body = answer_item(sim, item.request)
         results.append(
             {
@@ -260,8 +261,8 @@ class OpenAIBatchEndpoints:
     def _oa_not_found(self, raw: bytes, query: dict) -> None:
         self._reply(404, {"error": {"message": "Not Found", "type": "invalid_request_error"}})
 
-    def _oa_run(self, batch: Batch) -> None:
-        run_openai(self.sim, batch)
+    def _oa_run(self, batch: Batch, count: int) -> None:
+        run_openai(self.sim, batch, count)
 
     def _oa_file(self) -> object:
         stored = self.sim.openai_files.get(self._oa_id)
@@ -321,7 +322,11 @@ class OpenAIBatchEndpoints:
         model = str(items[0].request.get("model") or "")
         metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
         bid = f"batch_{secrets.token_hex(12)}"
-        batch = self.sim.batches.add(bid, "openai", model, "", items, input_file=stored.id, metadata=metadata)
+        # an expired or cancelled OpenAI batch keeps what it finished: "partial results (if any) available in
+        # the output file" (the API reference, cancel batch)
+        batch = self.sim.batches.add(
+            bid, "openai", model, "", items, input_file=stored.id, metadata=metadata, keeps_partial=True
+        )
         self._model = model or None
         self._reply(200, batch_object(batch, time.time()))
 

@@ -53,6 +53,7 @@ FaultKind = Literal[
     "unknown_code",  # a character code (char_999) neither given in the prompt nor declared new
     "times_outside",  # every time an hour late (counted from the film's start, not the clip's)
     "oversized",  # a looping answer of size_bytes (2 MB), its output tokens reported in proportion
+    "degenerate_template",  # every key kept, no data: blank texts, empty lists (Gemini batch + responseJsonSchema)
 ]
 FAULT_KINDS: tuple[str, ...] = FaultKind.__args__  # type: ignore[attr-defined]
 # Stage names a rule may use: the engine's stage names, or the simulator's finer ones.
@@ -76,6 +77,7 @@ class FaultRule(BaseModel):
     model: str | None = None
     segment: int | None = None  # provenance segment index of the clip shown (calls with a video only)
     requests: list[int] | None = None  # 1-based model-call numbers of the whole server
+    batch: bool | None = None  # True: batch items only; False: synchronous calls only
     times: int | None = Field(default=None, ge=1)  # first N matching calls only; None = always
     per_segment: bool = False  # `times` counts each segment's calls apart: a glitch once per segment
     retry_after_s: float | None = 1.0  # rate_limit: sent as Retry-After (None = no header)
@@ -94,6 +96,8 @@ class FaultRule(BaseModel):
         if self.model is not None and info.model != self.model:
             return False
         if self.segment is not None and info.segment_index != self.segment:
+            return False
+        if self.batch is not None and info.batch != self.batch:
             return False
         return self.requests is None or info.number in self.requests
 

@@ -328,12 +328,16 @@ class SimulatorServer:
         request: GenerateRequest | ChatRequest,
         *,
         received_s: float | None = None,
+        batch: bool = False,
     ) -> Result:
-        """Place the clip, ask the behaviours, build the answer and its usage; SimError for refusals/faults."""
+        """Place the clip, ask the behaviours, build the answer and its usage; SimError for refusals/faults.
+        `batch`: the request is an item of a batch (the behaviours see it as one)."""
         clip, audio = (None, False)
         if stage.needs_video:
             clip, audio = self.resolve_clip(request.video, stage)
         info = self._request_info(api, model, stage, request, clip, received_s)
+        if batch:
+            info = dataclasses.replace(info, batch=True)
         fault = self.behaviours.before_answer(info) or Fault()
         tier = "flex" if getattr(request, "service_tier", None) == FLEX else "standard"
         if tier == "flex":

@@ -140,4 +140,31 @@ def test_caching_is_used_only_where_it_pays():
     assert not pays(plot_model="gemini-3.8-flash")  # a cache serves one model
     assert not pays(plot_model="gemini-3.8-flash", script_model="gemini-3.8-flash")  # storage price unknown
     assert not pays(plot_media_resolution="low")
+    # a batch item runs up to a day later (Gemini's 24 h target): no cache for a batch-tier stage unless its
+    # TTL covers that wait; with one stage left to read it, a cache never pays
+    assert not pays(plot_tier="batch", script_tier="batch")
+    assert not pays(script_tier="batch")
+    assert not pays(plot_tier="batch", context_cache_ttl_s=3600.0)
     assert not worth_caching(ModelSettings(_env_file=None), 30.0, True)  # off unless asked for
+
+
+def test_a_cache_holds_the_video_at_the_stages_media_resolution(play, proxy):
+    """A cache has no generationConfig: its video's tokens are counted when it is made. A cache for stages that
+    watch at MEDIA_RESOLUTION_LOW carries it on the video part (Gemini 3's per-part mediaResolution), so it
+    holds 66 tokens a frame, not 258, and a call reading it counts what the same call without it counts."""
+    low = {"plot_media_resolution": "low", "script_media_resolution": "low"}
+    model = "gemini-3.8-flash"  # takes a part's own mediaResolution (Gemini 3)
+    with SimulatorServer(play) as server:
+        gw = Gateway(settings_for(server, context_cache=True, **low))
+        segment = _segment(proxy)
+        plain = PlotReasoner(gw, backend="gemini", model=model).reason(segment, None)
+        cache = gw.cache_video("gemini", model, segment.media)
+        full = Gateway(settings_for(server, context_cache=True)).cache_video("gemini", model, segment.media)
+        shown = segment.model_copy(
+            update={"media": segment.media.model_copy(update={"cache_name": cache.name})}
+        )
+        cached = PlotReasoner(gw, backend="gemini", model=model).reason(shown, None)
+    # 30 s at 1 fps: 30 frames × (258 − 66) tokens fewer at LOW; the audio (32 a second) is the same
+    assert full.tokens - cache.tokens == 30 * (258 - 66)
+    assert cached.ok and cached.usage.cached_tokens == cache.tokens
+    assert cached.usage.input_tokens == plain.usage.input_tokens

@@ -168,6 +168,38 @@ def test_caching_the_video_between_plot_and_script_pays_and_its_making_is_counte
     assert plan.total.cached_cost_usd["standard"] < plan.total.cost_usd["standard"]
 
 
+def test_at_the_batch_tier_the_plan_prices_no_cache_unless_its_ttl_covers_the_batch():
+    """A batch item runs up to a day after it was made (Gemini's 24 h target): a five-minute cache is gone by
+    then, so a run makes none (annotator/gateway/context_cache.worth_caching) and the plan prices the video
+    sent; with a TTL that covers the wait, the cache is priced, storage for the whole TTL included."""
+    from annotator.gateway.context_cache import worth_caching
+
+    lite = "gemini-2.5-flash-lite"
+    settings = ModelSettings(_env_file=None, plot_model=lite, script_model=lite, context_cache=True)
+    plan = estimate("job-x", "src", _segments(1, 4), [], settings, PlanOptions(cache_ttl_s=300))
+    for stage in (s for s in plan.stages if s.stage in (Stage.PLOT, Stage.SCRIPT)):
+        assert stage.cached_cost_usd["batch"] == stage.cost_usd["batch"]  # no cache: what it costs without
+        assert stage.cached_cost_usd["standard"] != stage.cost_usd["standard"]
+    batch = settings.model_copy(update={"plot_tier": "batch", "script_tier": "batch"})
+    assert not worth_caching(batch, 300.0, True)  # the run agrees: no cache at the batch tier
+    assert not worth_caching(settings.model_copy(update={"script_tier": "batch"}), 300.0, True)
+
+    day = settings.batch_expected_wait_s
+    covered = estimate("job-x", "src", _segments(1, 4), [], settings, PlanOptions(cache_ttl_s=day))
+    plot = next(s for s in covered.stages if s.stage == Stage.PLOT)
+    price = settings.price(lite)
+    assert plot.cached_cost_usd["batch"] > plot.cost_usd["batch"]  # a day's storage costs more than it saves
+    assert plot.cached_cost_usd["batch"] - plot.cost_usd["batch"] == pytest.approx(
+        plot.video_tokens * price.input_per_m / 1e6
+        + price.storage_cost(plot.video_tokens, day)
+        - (
+            price.cost(plot.video_tokens, 0, "batch")
+            - price.cost(plot.video_tokens, 0, "batch", cached_tokens=plot.video_tokens)
+        ),
+        rel=1e-4,
+    )
+
+
 def test_wall_time_is_bound_by_the_longest_chain_or_the_quota():
     settings = ModelSettings(_env_file=None)
     options = PlanOptions(latency_s={"standard": 10.0, "flex": 100.0}, concurrency=100)

@@ -374,6 +374,53 @@ def test_openai_partial_failure_and_cancel(faulty, slow, proxies):
     assert cancelled.status == "cancelled" and cancelled.cancelled_at and cancelled.output_file_id is None
 
 
+def test_expired_and_cancelled_openai_batches_keep_their_finished_items(play, proxies):
+    """OpenAI: an expired or cancelled batch has "partial results (if any) available in the output file";
+    Gemini's has no output. Items finish one after another, `item_s` each, so what is kept is decided by the
+    play, not by when the test looks."""
+    lines = [_chat_line(f"plot-{i}", _video_body(proxies[i], i)) for i in (1, 2, 3)]
+    # items finish at 0.2, 0.4 and 0.6 s after creation; the batch expires at 0.5 s: two are kept
+    timing = BatchPlay(pending_s=0.0, running_s=0.0, item_s=0.2, expire_after_s=0.5)
+    with SimulatorServer(play, batches=timing) as late:
+        client = chat(late)
+        batch = client.batches.create(
+            input_file_id=_upload(client, lines).id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        expired = wait_openai(client, batch.id)
+        assert expired.status == "expired" and expired.expired_at and expired.error_file_id is None
+        assert (expired.request_counts.completed, expired.request_counts.failed) == (2, 0)
+        kept = [json.loads(x) for x in client.files.content(expired.output_file_id).text.splitlines()]
+        assert [k["custom_id"] for k in kept] == ["plot-1", "plot-2"]
+        assert all(k["response"]["status_code"] == 200 for k in kept)
+        assert late.request_count() == 2  # the third was never answered (nor billed)
+
+        # a smaller batch finishes in time: one item, done 0.2 s after creation
+        again = client.batches.create(
+            input_file_id=_upload(client, lines[2:]).id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+        assert wait_openai(client, again.id).status == "completed"
+
+        gem = gemini(late)
+        job = gem.batches.create(model=MODEL, src=inlined(proxies, 1, 2, 3))
+        assert wait(gem, job.name).state == types.JobState.JOB_STATE_EXPIRED
+        assert gem.batches.get(name=job.name).dest is None and late.request_count() == 3
+
+    # cancelled while running, after its first item finished (three items spread over 60 s: 20 s each)
+    with SimulatorServer(play, batches=BatchPlay(pending_s=0.0, running_s=60)) as running:
+        client = chat(running)
+        batch = client.batches.create(
+            input_file_id=_upload(client, lines).id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        running.batches.get(batch.id).created -= 25  # as if created 25 s ago: the first item (20 s) is done
+        assert client.batches.cancel(batch.id).status == "cancelling"
+        cancelled = client.batches.retrieve(batch.id)
+        assert cancelled.status == "cancelled" and cancelled.request_counts.completed == 1
+        kept = [json.loads(x) for x in client.files.content(cancelled.output_file_id).text.splitlines()]
+        assert [k["custom_id"] for k in kept] == ["plot-1"]
+
+
 def test_openai_batches_switched_off_answer_404_like_deepseek(play):
     with SimulatorServer(play, openai_batches=False) as off:
         client = chat(off)

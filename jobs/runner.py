@@ -25,7 +25,7 @@ from profiles_db.db import (
     sqlite_url,
     with_known_password,
 )
-from profiles_db.outage import as_outage, is_outage
+from profiles_db.outage import Patience, Patient, as_outage, is_outage
 from profiles_db.outputs import OutputBusy, OutputLease, output_key
 from profiles_db.stages import JobStatus, StageStore
 from workers.budget import Budget
@@ -236,6 +236,7 @@ def _run_started(
         raise OutputBusy(
             f"output {spec.out}: its lease ran out while the database was away and another run took it"
         )
+    store = Patient(store, Patience(ctx.db_url, ctx.outage_wait_s))  # the last writes wait out an outage too
     outcome = JobStatus.PLANNED if prepare_only else store.job_outcome(job_id)
     if summary.paused:  # stopped at its budget with work left: neither done nor failed, resumable
         outcome = JobStatus.PAUSED

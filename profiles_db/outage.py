@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
-from profiles_db.db import Database, shown_url
+from profiles_db.db import shown_url
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -103,10 +103,12 @@ def reason(exc: BaseException) -> str:
 
 
 class Patience:
-    """How long a run waits for its database, and how it says it is waiting. Cheap to copy into tasks."""
+    """How long a run waits for its database (named by `url`), and how it says it is waiting."""
 
-    def __init__(self, db: Database, wait_s: float, on_wait: Callable[[str], None] | None = None) -> None:
-        self.db, self.wait_s = db, wait_s
+    def __init__(self, url: str, wait_s: float, on_wait: Callable[[str], None] | None = None) -> None:
+        # the URL only: opening the database (a new worker's first use upgrades it) belongs inside `call`,
+        # where an outage that meets it is waited out too
+        self.url, self.wait_s = url, wait_s
         self.on_wait = on_wait or (lambda line: log.warning("%s", line))
 
     def call(self, fn: Callable[[], T], what: str = "the run") -> T:
@@ -116,7 +118,7 @@ class Patience:
         def waiting(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             self.on_wait(
-                f"database {shown_url(self.db.url)} unreachable ({reason(exc) if exc else 'no answer'}): "
+                f"database {shown_url(self.url)} unreachable ({reason(exc) if exc else 'no answer'}): "
                 f"{what} waits (up to {self.wait_s:.0f} s, {time.monotonic() - started:.0f} s so far)"
             )
 
@@ -134,7 +136,7 @@ class Patience:
             if not is_outage(exc) or _given_up(exc) is not None:
                 raise
             raise DatabaseOutage(
-                f"database {shown_url(self.db.url)} unreachable for {time.monotonic() - started:.0f} s "
+                f"database {shown_url(self.url)} unreachable for {time.monotonic() - started:.0f} s "
                 f"({reason(exc)}); {what} stopped"
             ) from None
 

@@ -114,7 +114,7 @@ def store(ctx: RunContext) -> StageStore:
 
 def patience(ctx: RunContext) -> Patience:
     """How this run waits out its database's outages (profiles_db/outage.py)."""
-    return Patience(database(ctx.db_url), ctx.outage_wait_s)
+    return Patience(ctx.db_url, ctx.outage_wait_s)
 
 
 def cpm(ctx: RunContext) -> CharacterProfileManager:

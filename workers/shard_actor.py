@@ -21,7 +21,7 @@ class ShardWriterActor:
     ) -> None:
         # out_dir may be a bucket URI: a Path would collapse its '//'. The driver verified the output before
         # starting this actor; a restarted actor only finishes or drops the temp shard its predecessor left.
-        self.patience = Patience(database(db_url), outage_wait_s)
+        self.patience = Patience(db_url, outage_wait_s)
         self.writer = self.patience.call(
             lambda: ShardWriter(
                 out_dir, database(db_url), max_records=max_records, job_id=job_id, verify=False

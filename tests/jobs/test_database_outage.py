@@ -26,6 +26,7 @@ from jobs.runner import JobSpec, run_job
 from profiles_db.db import Database
 from profiles_db.stages import JobStatus, StageStore
 from tests.support import e2e as checks
+from tests.support.db import _truncate
 from tests.support.films import film_copy
 from tests.support.play import small_screenplay
 from tests.support.ray_session import SHARED_KEY
@@ -52,7 +53,11 @@ class CutDuringSecondPlot(Behaviours):
 
 @pytest.fixture
 def relayed(postgres_url):
-    """A new database of the session's PostgreSQL, reached through a relay the test can cut."""
+    """The session's PostgreSQL, emptied (another test's answers would be cached for this one), reached
+    through a relay the test can cut."""
+    emptied = Database(postgres_url, auto_upgrade=False)
+    _truncate(emptied)
+    emptied.dispose()
     target = make_url(postgres_url)
     relay = TcpRelay((target.host or "127.0.0.1", target.port or 5432))
     url = target.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)

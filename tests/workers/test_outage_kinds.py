@@ -41,7 +41,7 @@ def test_sqlite_mistakes_are_not_outages_and_patience_lets_them_through(tmp_path
         raise wrong
 
     with pytest.raises(DBAPIError):
-        Patience(db, wait_s=30).call(fails)
+        Patience(db.url, wait_s=30).call(fails)
     assert len(calls) == 1  # not retried: a mistake is not waited out
 
 
@@ -49,7 +49,7 @@ def test_patience_ends_in_one_line_naming_the_database_without_its_password(tmp_
     db = Database("postgresql+psycopg://v2s:s3cret@127.0.0.1:1/none", auto_upgrade=False)  # nothing listens
     lines: list[str] = []
     with pytest.raises(DatabaseOutage) as stopped:
-        Patience(db, wait_s=1.5, on_wait=lines.append).call(db.engine.connect)
+        Patience(db.url, wait_s=1.5, on_wait=lines.append).call(db.engine.connect)
     message = str(stopped.value)
     assert "unreachable for" in message and "127.0.0.1:1/none" in message and "\n" not in message
     assert "s3cret" not in message and lines and all("s3cret" not in line for line in lines)

@@ -207,8 +207,9 @@ def _expanded(node: dict, root: dict, stack: tuple[str, ...]) -> tuple[dict, tup
     return (target, (*stack, ref)) if target is not None else None
 
 
-def max_items_sum(schema: dict) -> int:
-    """The array length bounds of the schema, each counted once per place it is used."""
+def _total(schema: dict, own, *, repeated: bool) -> int:
+    """`own(node)` summed over every node of the schema, each `$ref` expanded where it is used; with `repeated`,
+    a subschema counts as many times as its array may repeat it."""
 
     def walk(node: object, stack: tuple[str, ...]) -> int:
         if not isinstance(node, dict):
@@ -217,34 +218,37 @@ def max_items_sum(schema: dict) -> int:
         if found is None:
             return 0
         node, stack = found
-        own = _bound(node) if "items" in node or node.get("type") == "array" else 0
-        return own + sum(walk(sub, stack) for sub, _ in _subschemas(node))
+        return own(node) + sum(
+            (repeat if repeated else 1) * walk(sub, stack) for sub, repeat in _subschemas(node)
+        )
 
     return walk(schema, ())
+
+
+def max_items_sum(schema: dict) -> int:
+    """The array length bounds of the schema, each counted once per place it is used."""
+    return _total(
+        schema,
+        lambda node: _bound(node) if "items" in node or node.get("type") == "array" else 0,
+        repeated=False,
+    )
 
 
 def constraint_states(schema: dict) -> int:
     """The simulator's estimate of the size of the constraint Gemini compiles from a schema (module docstring)."""
+    return _total(schema, _own_states, repeated=True)
 
-    def walk(node: object, stack: tuple[str, ...]) -> int:
-        if not isinstance(node, dict):
-            return 0
-        found = _expanded(node, schema, stack)
-        if found is None:
-            return 0
-        node, stack = found
-        states = 1
-        properties = node.get("properties")
-        if isinstance(properties, dict):
-            states += sum(len(name) for name in properties)
-        for value in node.get("enum") or []:
-            states += len(json.dumps(value))
-        states += _BOUND_STATES * sum(
-            key in node for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
-        )
-        if node.get("format") in _FORMATS:
-            states += _FORMAT_STATES
-        states += len(str(node.get("pattern") or ""))
-        return states + sum(repeat * walk(sub, stack) for sub, repeat in _subschemas(node))
 
-    return walk(schema, ())
+def _own_states(node: dict) -> int:
+    states = 1
+    properties = node.get("properties")
+    if isinstance(properties, dict):
+        states += sum(len(name) for name in properties)
+    for value in node.get("enum") or []:
+        states += len(json.dumps(value))
+    states += _BOUND_STATES * sum(
+        key in node for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+    )
+    if node.get("format") in _FORMATS:
+        states += _FORMAT_STATES
+    return states + len(str(node.get("pattern") or ""))

@@ -68,21 +68,14 @@ def _prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
         video.video_id, video.uri, video.scope or video.video_id, video.episode, ctx.job_id
     )
     stored = st.segment_spans(video.video_id)
-    # done before, by this job or another sharing the database: this output may still lack its records
-    done = PreparedVideo(
-        video_id=video.video_id,
-        ok=True,
-        skipped=True,
-        records_missing=bool(st.exportable(video.video_id, output_key(ctx.out_dir, ctx.db_url))),
-    )
     if status == VideoStatus.DONE and all(proxy_present(located(uri, ctx.out_dir)) for _, uri in stored):
-        return done
+        return _done_before(ctx, st, video)
     path = None
     try:
         path = local_copy(video)  # a bucket object is downloaded to the local cache first
         proxies = _split_and_cut(st, ctx, video, path, [span for span, _ in stored])
         if status == VideoStatus.DONE:  # its proxies are back (or cut for this output); no model work
-            return done
+            return _done_before(ctx, st, video)
         segment_ids = st.save_segments(video.video_id, proxies)
         st.set_video(video.video_id, status=VideoStatus.SPLIT)
         record_video(VideoStatus.SPLIT)
@@ -90,12 +83,19 @@ def _prepare_video(ctx: RunContext, video: VideoSource) -> PreparedVideo:
     except MediaError as exc:
         if status == VideoStatus.DONE:  # its records are written; a source gone since then does not undo that
             log.warning("%s: proxies missing and cannot be cut again: %s", video.uri, exc)
-            return done.model_copy(update={"warning": str(exc)})
+            return _done_before(ctx, st, video).model_copy(update={"warning": str(exc)})
         st.set_video(video.video_id, status=VideoStatus.FAILED, error=str(exc))
         record_video(VideoStatus.FAILED)
         return PreparedVideo(video_id=video.video_id, ok=False, error=str(exc))
     finally:
         release_copy(video, path)
+
+
+def _done_before(ctx: RunContext, st, video: VideoSource) -> PreparedVideo:
+    """A video done before, by this job or another sharing the database: no model work, but this output may
+    still lack its records."""
+    missing = st.exportable(video.video_id, output_key(ctx.out_dir, ctx.db_url))
+    return PreparedVideo(video_id=video.video_id, ok=True, skipped=True, records_missing=bool(missing))
 
 
 def _split_and_cut(st, ctx: RunContext, video: VideoSource, path, stored: list[tuple[float, float]]):
